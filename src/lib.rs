@@ -5,8 +5,11 @@
 //! quantization variants, `manifest` holds what `scan_repo` returns, `store` keeps the sled
 //! catalog, the content-addressed blobs and the snapshot view, and `download` moves bytes.
 
+pub mod digest;
 pub mod download;
 pub mod error;
+pub mod manifest;
+mod store;
 pub mod validate;
 
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,71 @@
+//! Hex encoding and whole-file hashing: the names blobs go by (sha256) and the git blob sha1
+//! that the Hub reports for files not stored in LFS.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+use sha1::Digest as _;
+
+use crate::error::{Error, Result};
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Lower-case hex of exactly `N` bytes, or None.
+pub fn from_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != N * 2 {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// Whether `s` is a lower- or upper-case hex string of exactly `n` bytes.
+pub fn is_hex_of_len(s: &str, n: usize) -> bool {
+    s.len() == n * 2 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The sha256 of a file's content, read in pieces.
+pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let mut file = File::open(path).map_err(|e| Error::io("could not open", path, e))?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io("could not read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let bytes = [0u8, 1, 0xab, 0xff];
+        assert_eq!(to_hex(&bytes), "0001abff");
+        assert_eq!(from_hex::<4>("0001abff"), Some(bytes));
+        assert_eq!(from_hex::<4>("0001ABFF"), Some(bytes));
+        assert_eq!(from_hex::<4>("0001abf"), None);
+        assert_eq!(from_hex::<4>("0001abfg"), None);
+        assert!(is_hex_of_len("0001abff", 4));
+        assert!(!is_hex_of_len("0001abfg", 4));
+    }
+}

@@ -1,0 +1,237 @@
+//! Everything on disk under the user's cache directory:
+//! - `catalog/`: the sled catalog (metadata only), see [`catalog`];
+//! - `blobs/`: content-addressed, verified, read-only files, see [`blobs`];
+//! - `hub/`: the snapshot view, a huggingface_hub-style cache of links to blobs, see [`view`];
+//! - `tmp/`: partial downloads, resumed or cleaned on open;
+//! - `LOCK`: held while the cache is open.
+//!
+//! Commit protocol for a downloaded file: the transfer writes and syncs `tmp/<key>.part` and
+//! verifies it; [`Store::commit_file`] renames it into `blobs/`, records the file in one catalog
+//! transaction (flushed), then links it into the view. A crash between any two steps leaves
+//! either the old state or a blob no record names, which the next open removes.
+
+mod blobs;
+mod catalog;
+mod lock;
+mod view;
+
+use std::path::{Path, PathBuf};
+
+pub use catalog::{BlobRecord, CatalogTotals, FileRecord};
+pub(crate) use view::repo_folder;
+
+use crate::download::{PartialState, ResumeLog};
+use crate::error::{Error, Result};
+use crate::manifest::RepoRecord;
+
+pub(crate) struct Store {
+    root: PathBuf,
+    catalog: catalog::Catalog,
+    blobs: blobs::BlobDir,
+    view: view::SnapshotView,
+    // Dropped last: the lock must outlive every other handle into the directory.
+    _lock: lock::DirLock,
+}
+
+impl Store {
+    pub(crate) fn open(root: &Path) -> Result<Store> {
+        std::fs::create_dir_all(root).map_err(|e| Error::io("could not create the cache directory", root, e))?;
+        let root = std::fs::canonicalize(root).map_err(|e| Error::io("could not resolve", root, e))?;
+        let lock = lock::DirLock::acquire(&root)?;
+        let catalog = catalog::Catalog::open(&root.join("catalog"))?;
+        let blobs = blobs::BlobDir::open(&root)?;
+        let view = view::SnapshotView::open(root.join("hub"))?;
+        let store = Store {
+            root,
+            catalog,
+            blobs,
+            view,
+            _lock: lock,
+        };
+        store.recover()?;
+        Ok(store)
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn lock_path(&self) -> &Path {
+        self._lock.path()
+    }
+
+    pub(crate) fn view_root(&self) -> &Path {
+        self.view.root()
+    }
+
+    /// Bring disk and catalog back in line after a crash: drop blob files no record names (a
+    /// crash between rename and record), records whose blob file is gone, and partial files no
+    /// resume record describes (their durable ranges are unknown, so they cannot be trusted).
+    fn recover(&self) -> Result<()> {
+        let recorded: std::collections::HashSet<String> =
+            self.catalog.blobs()?.into_iter().map(|(sha, _)| sha).collect();
+        for name in self.blobs.list()? {
+            if !recorded.contains(&name) {
+                self.blobs.remove(&name)?;
+            }
+        }
+        let partials: std::collections::HashSet<String> = self.catalog.partial_keys()?.into_iter().collect();
+        for key in &partials {
+            if !self.blobs.partial_path(key).is_file() {
+                self.catalog.clear_partial(key)?;
+            }
+        }
+        let tmp = self.blobs.tmp_dir().to_path_buf();
+        for entry in std::fs::read_dir(&tmp).map_err(|e| Error::io("could not list", &tmp, e))? {
+            let entry = entry.map_err(|e| Error::io("could not list", &tmp, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let key = name.strip_suffix(".part").unwrap_or(&name);
+            if !partials.contains(key) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn repo(&self, repo: &str) -> Result<Option<RepoRecord>> {
+        self.catalog.repo(repo)
+    }
+
+    pub(crate) fn repo_ids(&self) -> Result<Vec<String>> {
+        self.catalog.repo_ids()
+    }
+
+    pub(crate) fn put_repo(&self, record: &RepoRecord) -> Result<()> {
+        self.catalog.put_repo(record)?;
+        self.view.set_ref(&record.repo_id, &record.revision, &record.commit)
+    }
+
+    pub(crate) fn update_repo(&self, repo: &str, change: impl Fn(&mut RepoRecord)) -> Result<()> {
+        self.catalog.update_repo(repo, change)
+    }
+
+    /// Remember that `revision` of `repo` is `commit` (in the catalog and the view's `refs/`).
+    pub(crate) fn set_ref(&self, repo: &str, revision: &str, commit: &str) -> Result<()> {
+        if self.catalog.commit_for(repo, revision)?.as_deref() != Some(commit) {
+            self.catalog.set_ref(repo, revision, commit)?;
+        }
+        self.view.set_ref(repo, revision, commit)
+    }
+
+    pub(crate) fn commit_for(&self, repo: &str, revision: &str) -> Result<Option<String>> {
+        self.catalog.commit_for(repo, revision)
+    }
+
+    /// The record of a cached file whose blob is present.
+    pub(crate) fn cached_file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
+        Ok(self
+            .catalog
+            .file(repo, commit, path)?
+            .filter(|rec| self.blobs.exists(&rec.sha256)))
+    }
+
+    pub(crate) fn files_of(&self, repo: &str) -> Result<Vec<(String, String, FileRecord)>> {
+        self.catalog.files_of(repo)
+    }
+
+    pub(crate) fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.blobs.path(sha256)
+    }
+
+    /// A committed blob with this sha256, if the store has it.
+    pub(crate) fn has_blob(&self, sha256: &str) -> Result<bool> {
+        Ok(self.catalog.blob(sha256)?.is_some() && self.blobs.exists(sha256))
+    }
+
+    /// The sha256 of a committed blob whose git blob sha1 is `git_oid`, if the store has one.
+    pub(crate) fn blob_for_git_oid(&self, git_oid: &str) -> Result<Option<String>> {
+        match self.catalog.sha256_for_git_oid(git_oid)? {
+            Some(sha) if self.has_blob(&sha)? => Ok(Some(sha)),
+            _ => Ok(None),
+        }
+    }
+
+    pub(crate) fn partial_path(&self, key: &str) -> PathBuf {
+        self.blobs.partial_path(key)
+    }
+
+    pub(crate) fn resume_log(&self, key: &str) -> PartialLog<'_> {
+        PartialLog {
+            catalog: &self.catalog,
+            key: key.to_string(),
+        }
+    }
+
+    /// Commit a verified download at `tmp` as blob `record.sha256`, record it as
+    /// `repo@commit:path`, and link it into the view. Returns the view path.
+    pub(crate) fn commit_file(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        tmp: &Path,
+        record: &FileRecord,
+    ) -> Result<PathBuf> {
+        self.blobs.commit(tmp, &record.sha256)?;
+        self.record_file(repo, commit, path, record)
+    }
+
+    /// Record `repo@commit:path` as held by the committed blob `record.sha256` (dedup: no
+    /// transfer), and link it into the view. Returns the view path.
+    pub(crate) fn record_file(&self, repo: &str, commit: &str, path: &str, record: &FileRecord) -> Result<PathBuf> {
+        let orphans = self.catalog.add_file(repo, commit, path, record)?;
+        for sha in orphans {
+            self.blobs.remove(&sha)?;
+        }
+        self.view.link(repo, commit, path, &self.blobs.path(&record.sha256))
+    }
+
+    pub(crate) fn view_path(&self, repo: &str, commit: &str, path: &str) -> PathBuf {
+        self.view.file_path(repo, commit, path)
+    }
+
+    /// Ensure the view entry for a cached file exists (it may have been deleted by hand).
+    pub(crate) fn ensure_view(&self, repo: &str, commit: &str, path: &str, sha256: &str) -> Result<PathBuf> {
+        self.view.link(repo, commit, path, &self.blobs.path(sha256))
+    }
+
+    /// Forget `repo` and delete every blob only it referenced. Returns the bytes freed.
+    pub(crate) fn remove_repo(&self, repo: &str) -> Result<u64> {
+        let orphans = self.catalog.remove_repo(repo)?;
+        let mut freed = 0;
+        for sha in orphans {
+            freed += std::fs::metadata(self.blobs.path(&sha)).map(|m| m.len()).unwrap_or(0);
+            self.blobs.remove(&sha)?;
+        }
+        self.view.remove_repo(repo)?;
+        Ok(freed)
+    }
+
+    pub(crate) fn totals(&self) -> Result<CatalogTotals> {
+        self.catalog.totals()
+    }
+
+    pub(crate) fn blob_records(&self) -> Result<Vec<(String, BlobRecord)>> {
+        self.catalog.blobs()
+    }
+}
+
+/// The catalog-backed [`ResumeLog`] of one transfer.
+pub(crate) struct PartialLog<'a> {
+    catalog: &'a catalog::Catalog,
+    key: String,
+}
+
+impl ResumeLog for PartialLog<'_> {
+    fn load(&self) -> Result<Option<PartialState>> {
+        self.catalog.partial(&self.key)
+    }
+
+    fn save(&self, state: &PartialState) -> Result<()> {
+        self.catalog.save_partial(&self.key, state)
+    }
+
+    fn clear(&self) -> Result<()> {
+        self.catalog.clear_partial(&self.key)
+    }
+}
