@@ -1,0 +1,637 @@
+//! [`ModelCache`]: the one facade that the C ABI, the Python package (through it) and the CLI
+//! call. It turns requests into catalog look-ups, hub calls and flights, and owns the rules
+//! that tie them together: which revision a read means, when content is already held (and so
+//! transfers nothing), how progress and cancellation reach the caller.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::{from_hex, is_hex_of_len, to_hex};
+use crate::download::{self, Expected, TransferOptions};
+use crate::error::{Error, ErrorKind, Result};
+use crate::flight::{Flight, Flights, Ticket};
+use crate::hub::{HubClient, HubOptions};
+use crate::manifest::{unix_now, ListedFile, Manifest, QuantLive, QuantState, RepoRecord};
+use crate::progress::{ProgressFn, Reporter, POLL_INTERVAL};
+use crate::store::{FileRecord, Store};
+use crate::{quant, validate};
+
+/// The revision a call means when it names none.
+pub const DEFAULT_REVISION: &str = "main";
+
+/// How a cache talks to the hub and moves bytes. `Default` reads the environment as
+/// huggingface_hub does (see [`HubOptions`]).
+#[derive(Debug, Clone, Default)]
+pub struct CacheOptions {
+    pub hub: HubOptions,
+    pub transfer: TransferOptions,
+    /// How many files of one request are fetched at once (0 = default, 4).
+    pub parallel_files: usize,
+}
+
+/// Cache statistics: the seed's `total_repos` and `total_size` (logical bytes of cached files)
+/// plus what deduplication saves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_repos: u64,
+    pub total_size: u64,
+    pub total_files: u64,
+    /// Bytes of blob files on disk: each distinct content once.
+    pub disk_bytes: u64,
+    /// `total_size - disk_bytes`: what storing shared content once saved.
+    pub dedup_saved_bytes: u64,
+}
+
+/// A model cache over one directory. Cheap to clone; safe to share between threads.
+#[derive(Clone)]
+pub struct ModelCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    hub: HubClient,
+    transfer: TransferOptions,
+    parallel_files: usize,
+    flights: Flights,
+    /// Variants this process is downloading: (repo, quant) -> bytes held so far.
+    active: Mutex<HashMap<(String, String), Arc<AtomicU64>>>,
+}
+
+/// Everything needed to fetch one file and check its bytes.
+#[derive(Debug, Clone)]
+struct FilePlan {
+    repo: String,
+    commit: String,
+    path: String,
+    size: Option<u64>,
+    sha256: Option<String>,
+    git_oid: Option<String>,
+    /// Where to GET the bytes, when a resolve already told us.
+    url: Option<String>,
+}
+
+impl FilePlan {
+    /// The content's identity: the key of its flight and of its partial download.
+    fn content_key(&self) -> String {
+        match (&self.sha256, &self.git_oid) {
+            (Some(sha), _) => format!("sha256-{sha}"),
+            (None, Some(oid)) => format!("git-{oid}"),
+            (None, None) => {
+                use sha2::Digest;
+                let id = sha2::Sha256::digest(format!("{}\0{}\0{}", self.repo, self.commit, self.path));
+                format!("path-{}", to_hex(&id))
+            }
+        }
+    }
+
+    fn expected(&self) -> Expected {
+        if let Some(sha) = self.sha256.as_deref().and_then(from_hex::<32>) {
+            Expected::Sha256(sha)
+        } else if let Some(oid) = self.git_oid.as_deref().and_then(from_hex::<20>) {
+            Expected::GitSha1(oid)
+        } else {
+            Expected::Unknown
+        }
+    }
+}
+
+impl ModelCache {
+    /// Open (creating if needed) the cache at `db_path`. Fails with [`ErrorKind::Locked`] when
+    /// another process or another open `ModelCache` holds it.
+    pub fn open(db_path: impl AsRef<Path>, options: CacheOptions) -> Result<ModelCache> {
+        let db_path = db_path.as_ref();
+        if db_path.as_os_str().is_empty() {
+            return Err(Error::invalid("the cache path is empty; give a directory such as ./model_cache"));
+        }
+        let hub = HubClient::new(options.hub)?;
+        let store = Store::open(db_path)?;
+        Ok(ModelCache {
+            inner: Arc::new(Inner {
+                store,
+                hub,
+                transfer: options.transfer,
+                parallel_files: if options.parallel_files == 0 { 4 } else { options.parallel_files },
+                flights: Flights::default(),
+                active: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The cache directory (absolute).
+    pub fn cache_dir(&self) -> &Path {
+        self.inner.store.root()
+    }
+
+    /// The snapshot view: a huggingface_hub cache directory (`HF_HUB_CACHE`) of our files.
+    pub fn hub_cache_dir(&self) -> &Path {
+        self.inner.store.view_root()
+    }
+
+    pub fn hub(&self) -> &HubClient {
+        &self.inner.hub
+    }
+
+    /// Ask the hub for `repo_id` at `revision` (default `main`), classify its files into
+    /// variants and store the manifest. Offline, answers from the catalog when it can.
+    pub fn scan_repo(&self, repo_id: &str, revision: Option<&str>) -> Result<Manifest> {
+        validate::repo_id(repo_id)?;
+        let revision = revision.unwrap_or(DEFAULT_REVISION);
+        validate::revision(revision)?;
+        let inner = &self.inner;
+        if inner.hub.is_offline() {
+            return match inner.store.repo(repo_id)? {
+                Some(rec) if rec.revision == revision || rec.commit == revision => Ok(self.manifest_of(&rec)),
+                _ => Err(offline_error(&format!("scan {repo_id}"))),
+            };
+        }
+        let info = inner.hub.model_info(repo_id, revision)?;
+        let listing = inner.hub.list_files(repo_id, &info.sha)?;
+        let classes = quant::classify(listing.iter().map(|f| f.path.as_str()));
+        let files: BTreeMap<String, ListedFile> = listing
+            .iter()
+            .map(|f| {
+                let listed = ListedFile {
+                    size: f.size,
+                    sha256: f.sha256.clone(),
+                    git_oid: if f.sha256.is_none() { Some(f.git_oid.clone()) } else { None },
+                };
+                (f.path.clone(), listed)
+            })
+            .collect();
+        let variants = classes
+            .variants
+            .keys()
+            .filter_map(|k| classes.files_for(k).map(|files| (k.clone(), files)))
+            .collect();
+        let now = unix_now();
+        let old = inner.store.repo(repo_id)?;
+        let same_commit = old.as_ref().is_some_and(|o| o.commit == info.sha);
+        let quant_state = old
+            .as_ref()
+            .map(|o| {
+                o.quant_state
+                    .iter()
+                    .map(|(k, s)| {
+                        // A failure belongs to the commit it happened at.
+                        let error = if same_commit { s.error.clone() } else { None };
+                        (k.clone(), QuantState { last_updated: s.last_updated, error })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let record = RepoRecord {
+            repo_id: repo_id.to_string(),
+            task: info.pipeline_tag.clone(),
+            created_at: old.as_ref().map_or(now, |o| o.created_at),
+            updated_at: now,
+            revision: revision.to_string(),
+            commit: info.sha.clone(),
+            files,
+            variants,
+            addons: classes.addons.clone(),
+            quant_state,
+        };
+        inner.store.put_repo(&record)?;
+        self.adopt_held_content(&record)?;
+        Ok(self.manifest_of(&record))
+    }
+
+    /// Record every listed file whose content the store already holds (from another revision,
+    /// repo or variant) at this commit, so it reads as cached without a transfer.
+    fn adopt_held_content(&self, record: &RepoRecord) -> Result<()> {
+        let store = &self.inner.store;
+        for (path, listed) in &record.files {
+            if store.cached_file(&record.repo_id, &record.commit, path)?.is_some() {
+                continue;
+            }
+            let sha = match (&listed.sha256, &listed.git_oid) {
+                (Some(sha), _) if store.has_blob(sha)? => Some(sha.clone()),
+                (None, Some(oid)) => store.blob_for_git_oid(oid)?,
+                _ => None,
+            };
+            if let Some(sha256) = sha {
+                let rec = FileRecord {
+                    sha256,
+                    size: listed.size,
+                    git_oid: listed.git_oid.clone(),
+                };
+                store.record_file(&record.repo_id, &record.commit, path, &rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored manifest of `repo_id`, without network; None when it was never scanned.
+    pub fn get_manifest(&self, repo_id: &str) -> Result<Option<Manifest>> {
+        validate::repo_id(repo_id)?;
+        Ok(self.inner.store.repo(repo_id)?.map(|rec| self.manifest_of(&rec)))
+    }
+
+    fn manifest_of(&self, record: &RepoRecord) -> Manifest {
+        let store = &self.inner.store;
+        let active = self.inner.active.lock().unwrap_or_else(|p| p.into_inner());
+        record.to_manifest(|key, files| {
+            let mut live = QuantLive {
+                all_held: true,
+                ..QuantLive::default()
+            };
+            for f in files {
+                match store.cached_file(&record.repo_id, &record.commit, f) {
+                    Ok(Some(rec)) => live.held_bytes += rec.size,
+                    _ => live.all_held = false,
+                }
+            }
+            if let Some(loaded) = active.get(&(record.repo_id.clone(), key.to_string())) {
+                live.downloading = true;
+                live.held_bytes = live.held_bytes.max(loaded.load(Ordering::Relaxed));
+            }
+            live
+        })
+    }
+
+    /// Download one file (default revision `main`) and return its snapshot-view path.
+    /// `progress` gets `(loaded, total)` on this thread and may return false to cancel.
+    pub fn download_file(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<PathBuf> {
+        validate::repo_id(repo_id)?;
+        validate::repo_path(path)?;
+        let revision = revision.unwrap_or(DEFAULT_REVISION);
+        validate::revision(revision)?;
+        let plan = match self.cached_commit(repo_id, revision, path)? {
+            Some(commit) => return self.ready_path(repo_id, &commit, path, progress),
+            None => self.plan_file(repo_id, revision, path)?,
+        };
+        let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
+        self.fetch_all(vec![plan], progress, None)?;
+        self.file_path_at(&repo, &commit, path)?
+            .ok_or_else(|| Error::internal(format!("{path} was downloaded but is not in the catalog")))
+    }
+
+    /// The commit at which `path` is already cached for `revision`, if it is.
+    fn cached_commit(&self, repo: &str, revision: &str, path: &str) -> Result<Option<String>> {
+        Ok(self
+            .commit_of(repo, revision)?
+            .filter(|c| matches!(self.inner.store.cached_file(repo, c, path), Ok(Some(_)))))
+    }
+
+    fn ready_path(&self, repo: &str, commit: &str, path: &str, progress: Option<ProgressFn<'_>>) -> Result<PathBuf> {
+        let rec = self
+            .inner
+            .store
+            .cached_file(repo, commit, path)?
+            .ok_or_else(|| Error::internal("a cached file vanished"))?;
+        Reporter::new(progress, rec.size).finish();
+        self.inner.store.ensure_view(repo, commit, path, &rec.sha256)
+    }
+
+    /// Download every file of variant `quant` (as listed by the last scan; scans first if the
+    /// repo was never scanned or `revision` differs from the scanned one).
+    pub fn download_quant(
+        &self,
+        repo_id: &str,
+        quant: &str,
+        revision: Option<&str>,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<()> {
+        validate::repo_id(repo_id)?;
+        let record = match (self.inner.store.repo(repo_id)?, revision) {
+            (Some(rec), None) => rec,
+            (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
+            _ => {
+                self.scan_repo(repo_id, revision)?;
+                self.inner
+                    .store
+                    .repo(repo_id)?
+                    .ok_or_else(|| Error::internal("scan stored no manifest"))?
+            }
+        };
+        let Some(files) = record.variants.get(quant) else {
+            let known: Vec<&str> = record.variants.keys().map(String::as_str).collect();
+            return Err(Error::new(
+                ErrorKind::EntryNotFound,
+                format!(
+                    "{repo_id} has no variant {quant:?}; its variants are: {}",
+                    if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                ),
+            ));
+        };
+        let plans: Vec<FilePlan> = files
+            .iter()
+            .map(|path| {
+                let listed = record.files.get(path);
+                FilePlan {
+                    repo: repo_id.to_string(),
+                    commit: record.commit.clone(),
+                    path: path.clone(),
+                    size: listed.map(|l| l.size),
+                    sha256: listed.and_then(|l| l.sha256.clone()),
+                    git_oid: listed.and_then(|l| l.git_oid.clone()),
+                    url: None,
+                }
+            })
+            .collect();
+        let loaded = Arc::new(AtomicU64::new(0));
+        let key = (repo_id.to_string(), quant.to_string());
+        self.inner
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), loaded.clone());
+        let result = self.fetch_all(plans, progress, Some(&loaded));
+        self.inner
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let error = match &result {
+            Err(e) if e.kind() != ErrorKind::Cancelled => Some(e.message().to_string()),
+            _ => None,
+        };
+        self.inner.store.update_repo(repo_id, |rec| {
+            let state = rec.quant_state.entry(quant.to_string()).or_default();
+            state.last_updated = unix_now();
+            state.error = error.clone();
+        })?;
+        result
+    }
+
+    /// Work out where `path` comes from and what its bytes must hash to: from the scanned
+    /// listing when it covers this revision, else from a resolve (one HEAD request).
+    fn plan_file(&self, repo: &str, revision: &str, path: &str) -> Result<FilePlan> {
+        if let Some(rec) = self.inner.store.repo(repo)? {
+            if rec.revision == revision || rec.commit == revision {
+                if let Some(listed) = rec.files.get(path) {
+                    return Ok(FilePlan {
+                        repo: repo.to_string(),
+                        commit: rec.commit.clone(),
+                        path: path.to_string(),
+                        size: Some(listed.size),
+                        sha256: listed.sha256.clone(),
+                        git_oid: listed.git_oid.clone(),
+                        url: None,
+                    });
+                }
+            }
+        }
+        if self.inner.hub.is_offline() {
+            return Err(offline_error(&format!("download {path} from {repo}")));
+        }
+        let resolved = self.inner.hub.resolve(repo, revision, path)?;
+        let commit = match resolved.commit {
+            Some(c) => {
+                self.inner.store.set_ref(repo, revision, &c)?;
+                c
+            }
+            None => revision.to_string(),
+        };
+        let etag = resolved.etag.to_ascii_lowercase();
+        Ok(FilePlan {
+            repo: repo.to_string(),
+            commit,
+            path: path.to_string(),
+            size: resolved.size,
+            sha256: is_hex_of_len(&etag, 32).then(|| etag.clone()),
+            git_oid: is_hex_of_len(&etag, 20).then(|| etag.clone()),
+            url: Some(resolved.url),
+        })
+    }
+
+    /// If the store already holds the content `plan` names, record it for the plan's path and
+    /// return the record: no transfer needed.
+    fn already_held(&self, plan: &FilePlan) -> Result<Option<FileRecord>> {
+        let store = &self.inner.store;
+        if let Some(rec) = store.cached_file(&plan.repo, &plan.commit, &plan.path)? {
+            return Ok(Some(rec));
+        }
+        let sha = match (&plan.sha256, &plan.git_oid) {
+            (Some(sha), _) if store.has_blob(sha)? => Some(sha.clone()),
+            (None, Some(oid)) => store.blob_for_git_oid(oid)?,
+            _ => None,
+        };
+        let Some(sha256) = sha else { return Ok(None) };
+        let size = std::fs::metadata(store.blob_path(&sha256))
+            .map(|m| m.len())
+            .map_err(|e| Error::io("could not read", &store.blob_path(&sha256), e))?;
+        let rec = FileRecord {
+            sha256,
+            size,
+            git_oid: plan.git_oid.clone(),
+        };
+        store.record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
+        Ok(Some(rec))
+    }
+
+    /// Fetch every plan (several at once), reporting progress for the whole request on this
+    /// thread. Content already held counts as loaded and is not transferred.
+    fn fetch_all(&self, plans: Vec<FilePlan>, progress: Option<ProgressFn<'_>>, live: Option<&AtomicU64>) -> Result<()> {
+        if self.inner.hub.is_offline() {
+            for plan in &plans {
+                if self.already_held(plan)?.is_none() {
+                    return Err(offline_error(&format!("download {} from {}", plan.path, plan.repo)));
+                }
+            }
+        }
+        let total: u64 = plans.iter().filter_map(|p| p.size).sum();
+        let mut reporter = Reporter::new(progress, total);
+        let mut loaded_done = 0u64;
+        let mut queue = std::collections::VecDeque::new();
+        for plan in plans {
+            match self.already_held(&plan)? {
+                Some(rec) => loaded_done += rec.size,
+                None => queue.push_back(plan),
+            }
+        }
+        let mut running: Vec<(FilePlan, Ticket)> = Vec::new();
+        loop {
+            while running.len() < self.inner.parallel_files {
+                let Some(plan) = queue.pop_front() else { break };
+                let ticket = self.start_flight(&plan);
+                running.push((plan, ticket));
+            }
+            if running.is_empty() {
+                break;
+            }
+            let mut i = 0;
+            while i < running.len() {
+                let wait = if i == 0 { POLL_INTERVAL } else { std::time::Duration::ZERO };
+                match running[i].1.wait(wait) {
+                    None => i += 1,
+                    Some(Ok(rec)) => {
+                        let (plan, _) = running.swap_remove(i);
+                        self.inner.store.record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
+                        loaded_done += rec.size;
+                    }
+                    // Someone else's cancel stopped a flight we still want: start it again.
+                    Some(Err(e)) if e.kind() == ErrorKind::Cancelled => {
+                        let (plan, _) = running.swap_remove(i);
+                        queue.push_front(plan);
+                    }
+                    Some(Err(e)) => return Err(e.context(format!("{}: {}", running[i].0.repo, running[i].0.path))),
+                }
+            }
+            let loaded = loaded_done + running.iter().map(|(_, t)| t.progress()).sum::<u64>();
+            if let Some(live) = live {
+                live.store(loaded, Ordering::Relaxed);
+            }
+            if !reporter.tick(loaded) {
+                // Dropping the tickets withdraws our interest; flights no one else wants stop.
+                return Err(Error::cancelled());
+            }
+        }
+        reporter.finish();
+        Ok(())
+    }
+
+    fn start_flight(&self, plan: &FilePlan) -> Ticket {
+        let key = plan.content_key();
+        self.inner.flights.join_or_start(&key, |flight| {
+            let cache = self.clone();
+            let plan = plan.clone();
+            let key = key.clone();
+            std::thread::Builder::new()
+                .name(format!("tabcache-fetch-{}", &key[..key.len().min(20)]))
+                .spawn(move || {
+                    let outcome = cache.run_flight(&plan, &key, &flight);
+                    cache.inner.flights.land(&key, &flight, outcome);
+                })
+                .expect("spawning a download thread");
+        })
+    }
+
+    /// The body of a flight: resolve, transfer into `tmp/`, verify, commit, record.
+    fn run_flight(&self, plan: &FilePlan, key: &str, flight: &Flight) -> Result<FileRecord> {
+        let inner = &self.inner;
+        let url = match &plan.url {
+            Some(url) => url.clone(),
+            None => inner.hub.resolve(&plan.repo, &plan.commit, &plan.path)?.url,
+        };
+        let source = inner.hub.file_source(&url);
+        let tmp = inner.store.partial_path(key);
+        let log = inner.store.resume_log(key);
+        let done = download::transfer(
+            &source,
+            &tmp,
+            plan.size,
+            &plan.expected(),
+            &inner.transfer,
+            &flight.progress,
+            &flight.cancel,
+            &log,
+        )?;
+        let record = FileRecord {
+            sha256: to_hex(&done.sha256),
+            size: done.size,
+            git_oid: plan.git_oid.clone(),
+        };
+        inner.store.commit_file(&plan.repo, &plan.commit, &plan.path, &tmp, &record)?;
+        use crate::download::ResumeLog;
+        log.clear()?;
+        Ok(record)
+    }
+
+    /// The commit that `revision` of `repo` means locally: a recorded ref, or the revision
+    /// itself when it is a commit sha.
+    fn commit_of(&self, repo: &str, revision: &str) -> Result<Option<String>> {
+        if let Some(c) = self.inner.store.commit_for(repo, revision)? {
+            return Ok(Some(c));
+        }
+        Ok(is_hex_of_len(revision, 20).then(|| revision.to_ascii_lowercase()))
+    }
+
+    fn cached_record(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<(String, FileRecord)>> {
+        validate::repo_id(repo_id)?;
+        validate::repo_path(path)?;
+        let revision = revision.unwrap_or(DEFAULT_REVISION);
+        validate::revision(revision)?;
+        let Some(commit) = self.commit_of(repo_id, revision)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .inner
+            .store
+            .cached_file(repo_id, &commit, path)?
+            .map(|rec| (commit, rec)))
+    }
+
+    /// Whether `path` of `repo_id` (default revision `main`) is cached. No network.
+    pub fn has_file(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<bool> {
+        Ok(self.cached_record(repo_id, path, revision)?.is_some())
+    }
+
+    /// The whole cached file, or None when it is not cached. Prefer [`ModelCache::file_path`] or
+    /// [`ModelCache::open_file`] for large files.
+    pub fn get_file(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<Vec<u8>>> {
+        let Some((_, rec)) = self.cached_record(repo_id, path, revision)? else {
+            return Ok(None);
+        };
+        let blob = self.inner.store.blob_path(&rec.sha256);
+        std::fs::read(&blob).map(Some).map_err(|e| Error::io("could not read", &blob, e))
+    }
+
+    /// A read-only handle on the cached file, for streaming; None when it is not cached.
+    pub fn open_file(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<std::fs::File>> {
+        let Some((_, rec)) = self.cached_record(repo_id, path, revision)? else {
+            return Ok(None);
+        };
+        let blob = self.inner.store.blob_path(&rec.sha256);
+        std::fs::File::open(&blob).map(Some).map_err(|e| Error::io("could not open", &blob, e))
+    }
+
+    /// The snapshot-view path of the cached file (its repo's name, beside its siblings, for
+    /// mmap, split GGUF shards and ONNX external data); None when it is not cached.
+    pub fn file_path(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<PathBuf>> {
+        let Some((commit, _)) = self.cached_record(repo_id, path, revision)? else {
+            return Ok(None);
+        };
+        self.file_path_at(repo_id, &commit, path)
+    }
+
+    fn file_path_at(&self, repo: &str, commit: &str, path: &str) -> Result<Option<PathBuf>> {
+        match self.inner.store.cached_file(repo, commit, path)? {
+            Some(rec) => self.inner.store.ensure_view(repo, commit, path, &rec.sha256).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Forget `repo_id` and delete every blob no other repo references. Returns bytes freed.
+    pub fn delete_model(&self, repo_id: &str) -> Result<u64> {
+        validate::repo_id(repo_id)?;
+        self.inner.store.remove_repo(repo_id)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let t = self.inner.store.totals()?;
+        Ok(Stats {
+            total_repos: t.repos,
+            total_size: t.logical_bytes,
+            total_files: t.files,
+            disk_bytes: t.blob_bytes,
+            dedup_saved_bytes: t.logical_bytes.saturating_sub(t.blob_bytes),
+        })
+    }
+
+    /// Every repo the catalog knows (scanned or holding files).
+    pub fn repo_ids(&self) -> Result<Vec<String>> {
+        self.inner.store.repo_ids()
+    }
+}
+
+fn offline_error(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Offline,
+        format!(
+            "cannot {what}: offline mode is on (HF_HUB_OFFLINE or the offline option) and it is not cached; \
+             go online once to fetch it"
+        ),
+    )
+}

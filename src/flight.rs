@@ -1,0 +1,99 @@
+//! One transfer per blob: every request for content the store lacks joins the flight already
+//! fetching that content, or starts one on its own thread. Requesters only wait and watch the
+//! flight's byte counter, so the caller's thread stays free to report progress and notice
+//! cancellation; a flight is cancelled only when every requester has walked away.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::store::FileRecord;
+
+pub(crate) struct Flight {
+    /// Bytes of the content held so far (resumed bytes included).
+    pub(crate) progress: AtomicU64,
+    /// Set when no requester wants the bytes any more; the transfer checks it between reads.
+    pub(crate) cancel: AtomicBool,
+    interested: AtomicUsize,
+    outcome: Mutex<Option<Result<FileRecord>>>,
+    landed: Condvar,
+}
+
+/// The flights under way, by content key.
+#[derive(Default)]
+pub(crate) struct Flights {
+    map: Mutex<HashMap<String, Arc<Flight>>>,
+}
+
+impl Flights {
+    /// Join the flight for `key`, or create one and hand it to `start` (which must run it on a
+    /// thread of its own and call [`Flights::land`] when done). `start` runs under the registry
+    /// lock only long enough to spawn.
+    pub(crate) fn join_or_start(&self, key: &str, start: impl FnOnce(Arc<Flight>)) -> Ticket {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flight) = map.get(key) {
+            flight.interested.fetch_add(1, Ordering::SeqCst);
+            // Everyone before us walked away; we still want the bytes. If the transfer already
+            // stopped, our ticket lands as Cancelled and the caller starts a new flight.
+            flight.cancel.store(false, Ordering::SeqCst);
+            return Ticket {
+                flight: flight.clone(),
+                settled: false,
+            };
+        }
+        let flight = Arc::new(Flight {
+            progress: AtomicU64::new(0),
+            cancel: AtomicBool::new(false),
+            interested: AtomicUsize::new(1),
+            outcome: Mutex::new(None),
+            landed: Condvar::new(),
+        });
+        map.insert(key.to_string(), flight.clone());
+        start(flight.clone());
+        Ticket { flight, settled: false }
+    }
+
+    /// Publish a flight's outcome and retire it, so the next request for `key` starts afresh.
+    pub(crate) fn land(&self, key: &str, flight: &Flight, outcome: Result<FileRecord>) {
+        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        *flight.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
+        flight.landed.notify_all();
+    }
+}
+
+/// One requester's interest in a flight. Dropping it unsettled withdraws the interest.
+pub(crate) struct Ticket {
+    flight: Arc<Flight>,
+    settled: bool,
+}
+
+impl Ticket {
+    pub(crate) fn progress(&self) -> u64 {
+        self.flight.progress.load(Ordering::Relaxed)
+    }
+
+    /// The outcome, waiting at most `timeout` for it.
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Option<Result<FileRecord>> {
+        let guard = self.flight.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let (guard, _) = self
+            .flight
+            .landed
+            .wait_timeout_while(guard, timeout, |o| o.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        let outcome = guard.clone();
+        if outcome.is_some() {
+            self.settled = true;
+        }
+        outcome
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.settled && self.flight.interested.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.flight.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+}
