@@ -8,6 +8,8 @@
 pub mod digest;
 pub mod download;
 pub mod error;
+pub mod ffi;
+pub mod jobs;
 pub mod manifest;
 mod store;
 pub mod validate;

@@ -1,0 +1,527 @@
+//! `tc_cache`: opening and closing a cache, its options, and the blocking calls.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::time::Duration;
+
+use super::args::{optional_str, out_ptr, required_str};
+use super::error::{call, call_void, Failure, TcStatus};
+use super::handles::Registry;
+use super::memory::{give_bytes, give_string, TcBytes};
+use crate::cache::{CacheOptions, ModelCache};
+
+/// A model cache over one directory. Opaque: create with tc_cache_open, destroy with
+/// tc_cache_close. One tc_cache may be used by many threads at once.
+pub struct TcCache {
+    pub(crate) cache: ModelCache,
+}
+
+pub(crate) static CACHES: Registry<TcCache> = Registry::new("tc_cache");
+
+/// How a cache talks to the Hub and moves bytes. Always fill it with tc_options_init()
+/// first, then set the fields you care about: struct_size lets a newer library read a struct
+/// compiled against an older header (fields it lacks take their defaults). Strings are
+/// borrowed for the tc_cache_open call only.
+#[repr(C)]
+pub struct TcOptions {
+    /// sizeof(tc_options) as the caller compiled it; set by tc_options_init.
+    pub struct_size: usize,
+    /// Hub base URL, e.g. "http://127.0.0.1:8080". NULL: the HF_ENDPOINT environment
+    /// variable, else the public Hub.
+    pub endpoint: *const c_char,
+    /// Access token. NULL: HF_TOKEN, then the token file huggingface_hub writes. "": send
+    /// no token.
+    pub token: *const c_char,
+    /// 1: make no network request at all (serve what is cached); 0: online; -1 (default):
+    /// the HF_HUB_OFFLINE environment variable decides.
+    pub offline: c_int,
+    /// Connections used at once for one large file. 0: default (8).
+    pub connections: u32,
+    /// Largest byte range one request asks for, the unit of resume. 0: default (16 MiB).
+    pub range_size: u64,
+    /// Files fetched at once by one request (e.g. the shards of a variant). 0: default (4).
+    pub parallel_files: u32,
+    /// Time to establish a connection, in milliseconds. 0: default (10 s).
+    pub connect_timeout_ms: u32,
+    /// A connection that delivers no byte for this long (ms) is cut and retried. 0:
+    /// HF_HUB_DOWNLOAD_TIMEOUT, else 30 s.
+    pub read_timeout_ms: u32,
+    /// Retries of a transient failure (connection fault, 408, 429, 5xx). -1: default (5).
+    pub max_retries: i32,
+    /// First wait between retries in milliseconds, doubled each time. 0: default (1 s).
+    pub retry_base_delay_ms: u32,
+    /// User-Agent header. NULL: "tabcache/<version>".
+    pub user_agent: *const c_char,
+}
+
+impl TcOptions {
+    fn defaults() -> TcOptions {
+        TcOptions {
+            struct_size: std::mem::size_of::<TcOptions>(),
+            endpoint: std::ptr::null(),
+            token: std::ptr::null(),
+            offline: -1,
+            connections: 0,
+            range_size: 0,
+            parallel_files: 0,
+            connect_timeout_ms: 0,
+            read_timeout_ms: 0,
+            max_retries: -1,
+            retry_base_delay_ms: 0,
+            user_agent: std::ptr::null(),
+        }
+    }
+
+    /// The caller's options: the fields its `struct_size` covers, defaults for the rest.
+    unsafe fn read(ptr: *const TcOptions) -> Result<TcOptions, Failure> {
+        let mut options = TcOptions::defaults();
+        if ptr.is_null() {
+            return Ok(options);
+        }
+        let size = std::ptr::addr_of!((*ptr).struct_size).read_unaligned();
+        let ours = std::mem::size_of::<TcOptions>();
+        if size < std::mem::size_of::<usize>() || size > ours {
+            return Err(Failure::invalid(format!(
+                "tc_options.struct_size is {size}, this library understands 8..={ours}; \
+                 call tc_options_init() before setting fields, and build against this library's header"
+            )));
+        }
+        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), std::ptr::addr_of_mut!(options).cast::<u8>(), size);
+        Ok(options)
+    }
+
+    unsafe fn to_cache_options(&self) -> Result<CacheOptions, Failure> {
+        let mut o = CacheOptions::default();
+        o.hub.endpoint = optional_str(self.endpoint, "tc_options.endpoint")?.map(str::to_string);
+        o.hub.token = optional_str(self.token, "tc_options.token")?.map(str::to_string);
+        o.hub.user_agent = optional_str(self.user_agent, "tc_options.user_agent")?.map(str::to_string);
+        o.hub.offline = match self.offline {
+            -1 => None,
+            0 => Some(false),
+            1 => Some(true),
+            other => {
+                return Err(Failure::invalid(format!(
+                    "tc_options.offline is {other}; use 1 (offline), 0 (online) or -1 (from HF_HUB_OFFLINE)"
+                )))
+            }
+        };
+        if self.connections > 0 {
+            o.transfer.connections = self.connections as usize;
+        }
+        if self.range_size > 0 {
+            o.transfer.range_size = self.range_size;
+        }
+        o.parallel_files = self.parallel_files as usize;
+        if self.connect_timeout_ms > 0 {
+            o.hub.connect_timeout = Some(Duration::from_millis(self.connect_timeout_ms.into()));
+        }
+        if self.read_timeout_ms > 0 {
+            let t = Duration::from_millis(self.read_timeout_ms.into());
+            o.hub.read_timeout = Some(t);
+            o.transfer.stall_timeout = t;
+        }
+        match self.max_retries {
+            -1 => {}
+            n if n >= 0 => {
+                o.hub.max_retries = Some(n as u32);
+                o.transfer.max_attempts = n as u32 + 1;
+            }
+            n => {
+                return Err(Failure::invalid(format!(
+                    "tc_options.max_retries is {n}; use 0 or more, or -1 for the default"
+                )))
+            }
+        }
+        if self.retry_base_delay_ms > 0 {
+            let d = Duration::from_millis(self.retry_base_delay_ms.into());
+            o.hub.retry_base_delay = Some(d);
+            o.transfer.backoff_base = d;
+        }
+        Ok(o)
+    }
+}
+
+/// Fill *options with the defaults (every field "unset") and set struct_size. Call it before
+/// setting any field. NULL is ignored. Never fails.
+#[no_mangle]
+pub unsafe extern "C" fn tc_options_init(options: *mut TcOptions) {
+    call_void("tc_options_init", || {
+        if let Some(options) = options.as_mut() {
+            *options = TcOptions::defaults();
+        }
+        Ok(())
+    })
+}
+
+/// Open (creating if needed) the cache in the directory db_path.
+///
+/// - db_path: borrowed, UTF-8, required.
+/// - options: borrowed for this call; NULL means all defaults (environment variables apply).
+/// - out: receives a new tc_cache on success (untouched on failure); the caller owns it and
+///   must release it with tc_cache_close.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT for NULL db_path or out, non-UTF-8
+/// strings, an empty path or a bad option; TC_STATUS_LOCKED when another process or another
+/// open tc_cache holds the directory; TC_STATUS_IO / TC_STATUS_DISK_FULL when the directory
+/// cannot be created or read.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_open(
+    db_path: *const c_char,
+    options: *const TcOptions,
+    out: *mut *mut TcCache,
+) -> TcStatus {
+    call("tc_cache_open", || {
+        let path = required_str(db_path, "db_path")?;
+        out_ptr(out, "out")?;
+        let options = TcOptions::read(options)?.to_cache_options()?;
+        let cache = ModelCache::open(path, options)?;
+        *out = CACHES.insert(TcCache { cache });
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// Close a cache opened by tc_cache_open. NULL is ignored. Closing a handle twice, or one
+/// that is not from tc_cache_open, is detected and ignored (tc_last_error_message() says
+/// so). Calls running on other threads finish first; jobs started on this cache keep it open
+/// until they are freed with tc_job_free, and so does an open tc_reader only for its file.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_close(cache: *mut TcCache) {
+    call_void("tc_cache_close", || {
+        if cache.is_null() {
+            return Ok(());
+        }
+        CACHES.remove(cache).map(drop)
+    })
+}
+
+/// The C progress callback: called with the bytes loaded so far and the total bytes of the
+/// request (0 while unknown), throttled (at most about 20 calls a second) and monotonic, with
+/// a final call where loaded == total on success. Return 0 to continue, non-zero to cancel:
+/// the call then returns TC_STATUS_CANCELLED. For blocking calls it runs on the thread that
+/// made the call. It must not call tc_cache_close on the cache in use, and must not throw
+/// (C++) or longjmp out.
+pub type TcProgressFn = Option<unsafe extern "C" fn(user_data: *mut c_void, loaded: u64, total: u64) -> c_int>;
+
+/// Wrap a C callback as the Rust progress closure.
+fn progress_closure(callback: TcProgressFn, user_data: *mut c_void) -> impl FnMut(u64, u64) -> bool {
+    move |loaded, total| match callback {
+        Some(f) => unsafe { f(user_data, loaded, total) == 0 },
+        None => true,
+    }
+}
+
+/// Scan repo_id at revision on the Hub: list its files, classify them into quantization
+/// variants and store the manifest. Offline, answers from the stored manifest if any.
+///
+/// - repo_id ("org/name"), revision (NULL = "main"): borrowed, UTF-8.
+/// - out_json: receives the manifest as a JSON object (repo_id, task, created_at,
+///   updated_at, quants {name: {status, files, total_size, downloaded_size, last_updated}},
+///   revision, commit, addons). The caller owns it: free with tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL or malformed argument, bad
+/// handle); TC_STATUS_REPO_NOT_FOUND; TC_STATUS_REVISION_NOT_FOUND; TC_STATUS_GATED_REPO;
+/// TC_STATUS_UNAUTHORIZED; TC_STATUS_RATE_LIMITED; TC_STATUS_NETWORK; TC_STATUS_HTTP;
+/// TC_STATUS_OFFLINE (offline and never scanned); TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_scan_repo(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    revision: *const c_char,
+    out_json: *mut *mut c_char,
+) -> TcStatus {
+    call("tc_cache_scan_repo", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let revision = optional_str(revision, "revision")?;
+        out_ptr(out_json, "out_json")?;
+        let manifest = handle.cache.scan_repo(repo, revision)?;
+        *out_json = give_string(&to_json(&manifest)?)?;
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// The stored manifest of repo_id (as last scanned), without any network request.
+///
+/// - repo_id: borrowed, UTF-8.
+/// - out_json: on TC_STATUS_OK receives the manifest JSON (same shape as
+///   tc_cache_scan_repo); the caller frees it with tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_NOT_CACHED when the repo was never scanned (*out_json
+/// untouched: this is "no manifest", not an error); TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_get_manifest(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    out_json: *mut *mut c_char,
+) -> TcStatus {
+    call("tc_cache_get_manifest", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        out_ptr(out_json, "out_json")?;
+        match handle.cache.get_manifest(repo)? {
+            Some(manifest) => {
+                *out_json = give_string(&to_json(&manifest)?)?;
+                Ok(TcStatus::Ok)
+            }
+            None => Err(Failure::not_cached(format!(
+                "{repo} has no manifest in this cache; call tc_cache_scan_repo first"
+            ))),
+        }
+    })
+}
+
+/// Download one file of repo_id at revision into the cache (nothing is transferred when
+/// its content is already held) and give its snapshot-view path.
+///
+/// - repo_id, path (e.g. "config.json"), revision (NULL = "main"): borrowed, UTF-8.
+/// - progress (may be NULL) and user_data: see tc_progress_fn; called on this thread.
+/// - out_path: may be NULL; else receives the file's path, which the caller frees with
+///   tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_CANCELLED when progress returned non-zero (the partial
+/// data is kept, the next call resumes); TC_STATUS_ENTRY_NOT_FOUND; TC_STATUS_REPO_NOT_FOUND;
+/// TC_STATUS_REVISION_NOT_FOUND; TC_STATUS_GATED_REPO; TC_STATUS_UNAUTHORIZED;
+/// TC_STATUS_RATE_LIMITED; TC_STATUS_NETWORK; TC_STATUS_HTTP; TC_STATUS_CORRUPT (hash
+/// mismatch, nothing committed); TC_STATUS_OFFLINE; TC_STATUS_IO; TC_STATUS_DISK_FULL;
+/// TC_STATUS_INVALID_ARGUMENT.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_download_file(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    path: *const c_char,
+    revision: *const c_char,
+    progress: TcProgressFn,
+    user_data: *mut c_void,
+    out_path: *mut *mut c_char,
+) -> TcStatus {
+    call("tc_cache_download_file", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let file = required_str(path, "path")?;
+        let revision = optional_str(revision, "revision")?;
+        let mut report = progress_closure(progress, user_data);
+        let local = handle.cache.download_file(repo, file, revision, Some(&mut report))?;
+        if !out_path.is_null() {
+            *out_path = give_string(&path_text(&local)?)?;
+        }
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// Download every file of the variant quant (a key of the manifest's "quants", e.g.
+/// "Q4_K_M") of repo_id. Scans first when the repo was never scanned or revision differs
+/// from the scanned one.
+///
+/// - repo_id, quant, revision (NULL = the scanned revision, else "main"): borrowed, UTF-8.
+/// - progress (may be NULL) and user_data: progress over all the variant's bytes; called on
+///   this thread.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_CANCELLED when progress returned non-zero;
+/// TC_STATUS_ENTRY_NOT_FOUND when the repo has no such variant (the message lists the
+/// variants); otherwise the errors of tc_cache_download_file.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_download_quant(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    quant: *const c_char,
+    revision: *const c_char,
+    progress: TcProgressFn,
+    user_data: *mut c_void,
+) -> TcStatus {
+    call("tc_cache_download_quant", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let quant = required_str(quant, "quant")?;
+        let revision = optional_str(revision, "revision")?;
+        let mut report = progress_closure(progress, user_data);
+        handle.cache.download_quant(repo, quant, revision, Some(&mut report))?;
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// Whether path of repo_id at revision (NULL = "main") is cached. No network request.
+///
+/// - out: receives true or false on TC_STATUS_OK.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_has_file(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    path: *const c_char,
+    revision: *const c_char,
+    out: *mut bool,
+) -> TcStatus {
+    call("tc_cache_has_file", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let file = required_str(path, "path")?;
+        let revision = optional_str(revision, "revision")?;
+        out_ptr(out, "out")?;
+        *out = handle.cache.has_file(repo, file, revision)?;
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// The whole content of a cached file, read into memory. For large files prefer
+/// tc_cache_file_path (mmap) or tc_cache_open_reader (streaming).
+///
+/// - out: on TC_STATUS_OK receives the bytes; the caller frees them with tc_bytes_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_NOT_CACHED when the file is not cached (*out untouched);
+/// TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_get_file(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    path: *const c_char,
+    revision: *const c_char,
+    out: *mut TcBytes,
+) -> TcStatus {
+    call("tc_cache_get_file", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let file = required_str(path, "path")?;
+        let revision = optional_str(revision, "revision")?;
+        out_ptr(out, "out")?;
+        match handle.cache.get_file(repo, file, revision)? {
+            Some(bytes) => {
+                *out = give_bytes(bytes);
+                Ok(TcStatus::Ok)
+            }
+            None => Err(not_cached_file(repo, file)),
+        }
+    })
+}
+
+/// The path of a cached file in the snapshot view (a Hugging Face hub cache layout, with the
+/// repo's own file names beside each other): what a runtime mmaps, and where split GGUF
+/// shards and ONNX external data find their siblings. The file is read-only.
+///
+/// - out_path: on TC_STATUS_OK receives the path; the caller frees it with tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_NOT_CACHED when the file is not cached;
+/// TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_file_path(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    path: *const c_char,
+    revision: *const c_char,
+    out_path: *mut *mut c_char,
+) -> TcStatus {
+    call("tc_cache_file_path", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let file = required_str(path, "path")?;
+        let revision = optional_str(revision, "revision")?;
+        out_ptr(out_path, "out_path")?;
+        match handle.cache.file_path(repo, file, revision)? {
+            Some(local) => {
+                *out_path = give_string(&path_text(&local)?)?;
+                Ok(TcStatus::Ok)
+            }
+            None => Err(not_cached_file(repo, file)),
+        }
+    })
+}
+
+/// Forget repo_id (every revision) and delete the files no other repo shares.
+///
+/// - out_freed_bytes: may be NULL; else receives the bytes freed on disk.
+///
+/// Returns TC_STATUS_OK (also when the repo was not cached: 0 bytes freed);
+/// TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_delete_model(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    out_freed_bytes: *mut u64,
+) -> TcStatus {
+    call("tc_cache_delete_model", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let freed = handle.cache.delete_model(repo)?;
+        if !out_freed_bytes.is_null() {
+            *out_freed_bytes = freed;
+        }
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// Cache counters, filled by tc_cache_get_stats. Further counters appear in
+/// tc_cache_get_stats_json, never here, so this struct keeps its size.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TcStats {
+    /// Repositories the cache knows.
+    pub total_repos: u64,
+    /// Bytes of all cached files as the repos list them (a shared file counts per repo).
+    pub total_size: u64,
+    /// Cached files over all repos and revisions.
+    pub total_files: u64,
+    /// Bytes on disk: each distinct content once.
+    pub disk_bytes: u64,
+    /// total_size - disk_bytes: what storing shared content once saved.
+    pub dedup_saved_bytes: u64,
+}
+
+/// The cache's counters.
+///
+/// - out: on TC_STATUS_OK receives the counters.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_get_stats(cache: *mut TcCache, out: *mut TcStats) -> TcStatus {
+    call("tc_cache_get_stats", || {
+        let handle = CACHES.get(cache)?;
+        out_ptr(out, "out")?;
+        let s = handle.cache.stats()?;
+        *out = TcStats {
+            total_repos: s.total_repos,
+            total_size: s.total_size,
+            total_files: s.total_files,
+            disk_bytes: s.disk_bytes,
+            dedup_saved_bytes: s.dedup_saved_bytes,
+        };
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// The cache's counters as a JSON object (the fields of tc_stats, and any added later).
+///
+/// - out_json: on TC_STATUS_OK receives the JSON; the caller frees it with tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_get_stats_json(cache: *mut TcCache, out_json: *mut *mut c_char) -> TcStatus {
+    call("tc_cache_get_stats_json", || {
+        let handle = CACHES.get(cache)?;
+        out_ptr(out_json, "out_json")?;
+        let stats = handle.cache.stats()?;
+        *out_json = give_string(&to_json(&stats)?)?;
+        Ok(TcStatus::Ok)
+    })
+}
+
+pub(crate) fn not_cached_file(repo: &str, file: &str) -> Failure {
+    Failure::not_cached(format!(
+        "{file} of {repo} is not cached; download it first with tc_cache_download_file"
+    ))
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
+    serde_json::to_string(value).map_err(|e| Failure {
+        status: TcStatus::Internal,
+        message: format!("could not encode the result as JSON ({e}); please report this bug"),
+    })
+}
+
+fn path_text(path: &std::path::Path) -> Result<String, Failure> {
+    path.to_str().map(str::to_string).ok_or_else(|| Failure {
+        status: TcStatus::Io,
+        message: format!(
+            "the cache path {} is not valid UTF-8 and cannot be returned to C; use a UTF-8 cache directory",
+            path.display()
+        ),
+    })
+}
