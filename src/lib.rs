@@ -9,6 +9,7 @@ pub mod digest;
 pub mod download;
 pub mod error;
 pub mod manifest;
+pub mod quant;
 mod store;
 pub mod validate;
 
