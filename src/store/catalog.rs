@@ -119,7 +119,9 @@ impl Catalog {
             .path(path)
             .cache_capacity(CACHE_CAPACITY)
             .open()
-            .map_err(|e| catalog_err(e).context(format!("could not open the catalog at {}", path.display())))?;
+            .map_err(|e| {
+                catalog_err(e).context(format!("could not open the catalog at {}", path.display()))
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(catalog_err);
         let catalog = Catalog {
             repos: tree("repos")?,
@@ -184,7 +186,10 @@ impl Catalog {
         (&self.repos, &self.refs)
             .transaction(|(repos, refs)| {
                 repos.insert(record.repo_id.as_bytes(), encode(record))?;
-                refs.insert(key2(&record.repo_id, &record.revision), record.commit.as_bytes())?;
+                refs.insert(
+                    key2(&record.repo_id, &record.revision),
+                    record.commit.as_bytes(),
+                )?;
                 Ok(())
             })
             .map_err(tx_err)?;
@@ -196,7 +201,9 @@ impl Catalog {
         let _w = self.write_guard();
         if let Some(mut record) = self.repo(repo)? {
             change(&mut record);
-            self.repos.insert(repo.as_bytes(), encode(&record)).map_err(catalog_err)?;
+            self.repos
+                .insert(repo.as_bytes(), encode(&record))
+                .map_err(catalog_err)?;
             self.flush()?;
         }
         Ok(())
@@ -230,7 +237,11 @@ impl Catalog {
     }
 
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
-        match self.files.get(key3(repo, commit, path)).map_err(catalog_err)? {
+        match self
+            .files
+            .get(key3(repo, commit, path))
+            .map_err(catalog_err)?
+        {
             Some(v) => decode(&v, "file").map(Some),
             None => Ok(None),
         }
@@ -244,7 +255,8 @@ impl Catalog {
             let rest = &k[repo.len() + 1..];
             let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
             let commit = String::from_utf8_lossy(&rest[..split]).into_owned();
-            let path = String::from_utf8_lossy(rest.get(split + 1..).unwrap_or_default()).into_owned();
+            let path =
+                String::from_utf8_lossy(rest.get(split + 1..).unwrap_or_default()).into_owned();
             out.push((commit, path, decode(&v, "file")?));
         }
         Ok(out)
@@ -262,7 +274,10 @@ impl Catalog {
         let mut out = Vec::new();
         for item in self.blobs.iter() {
             let (k, v) = item.map_err(catalog_err)?;
-            out.push((String::from_utf8_lossy(&k).into_owned(), decode(&v, "blob")?));
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                decode(&v, "blob")?,
+            ));
         }
         Ok(out)
     }
@@ -278,14 +293,21 @@ impl Catalog {
     /// Record that `repo@commit:path` is held by the blob `record.sha256` (whose file must already
     /// be committed to the blob store). Replaces an older record for the same path, dropping the
     /// old blob's reference. Returns the blobs whose last reference this removed.
-    pub(crate) fn add_file(&self, repo: &str, commit: &str, path: &str, record: &FileRecord) -> Result<Vec<String>> {
+    pub(crate) fn add_file(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<Vec<String>> {
         let _w = self.write_guard();
         let key = key3(repo, commit, path);
         let orphans = (&self.files, &self.blobs, &self.git_oids)
             .transaction(|(files, blobs, git_oids)| {
                 let mut orphans = Vec::new();
                 if let Some(old) = files.get(&key)? {
-                    let old: FileRecord = decode(&old, "file").map_err(ConflictableTransactionError::Abort)?;
+                    let old: FileRecord =
+                        decode(&old, "file").map_err(ConflictableTransactionError::Abort)?;
                     if old.sha256 == record.sha256 {
                         return Ok(orphans);
                     }
@@ -295,11 +317,15 @@ impl Catalog {
                 }
                 let blob = match blobs.get(record.sha256.as_bytes())? {
                     Some(v) => {
-                        let mut b: BlobRecord = decode(&v, "blob").map_err(ConflictableTransactionError::Abort)?;
+                        let mut b: BlobRecord =
+                            decode(&v, "blob").map_err(ConflictableTransactionError::Abort)?;
                         b.refs += 1;
                         b
                     }
-                    None => BlobRecord { size: record.size, refs: 1 },
+                    None => BlobRecord {
+                        size: record.size,
+                        refs: 1,
+                    },
                 };
                 blobs.insert(record.sha256.as_bytes(), encode(&blob))?;
                 files.insert(key.as_slice(), encode(record))?;
@@ -329,7 +355,13 @@ impl Catalog {
             .keys()
             .collect::<std::result::Result<_, _>>()
             .map_err(catalog_err)?;
-        let orphans = (&self.repos, &self.refs, &self.files, &self.blobs, &self.git_oids)
+        let orphans = (
+            &self.repos,
+            &self.refs,
+            &self.files,
+            &self.blobs,
+            &self.git_oids,
+        )
             .transaction(|(repos, refs, files, blobs, git_oids)| {
                 let mut orphans = Vec::new();
                 repos.remove(repo.as_bytes())?;
@@ -338,7 +370,8 @@ impl Catalog {
                 }
                 for k in &file_keys {
                     if let Some(v) = files.remove(k)? {
-                        let rec: FileRecord = decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
+                        let rec: FileRecord =
+                            decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
                         if release(blobs, &rec.sha256)? {
                             if let Some(oid) = &rec.git_oid {
                                 git_oids.remove(oid.as_bytes())?;
@@ -376,7 +409,9 @@ impl Catalog {
     }
 
     pub(crate) fn save_partial(&self, key: &str, state: &PartialState) -> Result<()> {
-        self.partials.insert(key, encode(state)).map_err(catalog_err)?;
+        self.partials
+            .insert(key, encode(state))
+            .map_err(catalog_err)?;
         self.flush()
     }
 
@@ -389,7 +424,10 @@ impl Catalog {
         self.partials
             .iter()
             .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()).map_err(catalog_err))
+            .map(|k| {
+                k.map(|k| String::from_utf8_lossy(&k).into_owned())
+                    .map_err(catalog_err)
+            })
             .collect()
     }
 
