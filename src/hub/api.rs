@@ -146,10 +146,15 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
     let mut files = Vec::new();
     let mut seen = HashSet::new();
     let mut next = Some(first.clone());
-    let mut pages = 0;
+    let mut visited = HashSet::new();
     while let Some(url) = next.take() {
-        pages += 1;
-        if pages > MAX_TREE_PAGES {
+        if !visited.insert(url.clone()) {
+            return Err(server_fault(
+                &first,
+                format!("a listing whose pages link back to {}", display_url(&url)),
+            ));
+        }
+        if visited.len() > MAX_TREE_PAGES {
             return Err(server_fault(
                 &first,
                 format!("more than {MAX_TREE_PAGES} pages of listing (it seems to page forever)"),
