@@ -619,7 +619,7 @@ fn a_stalled_body_is_cut_by_the_read_timeout() {
 }
 
 #[test]
-fn a_stall_before_the_answer_is_a_network_error_after_retries() {
+fn a_stalled_api_answer_is_a_network_error_after_retries() {
     let hub = start_hub(1000);
     hub.emu.add_fault(
         Fault::new(FaultKind::Stall {
