@@ -8,9 +8,7 @@
 pub mod digest;
 pub mod download;
 pub mod error;
-pub mod manifest;
-pub mod quant;
-mod store;
+pub mod hub;
 pub mod validate;
 
 pub use error::{Error, ErrorKind, Result};
