@@ -9,6 +9,9 @@ pub mod digest;
 pub mod download;
 pub mod error;
 pub mod hub;
+pub mod manifest;
+pub mod quant;
+mod store;
 pub mod validate;
 
 pub use error::{Error, ErrorKind, Result};
