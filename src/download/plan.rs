@@ -86,7 +86,7 @@ impl Bitset {
     /// not exist.
     pub fn from_words(len: usize, mut words: Vec<u64>) -> Bitset {
         words.resize(Bitset::words_for(len), 0);
-        if len % 64 != 0 {
+        if !len.is_multiple_of(64) {
             if let Some(last) = words.last_mut() {
                 *last &= (1u64 << (len % 64)) - 1;
             }

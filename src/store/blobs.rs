@@ -21,10 +21,6 @@ impl BlobDir {
         Ok(BlobDir { blobs, tmp })
     }
 
-    pub(crate) fn dir(&self) -> &Path {
-        &self.blobs
-    }
-
     pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp
     }

@@ -225,17 +225,6 @@ impl Catalog {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Every revision name recorded for `repo`, with its commit.
-    pub(crate) fn refs_of(&self, repo: &str) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for item in self.refs.scan_prefix(prefix(repo)) {
-            let (k, v) = item.map_err(catalog_err)?;
-            let revision = String::from_utf8_lossy(&k[repo.len() + 1..]).into_owned();
-            out.push((revision, String::from_utf8_lossy(&v).into_owned()));
-        }
-        Ok(out)
-    }
-
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
         match self
             .files
@@ -245,21 +234,6 @@ impl Catalog {
             Some(v) => decode(&v, "file").map(Some),
             None => Ok(None),
         }
-    }
-
-    /// Every file record of `repo`: (commit, path, record).
-    pub(crate) fn files_of(&self, repo: &str) -> Result<Vec<(String, String, FileRecord)>> {
-        let mut out = Vec::new();
-        for item in self.files.scan_prefix(prefix(repo)) {
-            let (k, v) = item.map_err(catalog_err)?;
-            let rest = &k[repo.len() + 1..];
-            let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            let commit = String::from_utf8_lossy(&rest[..split]).into_owned();
-            let path =
-                String::from_utf8_lossy(rest.get(split + 1..).unwrap_or_default()).into_owned();
-            out.push((commit, path, decode(&v, "file")?));
-        }
-        Ok(out)
     }
 
     pub(crate) fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>> {
@@ -385,20 +359,6 @@ impl Catalog {
             .map_err(tx_err)?;
         self.flush()?;
         Ok(orphans)
-    }
-
-    /// Drop a blob record that no file references (after verification found it damaged, or
-    /// when its file is missing). Returns false when something still references it.
-    pub(crate) fn forget_blob_if_unreferenced(&self, sha256: &str) -> Result<bool> {
-        let _w = self.write_guard();
-        match self.blob(sha256)? {
-            Some(b) if b.refs > 0 => Ok(false),
-            _ => {
-                self.blobs.remove(sha256).map_err(catalog_err)?;
-                self.flush()?;
-                Ok(true)
-            }
-        }
     }
 
     pub(crate) fn partial(&self, key: &str) -> Result<Option<PartialState>> {

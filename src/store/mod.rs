@@ -17,8 +17,7 @@ mod view;
 
 use std::path::{Path, PathBuf};
 
-pub use catalog::{BlobRecord, CatalogTotals, FileRecord};
-pub(crate) use view::repo_folder;
+pub use catalog::{CatalogTotals, FileRecord};
 
 use crate::download::{PartialState, ResumeLog};
 use crate::error::{Error, Result};
@@ -56,10 +55,6 @@ impl Store {
 
     pub(crate) fn root(&self) -> &Path {
         &self.root
-    }
-
-    pub(crate) fn lock_path(&self) -> &Path {
-        self._lock.path()
     }
 
     pub(crate) fn view_root(&self) -> &Path {
@@ -143,10 +138,6 @@ impl Store {
             .filter(|rec| self.blobs.exists(&rec.sha256)))
     }
 
-    pub(crate) fn files_of(&self, repo: &str) -> Result<Vec<(String, String, FileRecord)>> {
-        self.catalog.files_of(repo)
-    }
-
     pub(crate) fn blob_path(&self, sha256: &str) -> PathBuf {
         self.blobs.path(sha256)
     }
@@ -206,10 +197,6 @@ impl Store {
             .link(repo, commit, path, &self.blobs.path(&record.sha256))
     }
 
-    pub(crate) fn view_path(&self, repo: &str, commit: &str, path: &str) -> PathBuf {
-        self.view.file_path(repo, commit, path)
-    }
-
     /// Ensure the view entry for a cached file exists (it may have been deleted by hand).
     pub(crate) fn ensure_view(
         &self,
@@ -237,10 +224,6 @@ impl Store {
 
     pub(crate) fn totals(&self) -> Result<CatalogTotals> {
         self.catalog.totals()
-    }
-
-    pub(crate) fn blob_records(&self) -> Result<Vec<(String, BlobRecord)>> {
-        self.catalog.blobs()
     }
 }
 

@@ -97,20 +97,6 @@ impl SnapshotView {
         Ok(entry)
     }
 
-    /// Remove one view entry (and empty folders above it, up to the snapshot).
-    pub(crate) fn unlink(&self, repo_id: &str, commit: &str, path: &str) {
-        let entry = self.file_path(repo_id, commit, path);
-        let _ = fs::remove_file(&entry);
-        let stop = self.root.join(repo_folder(repo_id));
-        let mut dir = entry.parent().map(Path::to_path_buf);
-        while let Some(d) = dir {
-            if d == stop || fs::remove_dir(&d).is_err() {
-                break;
-            }
-            dir = d.parent().map(Path::to_path_buf);
-        }
-    }
-
     pub(crate) fn remove_repo(&self, repo_id: &str) -> Result<()> {
         let dir = self.root.join(repo_folder(repo_id));
         match fs::remove_dir_all(&dir) {
