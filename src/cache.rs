@@ -83,7 +83,8 @@ impl FilePlan {
             (None, Some(oid)) => format!("git-{oid}"),
             (None, None) => {
                 use sha2::Digest;
-                let id = sha2::Sha256::digest(format!("{}\0{}\0{}", self.repo, self.commit, self.path));
+                let id =
+                    sha2::Sha256::digest(format!("{}\0{}\0{}", self.repo, self.commit, self.path));
                 format!("path-{}", to_hex(&id))
             }
         }
@@ -106,7 +107,9 @@ impl ModelCache {
     pub fn open(db_path: impl AsRef<Path>, options: CacheOptions) -> Result<ModelCache> {
         let db_path = db_path.as_ref();
         if db_path.as_os_str().is_empty() {
-            return Err(Error::invalid("the cache path is empty; give a directory such as ./model_cache"));
+            return Err(Error::invalid(
+                "the cache path is empty; give a directory such as ./model_cache",
+            ));
         }
         let hub = HubClient::new(options.hub)?;
         let store = Store::open(db_path)?;
@@ -115,7 +118,11 @@ impl ModelCache {
                 store,
                 hub,
                 transfer: options.transfer,
-                parallel_files: if options.parallel_files == 0 { 4 } else { options.parallel_files },
+                parallel_files: if options.parallel_files == 0 {
+                    4
+                } else {
+                    options.parallel_files
+                },
                 flights: Flights::default(),
                 active: Mutex::new(HashMap::new()),
             }),
@@ -145,7 +152,9 @@ impl ModelCache {
         let inner = &self.inner;
         if inner.hub.is_offline() {
             return match inner.store.repo(repo_id)? {
-                Some(rec) if rec.revision == revision || rec.commit == revision => Ok(self.manifest_of(&rec)),
+                Some(rec) if rec.revision == revision || rec.commit == revision => {
+                    Ok(self.manifest_of(&rec))
+                }
                 _ => Err(offline_error(&format!("scan {repo_id}"))),
             };
         }
@@ -158,7 +167,11 @@ impl ModelCache {
                 let listed = ListedFile {
                     size: f.size,
                     sha256: f.sha256.clone(),
-                    git_oid: if f.sha256.is_none() { Some(f.git_oid.clone()) } else { None },
+                    git_oid: if f.sha256.is_none() {
+                        Some(f.git_oid.clone())
+                    } else {
+                        None
+                    },
                 };
                 (f.path.clone(), listed)
             })
@@ -179,7 +192,13 @@ impl ModelCache {
                     .map(|(k, s)| {
                         // A failure belongs to the commit it happened at.
                         let error = if same_commit { s.error.clone() } else { None };
-                        (k.clone(), QuantState { last_updated: s.last_updated, error })
+                        (
+                            k.clone(),
+                            QuantState {
+                                last_updated: s.last_updated,
+                                error,
+                            },
+                        )
                     })
                     .collect()
             })
@@ -206,7 +225,10 @@ impl ModelCache {
     fn adopt_held_content(&self, record: &RepoRecord) -> Result<()> {
         let store = &self.inner.store;
         for (path, listed) in &record.files {
-            if store.cached_file(&record.repo_id, &record.commit, path)?.is_some() {
+            if store
+                .cached_file(&record.repo_id, &record.commit, path)?
+                .is_some()
+            {
                 continue;
             }
             let sha = match (&listed.sha256, &listed.git_oid) {
@@ -229,7 +251,11 @@ impl ModelCache {
     /// The stored manifest of `repo_id`, without network; None when it was never scanned.
     pub fn get_manifest(&self, repo_id: &str) -> Result<Option<Manifest>> {
         validate::repo_id(repo_id)?;
-        Ok(self.inner.store.repo(repo_id)?.map(|rec| self.manifest_of(&rec)))
+        Ok(self
+            .inner
+            .store
+            .repo(repo_id)?
+            .map(|rec| self.manifest_of(&rec)))
     }
 
     fn manifest_of(&self, record: &RepoRecord) -> Manifest {
@@ -273,8 +299,9 @@ impl ModelCache {
         };
         let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
         self.fetch_all(vec![plan], progress, None)?;
-        self.file_path_at(&repo, &commit, path)?
-            .ok_or_else(|| Error::internal(format!("{path} was downloaded but is not in the catalog")))
+        self.file_path_at(&repo, &commit, path)?.ok_or_else(|| {
+            Error::internal(format!("{path} was downloaded but is not in the catalog"))
+        })
     }
 
     /// The commit at which `path` is already cached for `revision`, if it is.
@@ -284,14 +311,22 @@ impl ModelCache {
             .filter(|c| matches!(self.inner.store.cached_file(repo, c, path), Ok(Some(_)))))
     }
 
-    fn ready_path(&self, repo: &str, commit: &str, path: &str, progress: Option<ProgressFn<'_>>) -> Result<PathBuf> {
+    fn ready_path(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<PathBuf> {
         let rec = self
             .inner
             .store
             .cached_file(repo, commit, path)?
             .ok_or_else(|| Error::internal("a cached file vanished"))?;
         Reporter::new(progress, rec.size).finish();
-        self.inner.store.ensure_view(repo, commit, path, &rec.sha256)
+        self.inner
+            .store
+            .ensure_view(repo, commit, path, &rec.sha256)
     }
 
     /// Download every file of variant `quant` (as listed by the last scan; scans first if the
@@ -321,7 +356,11 @@ impl ModelCache {
                 ErrorKind::EntryNotFound,
                 format!(
                     "{repo_id} has no variant {quant:?}; its variants are: {}",
-                    if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ),
             ));
         };
@@ -433,11 +472,19 @@ impl ModelCache {
 
     /// Fetch every plan (several at once), reporting progress for the whole request on this
     /// thread. Content already held counts as loaded and is not transferred.
-    fn fetch_all(&self, plans: Vec<FilePlan>, progress: Option<ProgressFn<'_>>, live: Option<&AtomicU64>) -> Result<()> {
+    fn fetch_all(
+        &self,
+        plans: Vec<FilePlan>,
+        progress: Option<ProgressFn<'_>>,
+        live: Option<&AtomicU64>,
+    ) -> Result<()> {
         if self.inner.hub.is_offline() {
             for plan in &plans {
                 if self.already_held(plan)?.is_none() {
-                    return Err(offline_error(&format!("download {} from {}", plan.path, plan.repo)));
+                    return Err(offline_error(&format!(
+                        "download {} from {}",
+                        plan.path, plan.repo
+                    )));
                 }
             }
         }
@@ -463,12 +510,18 @@ impl ModelCache {
             }
             let mut i = 0;
             while i < running.len() {
-                let wait = if i == 0 { POLL_INTERVAL } else { std::time::Duration::ZERO };
+                let wait = if i == 0 {
+                    POLL_INTERVAL
+                } else {
+                    std::time::Duration::ZERO
+                };
                 match running[i].1.wait(wait) {
                     None => i += 1,
                     Some(Ok(rec)) => {
                         let (plan, _) = running.swap_remove(i);
-                        self.inner.store.record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
+                        self.inner
+                            .store
+                            .record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
                         loaded_done += rec.size;
                     }
                     // Someone else's cancel stopped a flight we still want: start it again.
@@ -476,7 +529,11 @@ impl ModelCache {
                         let (plan, _) = running.swap_remove(i);
                         queue.push_front(plan);
                     }
-                    Some(Err(e)) => return Err(e.context(format!("{}: {}", running[i].0.repo, running[i].0.path))),
+                    Some(Err(e)) => {
+                        return Err(
+                            e.context(format!("{}: {}", running[i].0.repo, running[i].0.path))
+                        )
+                    }
                 }
             }
             let loaded = loaded_done + running.iter().map(|(_, t)| t.progress()).sum::<u64>();
@@ -533,7 +590,9 @@ impl ModelCache {
             size: done.size,
             git_oid: plan.git_oid.clone(),
         };
-        inner.store.commit_file(&plan.repo, &plan.commit, &plan.path, &tmp, &record)?;
+        inner
+            .store
+            .commit_file(&plan.repo, &plan.commit, &plan.path, &tmp, &record)?;
         use crate::download::ResumeLog;
         log.clear()?;
         Ok(record)
@@ -548,7 +607,12 @@ impl ModelCache {
         Ok(is_hex_of_len(revision, 20).then(|| revision.to_ascii_lowercase()))
     }
 
-    fn cached_record(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<(String, FileRecord)>> {
+    fn cached_record(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+    ) -> Result<Option<(String, FileRecord)>> {
         validate::repo_id(repo_id)?;
         validate::repo_path(path)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
@@ -570,26 +634,45 @@ impl ModelCache {
 
     /// The whole cached file, or None when it is not cached. Prefer [`ModelCache::file_path`] or
     /// [`ModelCache::open_file`] for large files.
-    pub fn get_file(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<Vec<u8>>> {
+    pub fn get_file(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+    ) -> Result<Option<Vec<u8>>> {
         let Some((_, rec)) = self.cached_record(repo_id, path, revision)? else {
             return Ok(None);
         };
         let blob = self.inner.store.blob_path(&rec.sha256);
-        std::fs::read(&blob).map(Some).map_err(|e| Error::io("could not read", &blob, e))
+        std::fs::read(&blob)
+            .map(Some)
+            .map_err(|e| Error::io("could not read", &blob, e))
     }
 
     /// A read-only handle on the cached file, for streaming; None when it is not cached.
-    pub fn open_file(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<std::fs::File>> {
+    pub fn open_file(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+    ) -> Result<Option<std::fs::File>> {
         let Some((_, rec)) = self.cached_record(repo_id, path, revision)? else {
             return Ok(None);
         };
         let blob = self.inner.store.blob_path(&rec.sha256);
-        std::fs::File::open(&blob).map(Some).map_err(|e| Error::io("could not open", &blob, e))
+        std::fs::File::open(&blob)
+            .map(Some)
+            .map_err(|e| Error::io("could not open", &blob, e))
     }
 
     /// The snapshot-view path of the cached file (its repo's name, beside its siblings, for
     /// mmap, split GGUF shards and ONNX external data); None when it is not cached.
-    pub fn file_path(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Option<PathBuf>> {
+    pub fn file_path(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+    ) -> Result<Option<PathBuf>> {
         let Some((commit, _)) = self.cached_record(repo_id, path, revision)? else {
             return Ok(None);
         };
@@ -598,7 +681,11 @@ impl ModelCache {
 
     fn file_path_at(&self, repo: &str, commit: &str, path: &str) -> Result<Option<PathBuf>> {
         match self.inner.store.cached_file(repo, commit, path)? {
-            Some(rec) => self.inner.store.ensure_view(repo, commit, path, &rec.sha256).map(Some),
+            Some(rec) => self
+                .inner
+                .store
+                .ensure_view(repo, commit, path, &rec.sha256)
+                .map(Some),
             None => Ok(None),
         }
     }

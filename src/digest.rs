@@ -44,7 +44,9 @@ pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io("could not read", path, e))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("could not read", path, e))?;
         if n == 0 {
             break;
         }

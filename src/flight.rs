@@ -52,12 +52,18 @@ impl Flights {
         });
         map.insert(key.to_string(), flight.clone());
         start(flight.clone());
-        Ticket { flight, settled: false }
+        Ticket {
+            flight,
+            settled: false,
+        }
     }
 
     /// Publish a flight's outcome and retire it, so the next request for `key` starts afresh.
     pub(crate) fn land(&self, key: &str, flight: &Flight, outcome: Result<FileRecord>) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         *flight.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
         flight.landed.notify_all();
     }
@@ -76,7 +82,11 @@ impl Ticket {
 
     /// The outcome, waiting at most `timeout` for it.
     pub(crate) fn wait(&mut self, timeout: Duration) -> Option<Result<FileRecord>> {
-        let guard = self.flight.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self
+            .flight
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let (guard, _) = self
             .flight
             .landed

@@ -5,13 +5,21 @@
 //! quantization variants, `manifest` holds what `scan_repo` returns, `store` keeps the sled
 //! catalog, the content-addressed blobs and the snapshot view, and `download` moves bytes.
 
+mod cache;
 pub mod digest;
 pub mod download;
 pub mod error;
 pub mod ffi;
+mod flight;
+pub mod hub;
 pub mod jobs;
 pub mod manifest;
+mod progress;
+pub mod quant;
 mod store;
 pub mod validate;
 
+pub use cache::{CacheOptions, ModelCache, Stats, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
+pub use manifest::{Manifest, QuantInfo, QuantStatus};
+pub use progress::ProgressFn;

@@ -136,8 +136,16 @@ impl RepoRecord {
                     files: files.clone(),
                     total_size: self.variant_size(key),
                     downloaded_size: Some(now.held_bytes),
-                    last_updated: if state.last_updated == 0 { self.updated_at } else { state.last_updated },
-                    error: if status == QuantStatus::Failed { state.error } else { None },
+                    last_updated: if state.last_updated == 0 {
+                        self.updated_at
+                    } else {
+                        state.last_updated
+                    },
+                    error: if status == QuantStatus::Failed {
+                        state.error
+                    } else {
+                        None
+                    },
                 };
                 (key.clone(), info)
             })

@@ -1,12 +1,29 @@
 //! Moving bytes from a server into a verified temporary file: one stream for small files,
 //! several ranged connections with positional writes for large ones, resumable from the
 //! ranges recorded durable, hashed in file order while the transfer runs.
+//!
+//! [`transfer`] is the entry point; the store calls it with a file in its `tmp/` directory and
+//! commits the file only after it returns `Ok`. The pieces: `plan` cuts a file into ranges,
+//! `parallel` runs the ranged connections, `stream` the single one, `body` reads one response
+//! with a stall watchdog, `retry` decides about retries, `hasher` hashes and verifies, and
+//! `pwrite` does positional and durable file I/O on each platform.
+
+mod body;
+mod hasher;
+mod parallel;
+mod plan;
+mod pwrite;
+mod retry;
+mod stream;
 
 use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, ErrorKind, Result};
 
 /// Where the bytes come from: the hub client implements this for a resolved file URL, applying
 /// its auth rules and retrying until response headers arrive. A failure while reading the body
@@ -40,4 +57,144 @@ pub trait ResumeLog: Send + Sync {
     /// Called after the ranges it marks are synced to disk.
     fn save(&self, state: &PartialState) -> Result<()>;
     fn clear(&self) -> Result<()>;
+}
+
+/// How a transfer uses the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferOptions {
+    /// Connections used at once for one large file.
+    pub connections: usize,
+    /// The largest range one request asks for, and the unit of resume: a killed transfer
+    /// fetches again at most one range per connection. Files too small to give every
+    /// connection a full range use smaller ranges (whole MiBs, at least 1 MiB).
+    pub range_size: u64,
+    /// Files of at least this many bytes (and a known size) are fetched in ranges; smaller
+    /// ones, and files of unknown size, in one stream.
+    pub parallel_threshold: u64,
+    /// A connection that delivers no byte for this long is cut and retried.
+    pub stall_timeout: Duration,
+    /// Failures in a row (without a new byte held) before a range or stream is given up.
+    pub max_attempts: u32,
+    /// First wait before a retry; it doubles with each failure in a row.
+    pub backoff_base: Duration,
+}
+
+impl Default for TransferOptions {
+    /// 16 MiB ranges: a request's round trip (a few ms to a CDN) is small next to the time
+    /// 16 MiB takes on one connection (~100-300 ms at typical per-connection rates), a kill
+    /// costs at most 8 x 16 MiB again, and a 100 GB file's resume bitset is under 1 KiB.
+    fn default() -> Self {
+        TransferOptions {
+            connections: 8,
+            range_size: 16 << 20,
+            parallel_threshold: 32 << 20,
+            stall_timeout: Duration::from_secs(30),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What the listing says the content hashes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// An LFS file's oid.
+    Sha256([u8; 32]),
+    /// A non-LFS file's git blob id: sha1 of `"blob {len}\0"` followed by the content.
+    GitSha1([u8; 20]),
+    /// Nothing to check against; the sha256 is computed and returned all the same.
+    Unknown,
+}
+
+/// A transfer that ended with the verified file at `tmp_path`, synced to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transferred {
+    pub sha256: [u8; 32],
+    pub size: u64,
+    /// Body bytes received over the network by this call (resumed bytes are not counted).
+    pub bytes_fetched: u64,
+}
+
+/// Fetch `source` into `tmp_path` and verify it.
+///
+/// `size` is the size the listing gives (`None` when unknown: one stream, however large).
+/// `progress` is raised, never lowered, to the bytes held so far, resumed ones included, as
+/// they land; the caller polls and throttles it. Setting `cancel` stops every connection
+/// within about 50 ms.
+///
+/// Errors: [`ErrorKind::Corrupt`] for a size or hash mismatch, after deleting `tmp_path` and
+/// clearing `resume`; [`ErrorKind::Cancelled`] when cancelled, keeping `tmp_path` and
+/// `resume` so a later call resumes; the source's error when it is not transient (e.g. not
+/// found) or when retries ran out; I/O errors of the temporary file.
+#[allow(clippy::too_many_arguments)]
+pub fn transfer(
+    source: &dyn RangeSource,
+    tmp_path: &Path,
+    size: Option<u64>,
+    expected: &Expected,
+    opts: &TransferOptions,
+    progress: &AtomicU64,
+    cancel: &AtomicBool,
+    resume: &dyn ResumeLog,
+) -> Result<Transferred> {
+    let job = Job {
+        source,
+        path: tmp_path,
+        size,
+        expected,
+        opts,
+        progress,
+        cancel,
+        resume,
+        fetched: AtomicU64::new(0),
+    };
+    let result = match size {
+        Some(size) if size > 0 && size >= opts.parallel_threshold => parallel::run(&job, size),
+        _ => stream::run(&job, None, None),
+    };
+    match result {
+        Err(err) if err.kind() == ErrorKind::Corrupt => {
+            // The bytes are bad: neither they nor the record of them may be resumed.
+            if let Err(e) = std::fs::remove_file(tmp_path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(
+                        err.context(format!("(and removing {} failed: {e})", tmp_path.display()))
+                    );
+                }
+            }
+            resume.clear()?;
+            Err(err)
+        }
+        Err(err) if cancel.load(Ordering::Relaxed) && err.kind() != ErrorKind::Cancelled => {
+            Err(Error::cancelled())
+        }
+        other => other,
+    }
+}
+
+/// One call of [`transfer`], shared by the threads that serve it.
+pub(crate) struct Job<'a> {
+    source: &'a dyn RangeSource,
+    path: &'a Path,
+    size: Option<u64>,
+    expected: &'a Expected,
+    opts: &'a TransferOptions,
+    progress: &'a AtomicU64,
+    cancel: &'a AtomicBool,
+    resume: &'a dyn ResumeLog,
+    /// Body bytes received over the network by this call.
+    fetched: AtomicU64,
+}
+
+impl Job<'_> {
+    /// Record that `held` bytes are now held. Callers pass running totals; taking the
+    /// maximum keeps the caller's view monotonic when a stream restarts from zero or
+    /// threads report out of order.
+    fn report_held(&self, held: u64) {
+        self.progress.fetch_max(held, Ordering::Relaxed);
+    }
+
+    fn io_error(&self, what: &str, err: std::io::Error) -> Error {
+        Error::io(what, self.path, err)
+    }
 }

@@ -21,10 +21,6 @@ impl BlobDir {
         Ok(BlobDir { blobs, tmp })
     }
 
-    pub(crate) fn dir(&self) -> &Path {
-        &self.blobs
-    }
-
     pub(crate) fn tmp_dir(&self) -> &Path {
         &self.tmp
     }
@@ -52,7 +48,8 @@ impl BlobDir {
             return Ok(dest);
         }
         make_read_only(tmp)?;
-        fs::rename(tmp, &dest).map_err(|e| Error::io("could not move the verified download into", &dest, e))?;
+        fs::rename(tmp, &dest)
+            .map_err(|e| Error::io("could not move the verified download into", &dest, e))?;
         sync_dir(&self.blobs);
         Ok(dest)
     }
@@ -76,7 +73,9 @@ impl BlobDir {
     /// The names of every file in `blobs/` (committed or not recorded).
     pub(crate) fn list(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
-        for entry in fs::read_dir(&self.blobs).map_err(|e| Error::io("could not list", &self.blobs, e))? {
+        for entry in
+            fs::read_dir(&self.blobs).map_err(|e| Error::io("could not list", &self.blobs, e))?
+        {
             let entry = entry.map_err(|e| Error::io("could not list", &self.blobs, e))?;
             names.push(entry.file_name().to_string_lossy().into_owned());
         }

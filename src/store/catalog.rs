@@ -119,7 +119,9 @@ impl Catalog {
             .path(path)
             .cache_capacity(CACHE_CAPACITY)
             .open()
-            .map_err(|e| catalog_err(e).context(format!("could not open the catalog at {}", path.display())))?;
+            .map_err(|e| {
+                catalog_err(e).context(format!("could not open the catalog at {}", path.display()))
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(catalog_err);
         let catalog = Catalog {
             repos: tree("repos")?,
@@ -184,7 +186,10 @@ impl Catalog {
         (&self.repos, &self.refs)
             .transaction(|(repos, refs)| {
                 repos.insert(record.repo_id.as_bytes(), encode(record))?;
-                refs.insert(key2(&record.repo_id, &record.revision), record.commit.as_bytes())?;
+                refs.insert(
+                    key2(&record.repo_id, &record.revision),
+                    record.commit.as_bytes(),
+                )?;
                 Ok(())
             })
             .map_err(tx_err)?;
@@ -196,7 +201,9 @@ impl Catalog {
         let _w = self.write_guard();
         if let Some(mut record) = self.repo(repo)? {
             change(&mut record);
-            self.repos.insert(repo.as_bytes(), encode(&record)).map_err(catalog_err)?;
+            self.repos
+                .insert(repo.as_bytes(), encode(&record))
+                .map_err(catalog_err)?;
             self.flush()?;
         }
         Ok(())
@@ -218,36 +225,15 @@ impl Catalog {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Every revision name recorded for `repo`, with its commit.
-    pub(crate) fn refs_of(&self, repo: &str) -> Result<Vec<(String, String)>> {
-        let mut out = Vec::new();
-        for item in self.refs.scan_prefix(prefix(repo)) {
-            let (k, v) = item.map_err(catalog_err)?;
-            let revision = String::from_utf8_lossy(&k[repo.len() + 1..]).into_owned();
-            out.push((revision, String::from_utf8_lossy(&v).into_owned()));
-        }
-        Ok(out)
-    }
-
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
-        match self.files.get(key3(repo, commit, path)).map_err(catalog_err)? {
+        match self
+            .files
+            .get(key3(repo, commit, path))
+            .map_err(catalog_err)?
+        {
             Some(v) => decode(&v, "file").map(Some),
             None => Ok(None),
         }
-    }
-
-    /// Every file record of `repo`: (commit, path, record).
-    pub(crate) fn files_of(&self, repo: &str) -> Result<Vec<(String, String, FileRecord)>> {
-        let mut out = Vec::new();
-        for item in self.files.scan_prefix(prefix(repo)) {
-            let (k, v) = item.map_err(catalog_err)?;
-            let rest = &k[repo.len() + 1..];
-            let split = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            let commit = String::from_utf8_lossy(&rest[..split]).into_owned();
-            let path = String::from_utf8_lossy(rest.get(split + 1..).unwrap_or_default()).into_owned();
-            out.push((commit, path, decode(&v, "file")?));
-        }
-        Ok(out)
     }
 
     pub(crate) fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>> {
@@ -262,7 +248,10 @@ impl Catalog {
         let mut out = Vec::new();
         for item in self.blobs.iter() {
             let (k, v) = item.map_err(catalog_err)?;
-            out.push((String::from_utf8_lossy(&k).into_owned(), decode(&v, "blob")?));
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                decode(&v, "blob")?,
+            ));
         }
         Ok(out)
     }
@@ -278,14 +267,21 @@ impl Catalog {
     /// Record that `repo@commit:path` is held by the blob `record.sha256` (whose file must already
     /// be committed to the blob store). Replaces an older record for the same path, dropping the
     /// old blob's reference. Returns the blobs whose last reference this removed.
-    pub(crate) fn add_file(&self, repo: &str, commit: &str, path: &str, record: &FileRecord) -> Result<Vec<String>> {
+    pub(crate) fn add_file(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<Vec<String>> {
         let _w = self.write_guard();
         let key = key3(repo, commit, path);
         let orphans = (&self.files, &self.blobs, &self.git_oids)
             .transaction(|(files, blobs, git_oids)| {
                 let mut orphans = Vec::new();
                 if let Some(old) = files.get(&key)? {
-                    let old: FileRecord = decode(&old, "file").map_err(ConflictableTransactionError::Abort)?;
+                    let old: FileRecord =
+                        decode(&old, "file").map_err(ConflictableTransactionError::Abort)?;
                     if old.sha256 == record.sha256 {
                         return Ok(orphans);
                     }
@@ -295,11 +291,15 @@ impl Catalog {
                 }
                 let blob = match blobs.get(record.sha256.as_bytes())? {
                     Some(v) => {
-                        let mut b: BlobRecord = decode(&v, "blob").map_err(ConflictableTransactionError::Abort)?;
+                        let mut b: BlobRecord =
+                            decode(&v, "blob").map_err(ConflictableTransactionError::Abort)?;
                         b.refs += 1;
                         b
                     }
-                    None => BlobRecord { size: record.size, refs: 1 },
+                    None => BlobRecord {
+                        size: record.size,
+                        refs: 1,
+                    },
                 };
                 blobs.insert(record.sha256.as_bytes(), encode(&blob))?;
                 files.insert(key.as_slice(), encode(record))?;
@@ -329,7 +329,13 @@ impl Catalog {
             .keys()
             .collect::<std::result::Result<_, _>>()
             .map_err(catalog_err)?;
-        let orphans = (&self.repos, &self.refs, &self.files, &self.blobs, &self.git_oids)
+        let orphans = (
+            &self.repos,
+            &self.refs,
+            &self.files,
+            &self.blobs,
+            &self.git_oids,
+        )
             .transaction(|(repos, refs, files, blobs, git_oids)| {
                 let mut orphans = Vec::new();
                 repos.remove(repo.as_bytes())?;
@@ -338,7 +344,8 @@ impl Catalog {
                 }
                 for k in &file_keys {
                     if let Some(v) = files.remove(k)? {
-                        let rec: FileRecord = decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
+                        let rec: FileRecord =
+                            decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
                         if release(blobs, &rec.sha256)? {
                             if let Some(oid) = &rec.git_oid {
                                 git_oids.remove(oid.as_bytes())?;
@@ -354,20 +361,6 @@ impl Catalog {
         Ok(orphans)
     }
 
-    /// Drop a blob record that no file references (after verification found it damaged, or
-    /// when its file is missing). Returns false when something still references it.
-    pub(crate) fn forget_blob_if_unreferenced(&self, sha256: &str) -> Result<bool> {
-        let _w = self.write_guard();
-        match self.blob(sha256)? {
-            Some(b) if b.refs > 0 => Ok(false),
-            _ => {
-                self.blobs.remove(sha256).map_err(catalog_err)?;
-                self.flush()?;
-                Ok(true)
-            }
-        }
-    }
-
     pub(crate) fn partial(&self, key: &str) -> Result<Option<PartialState>> {
         match self.partials.get(key).map_err(catalog_err)? {
             Some(v) => decode(&v, "partial download").map(Some),
@@ -376,7 +369,9 @@ impl Catalog {
     }
 
     pub(crate) fn save_partial(&self, key: &str, state: &PartialState) -> Result<()> {
-        self.partials.insert(key, encode(state)).map_err(catalog_err)?;
+        self.partials
+            .insert(key, encode(state))
+            .map_err(catalog_err)?;
         self.flush()
     }
 
@@ -389,7 +384,10 @@ impl Catalog {
         self.partials
             .iter()
             .keys()
-            .map(|k| k.map(|k| String::from_utf8_lossy(&k).into_owned()).map_err(catalog_err))
+            .map(|k| {
+                k.map(|k| String::from_utf8_lossy(&k).into_owned())
+                    .map_err(catalog_err)
+            })
             .collect()
     }
 

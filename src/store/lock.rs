@@ -3,14 +3,13 @@
 //! when the handle drops; a second opener gets a prompt, clear `Locked` error, never a hang.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, ErrorKind, Result};
 
 pub(crate) struct DirLock {
     // The lock lives as long as this handle to the lock file.
     _file: File,
-    path: PathBuf,
 }
 
 impl DirLock {
@@ -24,7 +23,7 @@ impl DirLock {
             .open(&path)
             .map_err(|e| Error::io("could not create the lock file", &path, e))?;
         match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file, path }),
+            Ok(()) => Ok(DirLock { _file: file }),
             Err(TryLockError::WouldBlock) => Err(Error::new(
                 ErrorKind::Locked,
                 format!(
@@ -35,9 +34,5 @@ impl DirLock {
             )),
             Err(TryLockError::Error(e)) => Err(Error::io("could not lock", &path, e)),
         }
-    }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 }

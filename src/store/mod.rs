@@ -17,8 +17,7 @@ mod view;
 
 use std::path::{Path, PathBuf};
 
-pub use catalog::{BlobRecord, CatalogTotals, FileRecord};
-pub(crate) use view::repo_folder;
+pub use catalog::{CatalogTotals, FileRecord};
 
 use crate::download::{PartialState, ResumeLog};
 use crate::error::{Error, Result};
@@ -35,8 +34,10 @@ pub(crate) struct Store {
 
 impl Store {
     pub(crate) fn open(root: &Path) -> Result<Store> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io("could not create the cache directory", root, e))?;
-        let root = std::fs::canonicalize(root).map_err(|e| Error::io("could not resolve", root, e))?;
+        std::fs::create_dir_all(root)
+            .map_err(|e| Error::io("could not create the cache directory", root, e))?;
+        let root =
+            std::fs::canonicalize(root).map_err(|e| Error::io("could not resolve", root, e))?;
         let lock = lock::DirLock::acquire(&root)?;
         let catalog = catalog::Catalog::open(&root.join("catalog"))?;
         let blobs = blobs::BlobDir::open(&root)?;
@@ -56,10 +57,6 @@ impl Store {
         &self.root
     }
 
-    pub(crate) fn lock_path(&self) -> &Path {
-        self._lock.path()
-    }
-
     pub(crate) fn view_root(&self) -> &Path {
         self.view.root()
     }
@@ -68,14 +65,19 @@ impl Store {
     /// crash between rename and record), records whose blob file is gone, and partial files no
     /// resume record describes (their durable ranges are unknown, so they cannot be trusted).
     fn recover(&self) -> Result<()> {
-        let recorded: std::collections::HashSet<String> =
-            self.catalog.blobs()?.into_iter().map(|(sha, _)| sha).collect();
+        let recorded: std::collections::HashSet<String> = self
+            .catalog
+            .blobs()?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
         for name in self.blobs.list()? {
             if !recorded.contains(&name) {
                 self.blobs.remove(&name)?;
             }
         }
-        let partials: std::collections::HashSet<String> = self.catalog.partial_keys()?.into_iter().collect();
+        let partials: std::collections::HashSet<String> =
+            self.catalog.partial_keys()?.into_iter().collect();
         for key in &partials {
             if !self.blobs.partial_path(key).is_file() {
                 self.catalog.clear_partial(key)?;
@@ -103,7 +105,8 @@ impl Store {
 
     pub(crate) fn put_repo(&self, record: &RepoRecord) -> Result<()> {
         self.catalog.put_repo(record)?;
-        self.view.set_ref(&record.repo_id, &record.revision, &record.commit)
+        self.view
+            .set_ref(&record.repo_id, &record.revision, &record.commit)
     }
 
     pub(crate) fn update_repo(&self, repo: &str, change: impl Fn(&mut RepoRecord)) -> Result<()> {
@@ -123,15 +126,16 @@ impl Store {
     }
 
     /// The record of a cached file whose blob is present.
-    pub(crate) fn cached_file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
+    pub(crate) fn cached_file(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+    ) -> Result<Option<FileRecord>> {
         Ok(self
             .catalog
             .file(repo, commit, path)?
             .filter(|rec| self.blobs.exists(&rec.sha256)))
-    }
-
-    pub(crate) fn files_of(&self, repo: &str) -> Result<Vec<(String, String, FileRecord)>> {
-        self.catalog.files_of(repo)
     }
 
     pub(crate) fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -178,20 +182,29 @@ impl Store {
 
     /// Record `repo@commit:path` as held by the committed blob `record.sha256` (dedup: no
     /// transfer), and link it into the view. Returns the view path.
-    pub(crate) fn record_file(&self, repo: &str, commit: &str, path: &str, record: &FileRecord) -> Result<PathBuf> {
+    pub(crate) fn record_file(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<PathBuf> {
         let orphans = self.catalog.add_file(repo, commit, path, record)?;
         for sha in orphans {
             self.blobs.remove(&sha)?;
         }
-        self.view.link(repo, commit, path, &self.blobs.path(&record.sha256))
-    }
-
-    pub(crate) fn view_path(&self, repo: &str, commit: &str, path: &str) -> PathBuf {
-        self.view.file_path(repo, commit, path)
+        self.view
+            .link(repo, commit, path, &self.blobs.path(&record.sha256))
     }
 
     /// Ensure the view entry for a cached file exists (it may have been deleted by hand).
-    pub(crate) fn ensure_view(&self, repo: &str, commit: &str, path: &str, sha256: &str) -> Result<PathBuf> {
+    pub(crate) fn ensure_view(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        sha256: &str,
+    ) -> Result<PathBuf> {
         self.view.link(repo, commit, path, &self.blobs.path(sha256))
     }
 
@@ -200,7 +213,9 @@ impl Store {
         let orphans = self.catalog.remove_repo(repo)?;
         let mut freed = 0;
         for sha in orphans {
-            freed += std::fs::metadata(self.blobs.path(&sha)).map(|m| m.len()).unwrap_or(0);
+            freed += std::fs::metadata(self.blobs.path(&sha))
+                .map(|m| m.len())
+                .unwrap_or(0);
             self.blobs.remove(&sha)?;
         }
         self.view.remove_repo(repo)?;
@@ -209,10 +224,6 @@ impl Store {
 
     pub(crate) fn totals(&self) -> Result<CatalogTotals> {
         self.catalog.totals()
-    }
-
-    pub(crate) fn blob_records(&self) -> Result<Vec<(String, BlobRecord)>> {
-        self.catalog.blobs()
     }
 }
 

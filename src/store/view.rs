@@ -29,7 +29,11 @@ impl SnapshotView {
 
     /// The view path of a file. `repo_id`, `commit` and `path` must already be validated.
     pub(crate) fn file_path(&self, repo_id: &str, commit: &str, path: &str) -> PathBuf {
-        let mut p = self.root.join(repo_folder(repo_id)).join("snapshots").join(commit);
+        let mut p = self
+            .root
+            .join(repo_folder(repo_id))
+            .join("snapshots")
+            .join(commit);
         for segment in path.split('/') {
             p.push(segment);
         }
@@ -55,7 +59,13 @@ impl SnapshotView {
 
     /// Make the view entry for `repo@commit:path` name `blob`. Tries a relative symlink, then a
     /// hard link, then a copy; an existing entry is replaced atomically.
-    pub(crate) fn link(&self, repo_id: &str, commit: &str, path: &str, blob: &Path) -> Result<PathBuf> {
+    pub(crate) fn link(
+        &self,
+        repo_id: &str,
+        commit: &str,
+        path: &str,
+        blob: &Path,
+    ) -> Result<PathBuf> {
         let entry = self.file_path(repo_id, commit, path);
         let parent = entry.parent().expect("a view entry always has a parent");
         fs::create_dir_all(parent).map_err(|e| Error::io("could not create", parent, e))?;
@@ -64,29 +74,27 @@ impl SnapshotView {
         }
         let tmp = parent.join(format!(
             ".{}.tabcache-link",
-            entry.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()
+            entry
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
         ));
         let _ = fs::remove_file(&tmp);
-        let linked = symlink(&relative_to(parent, blob), &tmp).is_ok() || fs::hard_link(blob, &tmp).is_ok();
+        let linked =
+            symlink(&relative_to(parent, blob), &tmp).is_ok() || fs::hard_link(blob, &tmp).is_ok();
         if !linked {
-            fs::copy(blob, &tmp).map_err(|e| Error::io("could not place the file in the snapshot view at", &tmp, e))?;
+            fs::copy(blob, &tmp).map_err(|e| {
+                Error::io("could not place the file in the snapshot view at", &tmp, e)
+            })?;
         }
-        fs::rename(&tmp, &entry).map_err(|e| Error::io("could not place the file in the snapshot view at", &entry, e))?;
+        fs::rename(&tmp, &entry).map_err(|e| {
+            Error::io(
+                "could not place the file in the snapshot view at",
+                &entry,
+                e,
+            )
+        })?;
         Ok(entry)
-    }
-
-    /// Remove one view entry (and empty folders above it, up to the snapshot).
-    pub(crate) fn unlink(&self, repo_id: &str, commit: &str, path: &str) {
-        let entry = self.file_path(repo_id, commit, path);
-        let _ = fs::remove_file(&entry);
-        let stop = self.root.join(repo_folder(repo_id));
-        let mut dir = entry.parent().map(Path::to_path_buf);
-        while let Some(d) = dir {
-            if d == stop || fs::remove_dir(&d).is_err() {
-                break;
-            }
-            dir = d.parent().map(Path::to_path_buf);
-        }
     }
 
     pub(crate) fn remove_repo(&self, repo_id: &str) -> Result<()> {
@@ -133,7 +141,10 @@ fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
 
 #[cfg(not(any(unix, windows)))]
 fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no symlinks"))
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "no symlinks",
+    ))
 }
 
 #[cfg(test)]
@@ -143,7 +154,10 @@ mod tests {
     #[test]
     fn relative_paths() {
         assert_eq!(
-            relative_to(Path::new("/c/hub/models--a--b/snapshots/x/onnx"), Path::new("/c/blobs/ab")),
+            relative_to(
+                Path::new("/c/hub/models--a--b/snapshots/x/onnx"),
+                Path::new("/c/blobs/ab")
+            ),
             PathBuf::from("../../../../../blobs/ab")
         );
         assert_eq!(repo_folder("org/name"), "models--org--name");

@@ -1,0 +1,349 @@
+//! The ranged transfer for large files: the file is preallocated, cut into ranges (see
+//! `plan`), and `connections` worker threads claim ranges in file order, each writing its bytes
+//! in place with positional writes. Three kinds of threads cooperate:
+//!
+//! - workers fetch ranges, resume a dropped range from its last byte held, and start write-back
+//!   of each range as it completes;
+//! - the hasher reads the file back in file order as the contiguous prefix grows (from the page
+//!   cache, the bytes were just written), so the hash is ready moments after the last byte;
+//! - the calling thread makes completed ranges durable: one `fdatasync` covers every range
+//!   completed since the previous one, and only then are they recorded in the resume log.
+//!
+//! A server that answers a ranged request with the whole body sends the transfer to the
+//! single stream, exactly once, reusing that response.
+
+use std::cell::Cell;
+use std::fs::{File, OpenOptions};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread::Thread;
+
+use super::body::{receive, Control};
+use super::hasher::{corrupt, hash_in_file_order, verify, Digests};
+use super::plan::{Bitset, RangePlan};
+use super::pwrite::{preallocate, start_writeback, sync_parent_dir, write_all_at};
+use super::retry::{sleep_unless_stopped, Attempts};
+use super::{stream, Fetched, Job, Transferred};
+use crate::error::{Error, ErrorKind, Result};
+
+/// State shared by the threads of one ranged transfer.
+struct Shared<'a> {
+    job: &'a Job<'a>,
+    plan: RangePlan,
+    file: File,
+    /// Bytes written from the start of each range; only ever grows.
+    held: Vec<AtomicU64>,
+    held_total: AtomicU64,
+    /// Indices of the ranges to fetch, claimed in order through `next`.
+    todo: Vec<usize>,
+    next: AtomicUsize,
+    /// Set when the transfer must stop: an error, or the fall back to one stream.
+    abort: AtomicBool,
+    error: Mutex<Option<Error>>,
+    /// The full-body response that sent the transfer to one stream; the first one wins.
+    fallback: Mutex<Option<Fetched>>,
+}
+
+pub(crate) fn run(job: &Job, size: u64) -> Result<Transferred> {
+    let plan = RangePlan::new(size, job.opts.connections, job.opts.range_size);
+    let (file, done) = open_or_resume(job, &plan)?;
+    let held: Vec<AtomicU64> = (0..plan.count())
+        .map(|i| AtomicU64::new(if done.get(i) { plan.len(i) } else { 0 }))
+        .collect();
+    let resumed: u64 = held.iter().map(|h| h.load(Ordering::Relaxed)).sum();
+    job.report_held(resumed);
+    let shared = Shared {
+        job,
+        plan,
+        file,
+        held,
+        held_total: AtomicU64::new(resumed),
+        todo: (0..plan.count()).filter(|&i| !done.get(i)).collect(),
+        next: AtomicUsize::new(0),
+        abort: AtomicBool::new(false),
+        error: Mutex::new(None),
+        fallback: Mutex::new(None),
+    };
+    let digests = run_threads(&shared, done);
+
+    let Shared {
+        file,
+        error,
+        fallback,
+        ..
+    } = shared;
+    if let Some(fetched) = fallback.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        // The ranges recorded so far came from a server we no longer trust to serve ranges;
+        // the stream rewrites the file from byte 0.
+        job.resume.clear()?;
+        return stream::run(job, Some(file), Some(fetched));
+    }
+    match error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(err) => return Err(err),
+        None if job.cancel.load(Ordering::Relaxed) => return Err(Error::cancelled()),
+        None => {}
+    }
+    let digests = digests.ok_or_else(|| Error::internal("ranged transfer ended without a hash"))?;
+    if digests.len != size {
+        return Err(Error::internal(format!(
+            "hashed {} bytes of {size}",
+            digests.len
+        )));
+    }
+    verify(job.expected, &digests, None)?;
+    Ok(Transferred {
+        sha256: digests.sha256,
+        size,
+        bytes_fetched: job.fetched.load(Ordering::Relaxed),
+    })
+}
+
+/// Open the file to resume when the resume log describes this plan and the file has its
+/// length; otherwise forget any record and start a preallocated file from scratch.
+fn open_or_resume(job: &Job, plan: &RangePlan) -> Result<(File, Bitset)> {
+    let recorded = job.resume.load()?;
+    let usable = recorded.as_ref().and_then(|state| plan.resumable(state));
+    if let Some(done) = usable {
+        let existing = OpenOptions::new().read(true).write(true).open(job.path);
+        if let Ok(file) = existing {
+            if file.metadata().map(|m| m.len()).ok() == Some(plan.size) {
+                return Ok((file, done));
+            }
+        }
+    }
+    if recorded.is_some() {
+        // Clear before writing, so the record never describes bytes of another attempt.
+        job.resume.clear()?;
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(job.path)
+        .map_err(|e| job.io_error("creating", e))?;
+    preallocate(&file, plan.size).map_err(|e| job.io_error("preallocating", e))?;
+    sync_parent_dir(job.path).map_err(|e| job.io_error("syncing the directory of", e))?;
+    Ok((file, Bitset::new(plan.count())))
+}
+
+/// Run workers and hasher, and make ranges durable on this thread until the workers end.
+fn run_threads(shared: &Shared, mut durable: Bitset) -> Option<Digests> {
+    std::thread::scope(|scope| {
+        let hasher = std::thread::Builder::new()
+            .name("tabcache-hash".into())
+            .spawn_scoped(scope, || hash(shared));
+        let hasher = match hasher {
+            Ok(handle) => handle,
+            Err(e) => {
+                shared.fail(Error::internal(format!(
+                    "could not start the hashing thread: {e}"
+                )));
+                return None;
+            }
+        };
+        let (completed, completions) = mpsc::channel::<usize>();
+        let workers = shared.job.opts.connections.max(1).min(shared.todo.len());
+        for n in 0..workers {
+            let completed = completed.clone();
+            let hasher_thread = hasher.thread().clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("tabcache-dl-{n}"))
+                .spawn_scoped(scope, move || work(shared, &completed, &hasher_thread));
+            if let Err(e) = spawned {
+                shared.fail(Error::internal(format!(
+                    "could not start a download thread: {e}"
+                )));
+            }
+        }
+        drop(completed);
+        make_durable(shared, &completions, &mut durable);
+        hasher.join().unwrap_or_else(|_| {
+            shared.fail(Error::internal("the hashing thread panicked"));
+            None
+        })
+    })
+}
+
+impl Shared<'_> {
+    /// Record the first error and stop every thread.
+    fn fail(&self, err: Error) {
+        let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(err);
+        }
+        self.abort.store(true, Ordering::Relaxed);
+    }
+
+    fn control(&self) -> Control<'_> {
+        Control {
+            cancel: self.job.cancel,
+            abort: &self.abort,
+            stall_timeout: self.job.opts.stall_timeout,
+        }
+    }
+}
+
+/// Wait for completed ranges, sync, then record them; repeat until every worker has ended.
+/// Ranges that complete during a sync are covered by the next one, so a slow disk makes the
+/// batches larger rather than stalling the workers.
+fn make_durable(shared: &Shared, completions: &mpsc::Receiver<usize>, durable: &mut Bitset) {
+    let mut failed = false;
+    while let Ok(first) = completions.recv() {
+        if failed {
+            continue; // keep draining so workers are never blocked; nothing more is recorded
+        }
+        let mut batch = vec![first];
+        batch.extend(completions.try_iter());
+        let recorded = shared
+            .file
+            .sync_data()
+            .map_err(|e| shared.job.io_error("syncing", e))
+            .and_then(|()| {
+                batch.iter().for_each(|&i| durable.set(i));
+                shared.job.resume.save(&shared.plan.state(durable))
+            });
+        if let Err(err) = recorded {
+            shared.fail(err);
+            failed = true;
+        }
+    }
+}
+
+fn hash(shared: &Shared) -> Option<Digests> {
+    // Ranges before `first_incomplete` are complete; it only moves forward.
+    let first_incomplete = Cell::new(0usize);
+    let frontier = || {
+        let mut i = first_incomplete.get();
+        while i < shared.plan.count()
+            && shared.held[i].load(Ordering::Acquire) == shared.plan.len(i)
+        {
+            i += 1;
+        }
+        first_incomplete.set(i);
+        if i == shared.plan.count() {
+            return shared.plan.size;
+        }
+        shared.plan.bounds(i).0 + shared.held[i].load(Ordering::Acquire)
+    };
+    let stop = || shared.abort.load(Ordering::Relaxed) || shared.job.cancel.load(Ordering::Relaxed);
+    let job = shared.job;
+    match hash_in_file_order(
+        &shared.file,
+        job.path,
+        shared.plan.size,
+        job.expected,
+        frontier,
+        stop,
+    ) {
+        Ok(digests) => digests,
+        Err(err) => {
+            shared.fail(err);
+            None
+        }
+    }
+}
+
+/// A worker: claim ranges in file order until none is left or the transfer stops.
+fn work(shared: &Shared, completed: &mpsc::Sender<usize>, hasher: &Thread) {
+    let control = shared.control();
+    loop {
+        let claim = shared.next.fetch_add(1, Ordering::Relaxed);
+        let Some(&index) = shared.todo.get(claim) else {
+            return;
+        };
+        match fetch_range(shared, index, &control, hasher) {
+            Ok(None) => {
+                let (start, end) = shared.plan.bounds(index);
+                start_writeback(&shared.file, start, end - start);
+                // The receiver lives until every worker has ended.
+                let _ = completed.send(index);
+            }
+            Ok(Some(full_body)) => {
+                let mut slot = shared.fallback.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.is_none() {
+                    *slot = Some(full_body);
+                }
+                shared.abort.store(true, Ordering::Relaxed);
+                return;
+            }
+            Err(_) if control.should_stop() => return,
+            Err(err) => {
+                shared.fail(err);
+                return;
+            }
+        }
+    }
+}
+
+/// Fetch range `index` into place, retrying transient faults from the last byte held.
+/// Returns the response when the server ignored the range and sent the whole body.
+fn fetch_range(
+    shared: &Shared,
+    index: usize,
+    control: &Control,
+    hasher: &Thread,
+) -> Result<Option<Fetched>> {
+    let (start, end) = shared.plan.bounds(index);
+    let held = &shared.held[index];
+    let job = shared.job;
+    let mut attempts = Attempts::new(job.opts.backoff_base, job.opts.max_attempts);
+    loop {
+        if control.should_stop() {
+            return Err(control.stopped());
+        }
+        let from = start + held.load(Ordering::Relaxed);
+        if from == end {
+            return Ok(None);
+        }
+        let result = (|| {
+            let fetched = job.source.fetch(Some((from, end)))?;
+            if !fetched.partial {
+                return Ok(Some(fetched));
+            }
+            let asked = end - from;
+            if let Some(announced) = fetched.content_length.filter(|&n| n > asked) {
+                return Err(corrupt(format_args!(
+                    "asked for bytes {from}..{end} ({asked} bytes), the server announced {announced}"
+                )));
+            }
+            // A shorter answer is treated like a dropped connection: continue where it ended.
+            let received = receive(fetched.body, Some(asked), control, |chunk| {
+                let at = start + held.load(Ordering::Relaxed);
+                write_all_at(&shared.file, chunk, at).map_err(|e| job.io_error("writing", e))?;
+                let n = chunk.len() as u64;
+                held.fetch_add(n, Ordering::Release);
+                job.fetched.fetch_add(n, Ordering::Relaxed);
+                job.report_held(shared.held_total.fetch_add(n, Ordering::Relaxed) + n);
+                hasher.unpark();
+                Ok(())
+            })?;
+            if received.overflow {
+                return Err(corrupt(format_args!(
+                    "asked for bytes {from}..{end}, the server sent more"
+                )));
+            }
+            if start + held.load(Ordering::Relaxed) < end {
+                return Err(Error::new(
+                    ErrorKind::Network,
+                    format!(
+                        "the connection ended at byte {} of range {start}..{end}",
+                        start + held.load(Ordering::Relaxed)
+                    ),
+                )
+                .transient(None));
+            }
+            Ok(None)
+        })();
+        match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(err) if control.should_stop() => return Err(err),
+            Err(err) => {
+                let progressed = start + held.load(Ordering::Relaxed) > from;
+                let wait = attempts.after_failure(err, progressed)?;
+                sleep_unless_stopped(wait, control)?;
+            }
+        }
+    }
+}

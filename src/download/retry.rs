@@ -1,0 +1,154 @@
+//! The retry policy of one connection's work: which failures are worth another attempt, how
+//! long to wait (exponential backoff with jitter, or what the server asked for), and when to
+//! give up.
+
+use std::time::Duration;
+
+use super::body::{Control, POLL};
+use crate::error::{Error, Result};
+
+/// No single wait is longer than this, whatever the attempt count or the server asked for.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// Consecutive failures of one piece of work (a range, or the single stream).
+pub(crate) struct Attempts {
+    base: Duration,
+    max_attempts: u32,
+    failures: u32,
+}
+
+impl Attempts {
+    pub fn new(base: Duration, max_attempts: u32) -> Attempts {
+        Attempts {
+            base,
+            max_attempts: max_attempts.max(1),
+            failures: 0,
+        }
+    }
+
+    /// Decide what to do after `err`. An attempt that moved the work forward (held new bytes)
+    /// resets the count: `max_attempts` bounds failures in a row, so a long range on a flaky
+    /// link still completes while a dead server is given up on quickly. Returns the wait
+    /// before the next attempt, or the error to end with.
+    pub fn after_failure(&mut self, err: Error, made_progress: bool) -> Result<Duration> {
+        if !err.is_transient() {
+            return Err(err);
+        }
+        if made_progress {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        if self.failures >= self.max_attempts {
+            let n = self.failures;
+            return Err(err.context(format!("gave up after {n} attempts in a row")));
+        }
+        Ok(wait_before_retry(
+            self.base,
+            self.failures,
+            err.retry_after(),
+        ))
+    }
+}
+
+/// `retry_after` when the server named one; otherwise `base * 2^(failures-1)` with "equal
+/// jitter" (half fixed, half random) so that connections that failed together do not all
+/// come back at the same instant.
+fn wait_before_retry(base: Duration, failures: u32, retry_after: Option<Duration>) -> Duration {
+    if let Some(wait) = retry_after {
+        return wait.min(MAX_WAIT);
+    }
+    let exponential = base
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(MAX_WAIT);
+    let half = exponential / 2;
+    half + half.mul_f64(jitter())
+}
+
+/// A number in [0, 1) that differs between threads and calls; not for cryptography.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Sleep `wait`, waking early (with the stop error) when the transfer is cancelled or aborted.
+pub(crate) fn sleep_unless_stopped(wait: Duration, control: &Control) -> Result<()> {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        if control.should_stop() {
+            return Err(control.stopped());
+        }
+        let now = std::time::Instant::now();
+        if now >= until {
+            return Ok(());
+        }
+        std::thread::sleep((until - now).min(POLL));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    fn transient() -> Error {
+        Error::new(ErrorKind::Network, "reset").transient(None)
+    }
+
+    #[test]
+    fn gives_up_after_max_failures_in_a_row() {
+        let mut attempts = Attempts::new(Duration::from_millis(10), 3);
+        assert!(attempts.after_failure(transient(), false).is_ok());
+        assert!(attempts.after_failure(transient(), false).is_ok());
+        let err = attempts.after_failure(transient(), false).unwrap_err();
+        assert!(
+            err.message().starts_with("gave up after 3 attempts"),
+            "{}",
+            err.message()
+        );
+        assert_eq!(err.kind(), ErrorKind::Network);
+    }
+
+    #[test]
+    fn progress_resets_the_count() {
+        let mut attempts = Attempts::new(Duration::from_millis(10), 2);
+        for _ in 0..10 {
+            assert!(attempts.after_failure(transient(), true).is_ok());
+        }
+        assert!(attempts.after_failure(transient(), false).is_err());
+    }
+
+    #[test]
+    fn permanent_errors_end_at_once() {
+        let mut attempts = Attempts::new(Duration::from_millis(10), 5);
+        let err = attempts
+            .after_failure(Error::new(ErrorKind::EntryNotFound, "404"), false)
+            .unwrap_err();
+        assert_eq!(err.message(), "404");
+    }
+
+    #[test]
+    fn waits_grow_and_honour_retry_after() {
+        let base = Duration::from_millis(100);
+        for failures in 1..6 {
+            let full = base * (1 << (failures - 1));
+            let wait = wait_before_retry(base, failures, None);
+            assert!(wait >= full / 2 && wait <= full, "{failures}: {wait:?}");
+        }
+        assert_eq!(
+            wait_before_retry(base, 1, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            wait_before_retry(base, 1, Some(Duration::from_secs(3600))),
+            MAX_WAIT
+        );
+        assert!(wait_before_retry(base, 40, None) <= MAX_WAIT);
+    }
+}

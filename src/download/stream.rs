@@ -1,0 +1,141 @@
+//! The single-stream transfer: small files, files of unknown size, and the fallback for
+//! servers that ignore `Range`. Bytes are hashed in memory as they arrive and written with one
+//! reused buffer; a dropped connection resumes with `Range` from the last byte held when the
+//! size is known and the server honours it, and restarts from byte 0 otherwise.
+
+use std::fs::{File, OpenOptions};
+use std::sync::atomic::Ordering;
+
+use super::body::{receive, Control};
+use super::hasher::{corrupt, git_blob_sha1_of_file, verify, ContentHasher};
+use super::pwrite::write_all_at;
+use super::retry::{sleep_unless_stopped, Attempts};
+use super::{Expected, Fetched, Job, Transferred};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Run the stream into `file` (created at the job's path when `None`), starting with `first`
+/// when a response is already open (the ranged transfer hands over a full body it received).
+pub(crate) fn run(job: &Job, file: Option<File>, first: Option<Fetched>) -> Result<Transferred> {
+    let file = match file {
+        Some(file) => file,
+        None => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(job.path)
+            .map_err(|e| job.io_error("creating", e))?,
+    };
+    file.set_len(0).map_err(|e| job.io_error("truncating", e))?;
+    let abort = std::sync::atomic::AtomicBool::new(false);
+    let control = Control {
+        cancel: job.cancel,
+        abort: &abort,
+        stall_timeout: job.opts.stall_timeout,
+    };
+    let mut attempts = Attempts::new(job.opts.backoff_base, job.opts.max_attempts);
+    let mut first = first;
+    let mut held = 0u64;
+    let mut hasher: Option<ContentHasher> = None;
+    loop {
+        if control.should_stop() {
+            return Err(control.stopped());
+        }
+        let held_before = held;
+        let result = attempt(job, &file, &control, &mut first, &mut held, &mut hasher);
+        match result {
+            Ok(()) => break,
+            Err(err) if control.should_stop() => return Err(err),
+            Err(err) => {
+                let wait = attempts.after_failure(err, held > held_before)?;
+                sleep_unless_stopped(wait, &control)?;
+            }
+        }
+    }
+    let hasher = hasher.ok_or_else(|| Error::internal("stream ended without hashing"))?;
+    file.sync_data().map_err(|e| job.io_error("syncing", e))?;
+    let digests = hasher.finish();
+    let git_sha1 = match job.expected {
+        Expected::GitSha1(_) if digests.git_sha1.is_none() => {
+            Some(git_blob_sha1_of_file(&file, digests.len, job.path)?)
+        }
+        _ => None,
+    };
+    verify(job.expected, &digests, git_sha1)?;
+    Ok(Transferred {
+        sha256: digests.sha256,
+        size: digests.len,
+        bytes_fetched: job.fetched.load(Ordering::Relaxed),
+    })
+}
+
+/// One request: continue from `held` if the server allows, else start over. Returns `Ok` when
+/// the whole body is held.
+fn attempt(
+    job: &Job,
+    file: &File,
+    control: &Control,
+    first: &mut Option<Fetched>,
+    held: &mut u64,
+    hasher: &mut Option<ContentHasher>,
+) -> Result<()> {
+    // Without the size there is no end to name in a range, so a retry starts over.
+    let range = match job.size {
+        Some(size) if *held > 0 => Some((*held, size)),
+        _ => None,
+    };
+    let fetched = match first.take() {
+        Some(fetched) => fetched,
+        None => job.source.fetch(range)?,
+    };
+    let offset = if range.is_some() && fetched.partial {
+        *held
+    } else {
+        0
+    };
+    if offset == 0 && *held > 0 {
+        // The server sent the whole body again: what we held is worth nothing now.
+        *held = 0;
+        *hasher = None;
+        file.set_len(0).map_err(|e| job.io_error("truncating", e))?;
+    }
+    if let (Some(size), Some(announced)) = (job.size, fetched.content_length) {
+        if offset + announced != size {
+            return Err(corrupt(format_args!(
+                "the server announced {} bytes, the listing says the file has {size}",
+                offset + announced
+            )));
+        }
+    }
+    let total = job.size.or(fetched.content_length.filter(|_| offset == 0));
+    let hasher = hasher.get_or_insert_with(|| ContentHasher::new(job.expected, total));
+    let received = receive(fetched.body, total.map(|t| t - offset), control, |chunk| {
+        write_all_at(file, chunk, *held).map_err(|e| job.io_error("writing", e))?;
+        hasher.update(chunk);
+        *held += chunk.len() as u64;
+        job.fetched.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        job.report_held(*held);
+        Ok(())
+    })?;
+    if received.overflow {
+        return Err(corrupt(format_args!(
+            "the server sent more than the {} bytes {}",
+            total.unwrap_or_default(),
+            if job.size.is_some() {
+                "the listing gives"
+            } else {
+                "it announced"
+            }
+        )));
+    }
+    match total {
+        // Truncation is a network fault (a proxy or the server dropped the connection): the
+        // bytes held are good, so the next attempt continues from them.
+        Some(total) if *held < total => Err(Error::new(
+            ErrorKind::Network,
+            format!("the connection ended after {} of {total} bytes", *held),
+        )
+        .transient(None)),
+        _ => Ok(()),
+    }
+}
