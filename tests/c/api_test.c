@@ -1,0 +1,704 @@
+/*
+ * Drives every function of include/tabcache.h from C against the hub emulator, including
+ * the error paths, NULL arguments, stale handles, cancellation from the callback, jobs and
+ * a tc_cache shared by threads. Run by tests/c_abi.rs (under valgrind), which lays out the
+ * emulator's repos:
+ *
+ *   org/tiny-gguf   config.json, README.md, model-Q4_K_M.gguf (q4_size bytes), model-Q8_0.gguf
+ *   org/slow-gguf   model-Q4_K_M.gguf, model-Q8_0.gguf, served slowly (for cancellation)
+ *   org/gated       gated: file downloads answer GatedRepo
+ *   org/http500     every request answers 500
+ *   org/ratelimited every request answers 429
+ *   org/unauth      every request answers 401
+ *   org/corrupt     model-Q4_K_M.gguf whose CDN bytes are corrupted
+ *
+ * Usage: api_test ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE
+ * Prints one "ok - NAME" line per section and a final "N passed, M failed" line.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "tabcache.h"
+
+static int passed = 0;
+static int failed = 0;
+static int section_failed = 0;
+
+#define CHECK(cond)                                                                       \
+    do {                                                                                  \
+        if (cond) {                                                                       \
+            passed++;                                                                     \
+        } else {                                                                          \
+            failed++;                                                                     \
+            section_failed = 1;                                                           \
+            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
+                    tc_last_error_message());                                             \
+        }                                                                                 \
+    } while (0)
+
+/* Checks the status, and that a failure came with a message and a success without one. */
+#define CHECK_STATUS(expr, want)                                                           \
+    do {                                                                                   \
+        tc_status got_ = (expr);                                                           \
+        if (got_ == (tc_status)(want) &&                                                   \
+            ((want) == TC_STATUS_OK || (want) == TC_STATUS_PENDING) ==                    \
+                (tc_last_error_message()[0] == '\0')) {                                   \
+            passed++;                                                                      \
+        } else {                                                                           \
+            failed++;                                                                      \
+            section_failed = 1;                                                            \
+            fprintf(stderr, "FAIL %s:%d: %s returned %s, want %s (last error: \"%s\")\n",   \
+                    __FILE__, __LINE__, #expr, tc_status_name(got_), tc_status_name(want), \
+                    tc_last_error_message());                                              \
+        }                                                                                  \
+    } while (0)
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static void section(const char *name) {
+    static const char *current = NULL;
+    static double started = 0;
+    if (current != NULL) {
+        printf("%s - %s (%.0f ms)\n", section_failed ? "not ok" : "ok", current, now_ms() - started);
+        fflush(stdout);
+    }
+    current = name;
+    started = now_ms();
+    section_failed = 0;
+}
+
+static const char *endpoint;
+static const char *dead_endpoint;
+static const char *workdir;
+static unsigned long long q4_size;
+
+static char *join(const char *dir, const char *name) {
+    size_t len = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(len);
+    snprintf(path, len, "%s/%s", dir, name);
+    return path;
+}
+
+static tc_options test_options(const char *hub) {
+    tc_options options;
+    tc_options_init(&options);
+    options.endpoint = hub;
+    options.token = "";
+    options.max_retries = 0;
+    options.retry_base_delay_ms = 1;
+    options.connect_timeout_ms = 2000;
+    options.read_timeout_ms = 10000;
+    return options;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* Opens WORKDIR/name. A cancelled transfer's worker thread lets go of the cache directory
+ * shortly after tc_cache_close returns, so a re-open right after a cancel may briefly see
+ * TC_STATUS_LOCKED; it is retried for a while (never indefinitely). */
+static tc_cache *open_cache(const char *name, const tc_options *options) {
+    char *dir = join(workdir, name);
+    tc_cache *cache = NULL;
+    tc_status status = TC_STATUS_LOCKED;
+    for (int i = 0; i < 200 && status == TC_STATUS_LOCKED; i++) {
+        status = tc_cache_open(dir, options, &cache);
+        if (status == TC_STATUS_LOCKED) sleep_ms(50);
+    }
+    CHECK_STATUS(status, TC_STATUS_OK);
+    free(dir);
+    return cache;
+}
+
+/* Progress recorder: checks every call is monotonic, on the expected thread. */
+struct progress_log {
+    pthread_t thread;
+    int calls;
+    int wrong_thread;
+    int went_back;
+    uint64_t last_loaded;
+    uint64_t last_total;
+    int cancel_after; /* cancel on this call number (1-based); 0 = never */
+};
+
+static int record_progress(void *user_data, uint64_t loaded, uint64_t total) {
+    struct progress_log *log = user_data;
+    log->calls++;
+    if (!pthread_equal(log->thread, pthread_self())) log->wrong_thread = 1;
+    if (loaded < log->last_loaded) log->went_back = 1;
+    log->last_loaded = loaded;
+    log->last_total = total;
+    return log->cancel_after != 0 && log->calls >= log->cancel_after;
+}
+
+static struct progress_log new_log(int cancel_after) {
+    struct progress_log log;
+    memset(&log, 0, sizeof log);
+    log.thread = pthread_self();
+    log.cancel_after = cancel_after;
+    return log;
+}
+
+static void test_version_and_names(void) {
+    section("version and status names");
+    CHECK(strcmp(tc_version(), TC_VERSION) == 0);
+    CHECK(TC_VERSION_MAJOR == 0 && TC_VERSION_MINOR >= 1);
+    CHECK(strcmp(tc_status_name(TC_STATUS_OK), "ok") == 0);
+    CHECK(strcmp(tc_status_name(TC_STATUS_NOT_CACHED), "not_cached") == 0);
+    CHECK(strcmp(tc_status_name(TC_STATUS_PENDING), "pending") == 0);
+    CHECK(strcmp(tc_status_name(9999), "unknown") == 0);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+}
+
+static void test_open_errors(void) {
+    section("tc_cache_open argument errors");
+    tc_cache *sentinel = (tc_cache *)&passed; /* must stay untouched on failure */
+    tc_cache *cache = sentinel;
+    tc_options options = test_options(endpoint);
+    char *dir = join(workdir, "open-errors");
+
+    CHECK_STATUS(tc_cache_open(NULL, &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "db_path") != NULL);
+    CHECK_STATUS(tc_cache_open(dir, &options, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_open("", &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_open("bad-\xff-utf8", &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "UTF-8") != NULL);
+
+    options.struct_size = 3;
+    CHECK_STATUS(tc_cache_open(dir, &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "struct_size") != NULL);
+    options.struct_size = sizeof(tc_options) + 64;
+    CHECK_STATUS(tc_cache_open(dir, &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    options = test_options(endpoint);
+    options.offline = 7;
+    CHECK_STATUS(tc_cache_open(dir, &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "offline") != NULL);
+    options = test_options(endpoint);
+    options.max_retries = -5;
+    CHECK_STATUS(tc_cache_open(dir, &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    options = test_options("\xfe\xff");
+    CHECK_STATUS(tc_cache_open(dir, &options, &cache), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "endpoint") != NULL);
+    CHECK(cache == sentinel);
+
+    /* A struct from an older header (only the fields up to endpoint) is accepted. */
+    options = test_options(endpoint);
+    options.struct_size = offsetof(tc_options, token);
+    CHECK_STATUS(tc_cache_open(dir, &options, &cache), TC_STATUS_OK);
+    CHECK(cache != sentinel && cache != NULL);
+    tc_cache_close(cache);
+
+    /* NULL options: all defaults. */
+    cache = NULL;
+    CHECK_STATUS(tc_cache_open(dir, NULL, &cache), TC_STATUS_OK);
+    tc_cache_close(cache);
+    tc_options_init(NULL); /* ignored */
+
+    /* A regular file where the cache directory should be. */
+    char *file = join(workdir, "not-a-directory");
+    FILE *f = fopen(file, "w");
+    fputs("x", f);
+    fclose(f);
+    cache = sentinel;
+    CHECK_STATUS(tc_cache_open(file, &options, &cache), TC_STATUS_IO);
+    CHECK(cache == sentinel);
+    free(file);
+    free(dir);
+}
+
+static void test_locked(void) {
+    section("a second open of the same directory is LOCKED");
+    tc_options options = test_options(endpoint);
+    tc_cache *first = open_cache("locked", &options);
+    tc_cache *second = NULL;
+    char *dir = join(workdir, "locked");
+    CHECK_STATUS(tc_cache_open(dir, &options, &second), TC_STATUS_LOCKED);
+    CHECK(strstr(tc_last_error_message(), "locked") != NULL || strstr(tc_last_error_message(), "lock") != NULL);
+    CHECK(second == NULL);
+    tc_cache_close(first);
+    CHECK_STATUS(tc_cache_open(dir, &options, &second), TC_STATUS_OK);
+    tc_cache_close(second);
+    free(dir);
+}
+
+static void test_bad_handles(tc_cache *cache) {
+    section("NULL, foreign and malformed arguments");
+    char *json = (char *)"untouched";
+    tc_cache *foreign = (tc_cache *)&passed;
+    CHECK_STATUS(tc_cache_scan_repo(NULL, "org/tiny-gguf", NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "NULL") != NULL);
+    CHECK_STATUS(tc_cache_scan_repo(foreign, "org/tiny-gguf", NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "not a tc_cache") != NULL);
+    CHECK_STATUS(tc_cache_scan_repo(cache, NULL, NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/\xc3\x28", NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "not a repo id!", NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/tiny-gguf", "bad\xff", &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/tiny-gguf", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strcmp(json, "untouched") == 0);
+
+    CHECK_STATUS(tc_cache_get_manifest(NULL, "org/x", &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_get_manifest(cache, NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_get_manifest(cache, "org/x", NULL), TC_STATUS_INVALID_ARGUMENT);
+
+    CHECK_STATUS(tc_cache_download_file(NULL, "org/tiny-gguf", "config.json", NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_file(cache, NULL, "config.json", NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", NULL, NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "../escape", NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_quant(NULL, "org/tiny-gguf", "Q4_K_M", NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_quant(cache, "org/tiny-gguf", NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_quant(cache, NULL, "Q4_K_M", NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+
+    bool has = true;
+    CHECK_STATUS(tc_cache_has_file(NULL, "org/tiny-gguf", "config.json", NULL, &has), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", NULL, NULL, &has), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", "config.json", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(has == true);
+
+    tc_bytes bytes = {NULL, 0};
+    CHECK_STATUS(tc_cache_get_file(NULL, "org/tiny-gguf", "config.json", NULL, &bytes), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_get_file(cache, "org/tiny-gguf", "config.json", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_get_file(cache, NULL, "config.json", NULL, &bytes), TC_STATUS_INVALID_ARGUMENT);
+
+    char *path = NULL;
+    CHECK_STATUS(tc_cache_file_path(NULL, "org/tiny-gguf", "config.json", NULL, &path), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_file_path(cache, "org/tiny-gguf", "config.json", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_file_path(cache, "org/tiny-gguf", NULL, NULL, &path), TC_STATUS_INVALID_ARGUMENT);
+
+    tc_reader *reader = NULL;
+    CHECK_STATUS(tc_cache_open_reader(NULL, "org/tiny-gguf", "config.json", NULL, &reader), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_open_reader(cache, "org/tiny-gguf", "config.json", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_open_reader(cache, NULL, "config.json", NULL, &reader), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_reader_read(NULL, NULL, 0, NULL), TC_STATUS_INVALID_ARGUMENT);
+    uint64_t size = 0;
+    CHECK_STATUS(tc_reader_size(NULL, &size), TC_STATUS_INVALID_ARGUMENT);
+
+    CHECK_STATUS(tc_cache_delete_model(NULL, "org/x", NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_delete_model(cache, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    tc_stats stats;
+    CHECK_STATUS(tc_cache_get_stats(NULL, &stats), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_get_stats(cache, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_get_stats_json(NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_get_stats_json(cache, NULL), TC_STATUS_INVALID_ARGUMENT);
+
+    tc_job *job = NULL;
+    uint64_t loaded = 0, total = 0;
+    CHECK_STATUS(tc_cache_download_quant_start(NULL, "org/tiny-gguf", "Q4_K_M", NULL, &job), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_quant_start(cache, "org/tiny-gguf", "Q4_K_M", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_quant_start(cache, "org/tiny-gguf", "", NULL, &job), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_quant_start(cache, "bad id!", "Q4_K_M", NULL, &job), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_file_start(NULL, "org/tiny-gguf", "config.json", NULL, &job), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_file_start(cache, "org/tiny-gguf", NULL, NULL, &job), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_download_file_start(cache, "org/tiny-gguf", "config.json", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(job == NULL);
+    CHECK_STATUS(tc_job_progress(NULL, &loaded, &total), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_job_cancel(NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_job_wait(NULL, 0), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_job_status(NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_job_file_path(NULL, &path), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_job_wait((tc_job *)&passed, 0), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "tc_job") != NULL);
+
+    /* The free functions ignore NULL. */
+    tc_string_free(NULL);
+    tc_bytes_free(NULL);
+    tc_job_free(NULL);
+    tc_reader_close(NULL);
+    tc_cache_close(NULL);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+}
+
+static void test_not_cached(tc_cache *cache) {
+    section("reads before anything is cached report NOT_CACHED");
+    char *json = (char *)"untouched";
+    CHECK_STATUS(tc_cache_get_manifest(cache, "org/tiny-gguf", &json), TC_STATUS_NOT_CACHED);
+    CHECK(strstr(tc_last_error_message(), "tc_cache_scan_repo") != NULL);
+    CHECK(strcmp(json, "untouched") == 0);
+    bool has = true;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", "config.json", NULL, &has), TC_STATUS_OK);
+    CHECK(has == false);
+    tc_bytes bytes = {(uint8_t *)"untouched", 9};
+    CHECK_STATUS(tc_cache_get_file(cache, "org/tiny-gguf", "config.json", NULL, &bytes), TC_STATUS_NOT_CACHED);
+    CHECK(bytes.len == 9);
+    char *path = (char *)"untouched";
+    CHECK_STATUS(tc_cache_file_path(cache, "org/tiny-gguf", "config.json", NULL, &path), TC_STATUS_NOT_CACHED);
+    CHECK(strcmp(path, "untouched") == 0);
+    tc_reader *reader = NULL;
+    CHECK_STATUS(tc_cache_open_reader(cache, "org/tiny-gguf", "config.json", NULL, &reader), TC_STATUS_NOT_CACHED);
+    CHECK(reader == NULL);
+}
+
+static void test_scan(tc_cache *cache) {
+    section("scan_repo and get_manifest");
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/tiny-gguf", NULL, &json), TC_STATUS_OK);
+    CHECK(json != NULL && strstr(json, "\"repo_id\":\"org/tiny-gguf\"") != NULL);
+    CHECK(json != NULL && strstr(json, "\"Q4_K_M\"") != NULL && strstr(json, "\"Q8_0\"") != NULL);
+    CHECK(json != NULL && strstr(json, "text-generation") != NULL);
+    CHECK(json != NULL && strstr(json, "\"status\":\"available\"") != NULL);
+    tc_string_free(json);
+    json = NULL;
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/tiny-gguf", "main", &json), TC_STATUS_OK);
+    tc_string_free(json);
+    json = NULL;
+    CHECK_STATUS(tc_cache_get_manifest(cache, "org/tiny-gguf", &json), TC_STATUS_OK);
+    CHECK(json != NULL && strstr(json, "\"revision\":\"main\"") != NULL);
+    tc_string_free(json);
+}
+
+static void test_hub_errors(tc_cache *cache) {
+    section("hub errors map to their status");
+    char *json = (char *)"untouched";
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/missing", NULL, &json), TC_STATUS_REPO_NOT_FOUND);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/tiny-gguf", "no-such-branch", &json), TC_STATUS_REVISION_NOT_FOUND);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "missing.bin", NULL, NULL, NULL, NULL), TC_STATUS_ENTRY_NOT_FOUND);
+    CHECK_STATUS(tc_cache_download_quant(cache, "org/tiny-gguf", "Q9_Z", NULL, NULL, NULL), TC_STATUS_ENTRY_NOT_FOUND);
+    CHECK(strstr(tc_last_error_message(), "Q4_K_M") != NULL); /* the message lists the variants */
+    CHECK_STATUS(tc_cache_download_file(cache, "org/gated", "config.json", NULL, NULL, NULL, NULL), TC_STATUS_GATED_REPO);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/http500", NULL, &json), TC_STATUS_HTTP);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/ratelimited", NULL, &json), TC_STATUS_RATE_LIMITED);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/unauth", NULL, &json), TC_STATUS_UNAUTHORIZED);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/corrupt", "model-Q4_K_M.gguf", NULL, NULL, NULL, NULL), TC_STATUS_CORRUPT);
+    CHECK(strcmp(json, "untouched") == 0);
+    bool has = true;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/corrupt", "model-Q4_K_M.gguf", NULL, &has), TC_STATUS_OK);
+    CHECK(has == false);
+
+    tc_options dead = test_options(dead_endpoint);
+    tc_cache *unreachable = open_cache("dead-endpoint", &dead);
+    CHECK_STATUS(tc_cache_scan_repo(unreachable, "org/tiny-gguf", NULL, &json), TC_STATUS_NETWORK);
+    tc_cache_close(unreachable);
+}
+
+static void test_downloads(tc_cache *cache) {
+    section("download_file and download_quant with progress on the calling thread");
+    struct progress_log log = new_log(0);
+    char *path = NULL;
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", NULL, record_progress, &log, &path), TC_STATUS_OK);
+    CHECK(log.calls >= 1 && log.wrong_thread == 0 && log.went_back == 0);
+    CHECK(log.last_loaded == log.last_total && log.last_total > 0);
+    CHECK(path != NULL && strstr(path, "config.json") != NULL);
+    struct stat st;
+    CHECK(path != NULL && stat(path, &st) == 0 && (uint64_t)st.st_size == log.last_total);
+    tc_string_free(path);
+    /* Already cached: no out_path wanted, no callback given. */
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", "main", NULL, NULL, NULL), TC_STATUS_OK);
+
+    log = new_log(0);
+    CHECK_STATUS(tc_cache_download_quant(cache, "org/tiny-gguf", "Q4_K_M", NULL, record_progress, &log), TC_STATUS_OK);
+    CHECK(log.calls >= 1 && log.wrong_thread == 0 && log.went_back == 0);
+    CHECK(log.last_loaded == log.last_total && log.last_total >= q4_size);
+
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_get_manifest(cache, "org/tiny-gguf", &json), TC_STATUS_OK);
+    CHECK(json != NULL && strstr(json, "\"status\":\"downloaded\"") != NULL);
+    tc_string_free(json);
+}
+
+static void test_cancel_from_callback(tc_cache *cache) {
+    section("a non-zero callback return cancels");
+    struct progress_log log = new_log(1);
+    CHECK_STATUS(tc_cache_download_quant(cache, "org/slow-gguf", "Q8_0", NULL, record_progress, &log), TC_STATUS_CANCELLED);
+    CHECK(log.calls == 1);
+    CHECK(strstr(tc_last_error_message(), "cancel") != NULL);
+    bool has = true;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/slow-gguf", "model-Q8_0.gguf", NULL, &has), TC_STATUS_OK);
+    CHECK(has == false);
+
+    log = new_log(1);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/slow-gguf", "model-Q4_K_M.gguf", NULL, record_progress, &log, NULL), TC_STATUS_CANCELLED);
+    CHECK(log.calls == 1);
+}
+
+static void test_reads(tc_cache *cache) {
+    section("has_file, get_file, file_path, reader");
+    bool has = false;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", "config.json", NULL, &has), TC_STATUS_OK);
+    CHECK(has == true);
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", "README.md", NULL, &has), TC_STATUS_OK);
+
+    tc_bytes bytes = {NULL, 0};
+    CHECK_STATUS(tc_cache_get_file(cache, "org/tiny-gguf", "config.json", NULL, &bytes), TC_STATUS_OK);
+    const char *expected = "{\"model_type\": \"llama\"}\n";
+    CHECK(bytes.len == strlen(expected) && memcmp(bytes.data, expected, bytes.len) == 0);
+    tc_bytes copy = bytes;
+    tc_bytes_free(&bytes);
+    CHECK(bytes.data == NULL && bytes.len == 0);
+    tc_bytes_free(&bytes); /* reset by the first call: harmless */
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+    tc_bytes_free(&copy); /* a stale copy: detected, nothing freed twice */
+    CHECK(strstr(tc_last_error_message(), "already freed") != NULL);
+    char not_ours[] = "not from tabcache";
+    tc_string_free(not_ours);
+    CHECK(strstr(tc_last_error_message(), "not a live string") != NULL);
+
+    char *path = NULL;
+    CHECK_STATUS(tc_cache_file_path(cache, "org/tiny-gguf", "model-Q4_K_M.gguf", NULL, &path), TC_STATUS_OK);
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    char magic[4] = {0};
+    CHECK(f != NULL && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0);
+    if (f) fclose(f);
+    CHECK(path != NULL && strstr(path, "model-Q4_K_M.gguf") != NULL);
+    tc_string_free(path);
+    tc_string_free(path); /* double free: detected and ignored */
+    CHECK(strstr(tc_last_error_message(), "already freed") != NULL);
+
+    tc_reader *reader = NULL;
+    CHECK_STATUS(tc_cache_open_reader(cache, "org/tiny-gguf", "model-Q4_K_M.gguf", NULL, &reader), TC_STATUS_OK);
+    uint64_t size = 0;
+    CHECK_STATUS(tc_reader_size(reader, &size), TC_STATUS_OK);
+    CHECK(size == q4_size);
+    CHECK_STATUS(tc_reader_size(reader, NULL), TC_STATUS_INVALID_ARGUMENT);
+    size_t n = 99;
+    CHECK_STATUS(tc_reader_read(reader, NULL, 0, &n), TC_STATUS_OK);
+    CHECK(n == 0);
+    unsigned char buf[65536];
+    CHECK_STATUS(tc_reader_read(reader, NULL, sizeof buf, &n), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_reader_read(reader, buf, sizeof buf, NULL), TC_STATUS_INVALID_ARGUMENT);
+    uint64_t total = 0;
+    int first = 1, magic_ok = 0;
+    for (;;) {
+        tc_status st = tc_reader_read(reader, buf, sizeof buf, &n);
+        if (st != TC_STATUS_OK || n == 0) {
+            CHECK_STATUS(st, TC_STATUS_OK);
+            break;
+        }
+        if (first) magic_ok = n >= 4 && memcmp(buf, "GGUF", 4) == 0;
+        first = 0;
+        total += n;
+    }
+    CHECK(magic_ok);
+    CHECK(total == q4_size);
+    tc_reader_close(reader);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+    tc_reader_close(reader);
+    CHECK(strstr(tc_last_error_message(), "tc_reader") != NULL);
+    CHECK_STATUS(tc_reader_read(reader, buf, sizeof buf, &n), TC_STATUS_INVALID_ARGUMENT);
+}
+
+static void test_stats(tc_cache *cache) {
+    section("stats");
+    tc_stats stats;
+    memset(&stats, 0, sizeof stats);
+    CHECK_STATUS(tc_cache_get_stats(cache, &stats), TC_STATUS_OK);
+    CHECK(stats.total_repos >= 1);
+    CHECK(stats.total_files >= 2);
+    CHECK(stats.total_size >= q4_size);
+    CHECK(stats.disk_bytes <= stats.total_size);
+    CHECK(stats.dedup_saved_bytes == stats.total_size - stats.disk_bytes);
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_get_stats_json(cache, &json), TC_STATUS_OK);
+    CHECK(json != NULL && strstr(json, "\"total_repos\":") != NULL && strstr(json, "\"dedup_saved_bytes\":") != NULL);
+    tc_string_free(json);
+}
+
+static void test_jobs(tc_cache *cache) {
+    section("jobs: wait, progress, cancel, status, file_path, free");
+    tc_job *job = NULL;
+    CHECK_STATUS(tc_cache_download_file_start(cache, "org/tiny-gguf", "README.md", NULL, &job), TC_STATUS_OK);
+    CHECK_STATUS(tc_job_wait(job, -1), TC_STATUS_OK);
+    CHECK_STATUS(tc_job_status(job), TC_STATUS_OK);
+    char *path = NULL;
+    CHECK_STATUS(tc_job_file_path(job, &path), TC_STATUS_OK);
+    CHECK(path != NULL && strstr(path, "README.md") != NULL);
+    tc_string_free(path);
+    CHECK_STATUS(tc_job_file_path(job, NULL), TC_STATUS_INVALID_ARGUMENT);
+    uint64_t loaded = 0, total = 0;
+    CHECK_STATUS(tc_job_progress(job, &loaded, &total), TC_STATUS_OK);
+    CHECK(loaded == total && total > 0);
+    CHECK_STATUS(tc_job_progress(job, NULL, &total), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_job_progress(job, &loaded, NULL), TC_STATUS_INVALID_ARGUMENT);
+    tc_job_free(job);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+    tc_job_free(job);
+    CHECK(strstr(tc_last_error_message(), "tc_job") != NULL);
+    CHECK_STATUS(tc_job_status(job), TC_STATUS_INVALID_ARGUMENT);
+
+    job = NULL;
+    CHECK_STATUS(tc_cache_download_quant_start(cache, "org/tiny-gguf", "Q4_K_M", NULL, &job), TC_STATUS_OK);
+    CHECK_STATUS(tc_job_wait(job, 60000), TC_STATUS_OK);
+    path = NULL;
+    CHECK_STATUS(tc_job_file_path(job, &path), TC_STATUS_INVALID_ARGUMENT); /* a variant has no single path */
+    CHECK(path == NULL);
+    tc_job_free(job);
+
+    /* A slow download: pending, progressing, then cancelled. */
+    job = NULL;
+    CHECK_STATUS(tc_cache_download_quant_start(cache, "org/slow-gguf", "Q8_0", NULL, &job), TC_STATUS_OK);
+    CHECK_STATUS(tc_job_wait(job, 0), TC_STATUS_PENDING);
+    CHECK_STATUS(tc_job_status(job), TC_STATUS_PENDING);
+    path = (char *)"untouched";
+    CHECK_STATUS(tc_job_file_path(job, &path), TC_STATUS_PENDING);
+    CHECK(strcmp(path, "untouched") == 0);
+    loaded = 0;
+    for (int i = 0; i < 600 && loaded == 0; i++) {
+        CHECK_STATUS(tc_job_wait(job, 50), TC_STATUS_PENDING);
+        CHECK_STATUS(tc_job_progress(job, &loaded, &total), TC_STATUS_OK);
+    }
+    CHECK(loaded > 0 && loaded < total);
+    CHECK_STATUS(tc_job_cancel(job), TC_STATUS_OK);
+    CHECK_STATUS(tc_job_wait(job, -1), TC_STATUS_CANCELLED);
+    CHECK(strstr(tc_last_error_message(), "cancel") != NULL);
+    CHECK_STATUS(tc_job_status(job), TC_STATUS_CANCELLED);
+    CHECK_STATUS(tc_job_cancel(job), TC_STATUS_OK); /* cancelling a finished job changes nothing */
+    CHECK_STATUS(tc_job_status(job), TC_STATUS_CANCELLED);
+    tc_job_free(job);
+
+    /* A job's error is its outcome, with its message. */
+    job = NULL;
+    CHECK_STATUS(tc_cache_download_file_start(cache, "org/missing", "config.json", NULL, &job), TC_STATUS_OK);
+    CHECK_STATUS(tc_job_wait(job, -1), TC_STATUS_REPO_NOT_FOUND);
+    CHECK(strstr(tc_last_error_message(), "org/missing") != NULL);
+    path = NULL;
+    CHECK_STATUS(tc_job_file_path(job, &path), TC_STATUS_REPO_NOT_FOUND);
+    tc_job_free(job);
+
+    /* Freeing a running job cancels it and returns once its thread stopped. */
+    job = NULL;
+    CHECK_STATUS(tc_cache_download_file_start(cache, "org/slow-gguf", "model-Q8_0.gguf", NULL, &job), TC_STATUS_OK);
+    tc_job_free(job);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+}
+
+struct worker {
+    tc_cache *cache;
+    const char *file;
+    int ok;
+    char error_seen[256];
+};
+
+static void *thread_body(void *arg) {
+    struct worker *w = arg;
+    w->ok = 1;
+    for (int round = 0; round < 3; round++) {
+        bool has = false;
+        tc_stats stats;
+        tc_bytes bytes = {NULL, 0};
+        if (tc_cache_download_file(w->cache, "org/tiny-gguf", w->file, NULL, NULL, NULL, NULL) != TC_STATUS_OK) w->ok = 0;
+        if (tc_cache_has_file(w->cache, "org/tiny-gguf", w->file, NULL, &has) != TC_STATUS_OK || !has) w->ok = 0;
+        if (tc_cache_get_stats(w->cache, &stats) != TC_STATUS_OK) w->ok = 0;
+        if (tc_cache_get_file(w->cache, "org/tiny-gguf", w->file, NULL, &bytes) != TC_STATUS_OK || bytes.len == 0) w->ok = 0;
+        tc_bytes_free(&bytes);
+    }
+    /* This thread's error does not leak into another thread's tc_last_error_message. */
+    if (tc_cache_scan_repo(w->cache, NULL, NULL, NULL) != TC_STATUS_INVALID_ARGUMENT) w->ok = 0;
+    snprintf(w->error_seen, sizeof w->error_seen, "%s", tc_last_error_message());
+    return NULL;
+}
+
+static void test_threads(tc_cache *cache) {
+    section("one tc_cache shared by threads");
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_delete_model(cache, "org/tiny-gguf", NULL), TC_STATUS_OK);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/tiny-gguf", NULL, &json), TC_STATUS_OK);
+    tc_string_free(json);
+    const char *files[] = {"config.json", "README.md", "model-Q4_K_M.gguf", "model-Q4_K_M.gguf", "model-Q8_0.gguf", "config.json"};
+    enum { N = sizeof files / sizeof files[0] };
+    struct worker workers[N];
+    pthread_t threads[N];
+    for (int i = 0; i < N; i++) {
+        workers[i].cache = cache;
+        workers[i].file = files[i];
+        workers[i].ok = 0;
+        workers[i].error_seen[0] = '\0';
+        CHECK(pthread_create(&threads[i], NULL, thread_body, &workers[i]) == 0);
+    }
+    CHECK(strcmp(tc_last_error_message(), "") == 0); /* the workers' errors are theirs */
+    for (int i = 0; i < N; i++) {
+        CHECK(pthread_join(threads[i], NULL) == 0);
+        CHECK(workers[i].ok);
+        CHECK(strstr(workers[i].error_seen, "repo_id") != NULL);
+    }
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+    bool has = false;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", "model-Q8_0.gguf", NULL, &has), TC_STATUS_OK);
+    CHECK(has);
+}
+
+static void test_offline(void) {
+    section("offline: cached data served, everything else OFFLINE");
+    tc_options options = test_options(endpoint);
+    options.offline = 1;
+    tc_cache *cache = open_cache("main", &options);
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_get_manifest(cache, "org/tiny-gguf", &json), TC_STATUS_OK);
+    tc_string_free(json);
+    json = NULL;
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/tiny-gguf", NULL, &json), TC_STATUS_OK);
+    tc_string_free(json);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", NULL, NULL, NULL, NULL), TC_STATUS_OK);
+    CHECK_STATUS(tc_cache_scan_repo(cache, "org/never-scanned", NULL, &json), TC_STATUS_OFFLINE);
+    CHECK(strstr(tc_last_error_message(), "offline") != NULL);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/never-scanned", "config.json", NULL, NULL, NULL, NULL), TC_STATUS_OFFLINE);
+    tc_cache_close(cache);
+}
+
+static void test_delete_and_close(void) {
+    section("delete_model and close");
+    tc_options options = test_options(endpoint);
+    tc_cache *cache = open_cache("main", &options);
+    uint64_t freed = 0;
+    CHECK_STATUS(tc_cache_delete_model(cache, "org/tiny-gguf", &freed), TC_STATUS_OK);
+    CHECK(freed >= q4_size);
+    bool has = true;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", "config.json", NULL, &has), TC_STATUS_OK);
+    CHECK(has == false);
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_get_manifest(cache, "org/tiny-gguf", &json), TC_STATUS_NOT_CACHED);
+    freed = 1;
+    CHECK_STATUS(tc_cache_delete_model(cache, "org/tiny-gguf", &freed), TC_STATUS_OK);
+    CHECK(freed == 0);
+
+    tc_cache_close(cache);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+    CHECK_STATUS(tc_cache_has_file(cache, "org/tiny-gguf", "config.json", NULL, &has), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+    tc_cache_close(cache);
+    CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE\n", argv[0]);
+        return 2;
+    }
+    endpoint = argv[1];
+    dead_endpoint = argv[2];
+    workdir = argv[3];
+    q4_size = strtoull(argv[4], NULL, 10);
+
+    test_version_and_names();
+    test_open_errors();
+    test_locked();
+
+    tc_options options = test_options(endpoint);
+    tc_cache *cache = open_cache("main", &options);
+    test_bad_handles(cache);
+    test_not_cached(cache);
+    test_scan(cache);
+    test_hub_errors(cache);
+    test_downloads(cache);
+    test_cancel_from_callback(cache);
+    test_reads(cache);
+    test_stats(cache);
+    test_jobs(cache);
+    test_threads(cache);
+    tc_cache_close(cache);
+
+    test_offline();
+    test_delete_and_close();
+    section(NULL);
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
