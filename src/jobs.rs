@@ -35,7 +35,10 @@ struct Shared {
 }
 
 impl Job {
-    fn spawn(name: String, work: impl FnOnce(&mut dyn FnMut(u64, u64) -> bool) -> JobResult + Send + 'static) -> Result<Job> {
+    fn spawn(
+        name: String,
+        work: impl FnOnce(&mut dyn FnMut(u64, u64) -> bool) -> JobResult + Send + 'static,
+    ) -> Result<Job> {
         let shared = Arc::new(Shared::default());
         let worker_shared = shared.clone();
         let worker = std::thread::Builder::new()
@@ -48,8 +51,13 @@ impl Job {
                     !s.cancel.load(Ordering::Relaxed)
                 };
                 // A panic in the download must still finish the job, or waiters would hang.
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut progress)))
-                    .unwrap_or_else(|_| Err(Error::internal("a download job panicked; please report this bug")));
+                let outcome =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&mut progress)))
+                        .unwrap_or_else(|_| {
+                            Err(Error::internal(
+                                "a download job panicked; please report this bug",
+                            ))
+                        });
                 let mut slot = s.outcome.lock().unwrap_or_else(|p| p.into_inner());
                 *slot = Some(outcome);
                 s.finished.notify_all();
@@ -77,20 +85,32 @@ impl Job {
 
     /// The outcome once finished, without waiting.
     pub fn outcome(&self) -> Option<JobResult> {
-        self.shared.outcome.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Wait until the job finishes or `timeout` passes (`None` = no limit). Returns the
     /// outcome, or `None` when the job is still running.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<JobResult> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut slot = self.shared.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self
+            .shared
+            .outcome
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(outcome) = slot.as_ref() {
                 return Some(outcome.clone());
             }
             slot = match deadline {
-                None => self.shared.finished.wait(slot).unwrap_or_else(|p| p.into_inner()),
+                None => self
+                    .shared
+                    .finished
+                    .wait(slot)
+                    .unwrap_or_else(|p| p.into_inner()),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
@@ -110,7 +130,11 @@ impl Job {
 impl Drop for Job {
     fn drop(&mut self) {
         self.cancel();
-        let worker = self.worker.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        let worker = self
+            .worker
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(worker) = worker {
             // The worker catches its own panics, so joining cannot fail in a way worth reporting.
             let _ = worker.join();
@@ -121,7 +145,12 @@ impl Drop for Job {
 impl ModelCache {
     /// Start [`ModelCache::download_quant`] on a worker thread. Arguments are checked here, so
     /// a malformed repo id fails at once rather than in the job.
-    pub fn start_download_quant(&self, repo_id: &str, quant: &str, revision: Option<&str>) -> Result<Job> {
+    pub fn start_download_quant(
+        &self,
+        repo_id: &str,
+        quant: &str,
+        revision: Option<&str>,
+    ) -> Result<Job> {
         validate::repo_id(repo_id)?;
         validate::revision(revision.unwrap_or(DEFAULT_REVISION))?;
         if quant.is_empty() {
@@ -144,7 +173,12 @@ impl ModelCache {
 
     /// Start [`ModelCache::download_file`] on a worker thread; the job's result is the file's
     /// snapshot-view path.
-    pub fn start_download_file(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<Job> {
+    pub fn start_download_file(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+    ) -> Result<Job> {
         validate::repo_id(repo_id)?;
         validate::repo_path(path)?;
         validate::revision(revision.unwrap_or(DEFAULT_REVISION))?;
@@ -196,7 +230,9 @@ mod tests {
         })
         .unwrap();
         job.cancel();
-        let outcome = job.wait(Some(Duration::from_secs(10))).expect("job finished");
+        let outcome = job
+            .wait(Some(Duration::from_secs(10)))
+            .expect("job finished");
         assert_eq!(outcome.unwrap_err().kind(), ErrorKind::Cancelled);
     }
 

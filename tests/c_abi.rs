@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hub_emulator::{Emulator, Fault, FaultKind, Gated, Listener, RepoConfig};
 
-const Q4_SIZE: usize = (3 << 19) + 123;
+/// Small files keep the run fast under valgrind; the emulator's LFS threshold is lowered so
+/// that they still travel as LFS files through the CDN redirect, as model weights do.
+const Q4_SIZE: usize = (200 << 10) + 123;
+const LFS_THRESHOLD: u64 = 64 << 10;
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -18,7 +21,11 @@ fn crate_dir() -> PathBuf {
 /// The directory holding libtabcache.so/.a of this build: the test binary lives in its deps/.
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf();
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf();
     assert!(
         dir.join("libtabcache.so").exists() && dir.join("libtabcache.a").exists(),
         "libtabcache.so and libtabcache.a are not in {}; cargo builds them with the test (crate-type cdylib + staticlib)",
@@ -75,14 +82,34 @@ fn start_emulator(root: &Path) -> Emulator {
         ..RepoConfig::default()
     };
 
-    put("org/tiny-gguf", "config.json", b"{\"model_type\": \"llama\"}\n");
-    put("org/tiny-gguf", "README.md", b"# tiny-gguf\nA test model.\n");
-    put("org/tiny-gguf", "model-Q4_K_M.gguf", &gguf(Q4_SIZE, 7, 3, 1));
-    put("org/tiny-gguf", "model-Q8_0.gguf", &gguf((2 << 20) + 7, 7, 3, 2));
+    put(
+        "org/tiny-gguf",
+        "config.json",
+        b"{\"model_type\": \"llama\"}\n",
+    );
+    put(
+        "org/tiny-gguf",
+        "README.md",
+        b"# tiny-gguf\nA test model.\n",
+    );
+    put(
+        "org/tiny-gguf",
+        "model-Q4_K_M.gguf",
+        &gguf(Q4_SIZE, 7, 3, 1),
+    );
+    put(
+        "org/tiny-gguf",
+        "model-Q8_0.gguf",
+        &gguf((300 << 10) + 7, 7, 3, 2),
+    );
     config("org/tiny-gguf", text_generation.clone());
 
-    put("org/slow-gguf", "model-Q4_K_M.gguf", &gguf(3 << 20, 9, 4, 3));
-    put("org/slow-gguf", "model-Q8_0.gguf", &gguf(4 << 20, 9, 4, 4));
+    put(
+        "org/slow-gguf",
+        "model-Q4_K_M.gguf",
+        &gguf(1 << 20, 9, 4, 3),
+    );
+    put("org/slow-gguf", "model-Q8_0.gguf", &gguf(1 << 20, 9, 4, 4));
     config("org/slow-gguf", text_generation);
 
     put("org/gated", "config.json", b"{}\n");
@@ -98,14 +125,21 @@ fn start_emulator(root: &Path) -> Emulator {
     }
     put("org/corrupt", "model-Q4_K_M.gguf", &gguf(Q4_SIZE, 7, 3, 5));
 
-    let emulator = Emulator::start(root).expect("start the hub emulator");
+    let emulator = Emulator::builder(root)
+        .lfs_threshold(LFS_THRESHOLD)
+        .start()
+        .expect("start the hub emulator");
     emulator.add_fault(Fault::status(500).on(Listener::Api).path("org/http500"));
     emulator.add_fault(Fault::status(429).on(Listener::Api).path("org/ratelimited"));
     emulator.add_fault(Fault::status(401).on(Listener::Api).path("org/unauth"));
-    emulator.add_fault(Fault::new(FaultKind::Corrupt { offset: 1000 }).on(Listener::Cdn).path("org/corrupt"));
+    emulator.add_fault(
+        Fault::new(FaultKind::Corrupt { offset: 1000 })
+            .on(Listener::Cdn)
+            .path("org/corrupt"),
+    );
     emulator.add_fault(
         Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 256 << 10,
+            bytes_per_sec: 64 << 10,
         })
         .on(Listener::Cdn)
         .path("org/slow-gguf"),
@@ -161,7 +195,10 @@ fn compile(source: &Path, output: &Path, cpp: bool) {
         .arg(&lib)
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .args(["-ltabcache", "-lpthread"]);
-    assert_success(&format!("compiling {}", source.display()), &run(&mut command));
+    assert_success(
+        &format!("compiling {}", source.display()),
+        &run(&mut command),
+    );
 }
 
 fn valgrind() -> Command {
@@ -172,7 +209,10 @@ fn valgrind() -> Command {
         .arg("--leak-check=full")
         .arg("--show-leak-kinds=definite,indirect")
         .arg("--errors-for-leak-kinds=definite,indirect")
-        .arg(format!("--suppressions={}", crate_dir().join("tests/c/valgrind.supp").display()));
+        .arg(format!(
+            "--suppressions={}",
+            crate_dir().join("tests/c/valgrind.supp").display()
+        ));
     command
 }
 
@@ -196,6 +236,7 @@ fn c_api_under_valgrind() {
         .env("HF_HOME", work.0.join("hf-home")));
     assert_success("api_test under valgrind", &output);
     let stdout = text(&output.stdout);
+    println!("{stdout}");
     let sections: Vec<&str> = stdout.lines().filter(|l| l.starts_with("ok - ")).collect();
     assert!(!stdout.contains("not ok"), "{stdout}");
     assert_eq!(sections.len(), 15, "every section ran:\n{stdout}");
@@ -204,5 +245,120 @@ fn c_api_under_valgrind() {
         .strip_suffix(" passed, 0 failed")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("the last line is the tally with no failure: {tally:?}"));
-    assert!(passed > 250, "{passed} checks passed; the C test has more than that");
+    assert!(
+        passed > 250,
+        "{passed} checks passed; the C test has more than that"
+    );
+}
+
+/// `make install` puts the library, header and tabcache.pc under a prefix; the examples build
+/// from it with pkg-config (shared, and quickstart also static), run against the emulator,
+/// and print what a user would see.
+#[test]
+fn examples_install_build_with_pkg_config_and_run() {
+    let work = TempDir::new("c-examples");
+    let emulator = start_emulator(&work.0.join("repos"));
+    let prefix = work.0.join("prefix");
+    let bin = work.0.join("bin");
+    let examples = crate_dir().join("c-examples");
+
+    let mut install = Command::new("make");
+    install
+        .arg("-C")
+        .arg(&examples)
+        .arg("install")
+        .arg(format!("PREFIX={}", prefix.display()))
+        .arg(format!("LIBDIR={}", lib_dir().display()));
+    assert_success("make install", &run(&mut install));
+    for installed in [
+        "lib/libtabcache.so",
+        "lib/libtabcache.a",
+        "include/tabcache.h",
+        "lib/pkgconfig/tabcache.pc",
+    ] {
+        assert!(
+            prefix.join(installed).exists(),
+            "make install did not install {installed}"
+        );
+    }
+    let pc = std::fs::read_to_string(prefix.join("lib/pkgconfig/tabcache.pc")).unwrap();
+    assert!(
+        pc.contains(&format!("Version: {}", env!("CARGO_PKG_VERSION"))),
+        "{pc}"
+    );
+
+    let mut build = Command::new("make");
+    build
+        .arg("-C")
+        .arg(&examples)
+        .args(["USE_PKG_CONFIG=1", "all", "static"])
+        .arg(format!("OUT={}", bin.display()))
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"));
+    assert_success("make examples with pkg-config", &run(&mut build));
+
+    let example = |name: &str, args: &[&str]| -> String {
+        let mut command = Command::new(bin.join(name));
+        command
+            .args(args)
+            .current_dir(&work.0)
+            .env("HF_ENDPOINT", emulator.url())
+            .env("HF_HOME", work.0.join("hf-home"))
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HUB_OFFLINE");
+        let output = run(&mut command);
+        assert_success(name, &output);
+        text(&output.stdout)
+    };
+
+    for (name, cache) in [
+        ("quickstart", "cache-shared"),
+        ("quickstart-static", "cache-static"),
+    ] {
+        let out = example(name, &[cache, "org/tiny-gguf", "Q4_K_M", "config.json"]);
+        let expected = format!(
+            "tabcache {version}\nvariant: Q4_K_M\nvariant: Q8_0\ndownloaded: Q4_K_M\n\
+             has_file config.json: yes\nget_file config.json: 24 bytes\n",
+            version = env!("CARGO_PKG_VERSION")
+        );
+        assert!(
+            out.starts_with(&expected),
+            "{name} printed:\n{out}\nexpected it to start with:\n{expected}"
+        );
+        let stats = out.lines().last().unwrap_or_default();
+        assert!(stats.starts_with("stats: 1 repos, "), "{name}: {stats}");
+    }
+
+    let out = example(
+        "gguf_header",
+        &["cache-shared", "org/tiny-gguf", "model-Q4_K_M.gguf"],
+    );
+    assert!(out.contains("/model-Q4_K_M.gguf\n"), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "magic: GGUF\nversion: 3\ntensors: 7\nmetadata entries: 3\nfile size: {Q4_SIZE} bytes\n"
+        )),
+        "{out}"
+    );
+
+    let out = example(
+        "async_download",
+        &[
+            "cache-async",
+            "org/tiny-gguf",
+            "Q8_0",
+            "org/slow-gguf",
+            "Q4_K_M",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(
+        lines[0],
+        "started: org/tiny-gguf Q8_0 and org/slow-gguf Q4_K_M"
+    );
+    assert!(
+        lines[1].starts_with("Q8_0: done (") && lines[1].ends_with(" bytes)"),
+        "{out}"
+    );
+    assert_eq!(lines[2], "Q4_K_M: cancelled");
 }

@@ -8,7 +8,9 @@ use super::error::Failure;
 /// A required UTF-8 string argument named `what`.
 pub(crate) unsafe fn required_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Failure> {
     if ptr.is_null() {
-        return Err(Failure::invalid(format!("{what} is NULL; pass a NUL-terminated UTF-8 string")));
+        return Err(Failure::invalid(format!(
+            "{what} is NULL; pass a NUL-terminated UTF-8 string"
+        )));
     }
     CStr::from_ptr(ptr)
         .to_str()
@@ -16,7 +18,10 @@ pub(crate) unsafe fn required_str<'a>(ptr: *const c_char, what: &str) -> Result<
 }
 
 /// An optional string argument: NULL means "not given".
-pub(crate) unsafe fn optional_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>, Failure> {
+pub(crate) unsafe fn optional_str<'a>(
+    ptr: *const c_char,
+    what: &str,
+) -> Result<Option<&'a str>, Failure> {
     if ptr.is_null() {
         Ok(None)
     } else {

@@ -85,7 +85,11 @@ impl TcOptions {
                  call tc_options_init() before setting fields, and build against this library's header"
             )));
         }
-        std::ptr::copy_nonoverlapping(ptr.cast::<u8>(), std::ptr::addr_of_mut!(options).cast::<u8>(), size);
+        std::ptr::copy_nonoverlapping(
+            ptr.cast::<u8>(),
+            std::ptr::addr_of_mut!(options).cast::<u8>(),
+            size,
+        );
         Ok(options)
     }
 
@@ -93,7 +97,8 @@ impl TcOptions {
         let mut o = CacheOptions::default();
         o.hub.endpoint = optional_str(self.endpoint, "tc_options.endpoint")?.map(str::to_string);
         o.hub.token = optional_str(self.token, "tc_options.token")?.map(str::to_string);
-        o.hub.user_agent = optional_str(self.user_agent, "tc_options.user_agent")?.map(str::to_string);
+        o.hub.user_agent =
+            optional_str(self.user_agent, "tc_options.user_agent")?.map(str::to_string);
         o.hub.offline = match self.offline {
             -1 => None,
             0 => Some(false),
@@ -199,10 +204,14 @@ pub unsafe extern "C" fn tc_cache_close(cache: *mut TcCache) {
 /// the call then returns TC_STATUS_CANCELLED. For blocking calls it runs on the thread that
 /// made the call. It must not call tc_cache_close on the cache in use, and must not throw
 /// (C++) or longjmp out.
-pub type TcProgressFn = Option<unsafe extern "C" fn(user_data: *mut c_void, loaded: u64, total: u64) -> c_int>;
+pub type TcProgressFn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, loaded: u64, total: u64) -> c_int>;
 
 /// Wrap a C callback as the Rust progress closure.
-fn progress_closure(callback: TcProgressFn, user_data: *mut c_void) -> impl FnMut(u64, u64) -> bool {
+fn progress_closure(
+    callback: TcProgressFn,
+    user_data: *mut c_void,
+) -> impl FnMut(u64, u64) -> bool {
     move |loaded, total| match callback {
         Some(f) => unsafe { f(user_data, loaded, total) == 0 },
         None => true,
@@ -299,7 +308,9 @@ pub unsafe extern "C" fn tc_cache_download_file(
         let file = required_str(path, "path")?;
         let revision = optional_str(revision, "revision")?;
         let mut report = progress_closure(progress, user_data);
-        let local = handle.cache.download_file(repo, file, revision, Some(&mut report))?;
+        let local = handle
+            .cache
+            .download_file(repo, file, revision, Some(&mut report))?;
         if !out_path.is_null() {
             *out_path = give_string(&path_text(&local)?)?;
         }
@@ -333,7 +344,9 @@ pub unsafe extern "C" fn tc_cache_download_quant(
         let quant = required_str(quant, "quant")?;
         let revision = optional_str(revision, "revision")?;
         let mut report = progress_closure(progress, user_data);
-        handle.cache.download_quant(repo, quant, revision, Some(&mut report))?;
+        handle
+            .cache
+            .download_quant(repo, quant, revision, Some(&mut report))?;
         Ok(TcStatus::Ok)
     })
 }
@@ -493,7 +506,10 @@ pub unsafe extern "C" fn tc_cache_get_stats(cache: *mut TcCache, out: *mut TcSta
 ///
 /// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
 #[no_mangle]
-pub unsafe extern "C" fn tc_cache_get_stats_json(cache: *mut TcCache, out_json: *mut *mut c_char) -> TcStatus {
+pub unsafe extern "C" fn tc_cache_get_stats_json(
+    cache: *mut TcCache,
+    out_json: *mut *mut c_char,
+) -> TcStatus {
     call("tc_cache_get_stats_json", || {
         let handle = CACHES.get(cache)?;
         out_ptr(out_json, "out_json")?;

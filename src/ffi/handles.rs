@@ -36,14 +36,22 @@ impl<T> Registry<T> {
     /// The object `ptr` names, if it is live.
     pub fn get(&self, ptr: *const T) -> Result<Arc<T>, Failure> {
         if ptr.is_null() {
-            return Err(Failure::invalid(format!("the {} pointer is NULL", self.kind)));
+            return Err(Failure::invalid(format!(
+                "the {} pointer is NULL",
+                self.kind
+            )));
         }
-        self.live().get(&(ptr as usize)).cloned().ok_or_else(|| self.unknown())
+        self.live()
+            .get(&(ptr as usize))
+            .cloned()
+            .ok_or_else(|| self.unknown())
     }
 
     /// Unregister `ptr`; the object is dropped once no call is using it.
     pub fn remove(&self, ptr: *const T) -> Result<Arc<T>, Failure> {
-        self.live().remove(&(ptr as usize)).ok_or_else(|| self.unknown())
+        self.live()
+            .remove(&(ptr as usize))
+            .ok_or_else(|| self.unknown())
     }
 
     fn unknown(&self) -> Failure {

@@ -79,7 +79,11 @@ pub unsafe extern "C" fn tc_cache_download_file_start(
 ///
 /// Returns TC_STATUS_OK or TC_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
-pub unsafe extern "C" fn tc_job_progress(job: *const TcJob, out_loaded: *mut u64, out_total: *mut u64) -> TcStatus {
+pub unsafe extern "C" fn tc_job_progress(
+    job: *const TcJob,
+    out_loaded: *mut u64,
+    out_total: *mut u64,
+) -> TcStatus {
     call("tc_job_progress", || {
         let handle = JOBS.get(job)?;
         out_ptr(out_loaded, "out_loaded")?;
@@ -124,7 +128,9 @@ pub unsafe extern "C" fn tc_job_wait(job: *const TcJob, timeout_ms: i64) -> TcSt
 /// tc_job_wait returns it. TC_STATUS_INVALID_ARGUMENT for a bad handle.
 #[no_mangle]
 pub unsafe extern "C" fn tc_job_status(job: *const TcJob) -> TcStatus {
-    call("tc_job_status", || outcome_status(JOBS.get(job)?.job.outcome()))
+    call("tc_job_status", || {
+        outcome_status(JOBS.get(job)?.job.outcome())
+    })
 }
 
 /// The snapshot-view path of the file a finished tc_cache_download_file_start job fetched.
@@ -135,7 +141,10 @@ pub unsafe extern "C" fn tc_job_status(job: *const TcJob) -> TcStatus {
 /// failed; TC_STATUS_INVALID_ARGUMENT for a bad handle, NULL out_path, or a variant job
 /// (which has no single path).
 #[no_mangle]
-pub unsafe extern "C" fn tc_job_file_path(job: *const TcJob, out_path: *mut *mut c_char) -> TcStatus {
+pub unsafe extern "C" fn tc_job_file_path(
+    job: *const TcJob,
+    out_path: *mut *mut c_char,
+) -> TcStatus {
     call("tc_job_file_path", || {
         let handle = JOBS.get(job)?;
         out_ptr(out_path, "out_path")?;

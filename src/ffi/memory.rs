@@ -82,7 +82,9 @@ pub unsafe extern "C" fn tc_string_free(string: *mut c_char) {
 #[no_mangle]
 pub unsafe extern "C" fn tc_bytes_free(bytes: *mut TcBytes) {
     call_void("tc_bytes_free", || {
-        let Some(bytes) = bytes.as_mut() else { return Ok(()) };
+        let Some(bytes) = bytes.as_mut() else {
+            return Ok(());
+        };
         if bytes.data.is_null() {
             return Ok(());
         }

@@ -60,7 +60,12 @@ pub unsafe extern "C" fn tc_cache_open_reader(
 ///
 /// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT; TC_STATUS_IO.
 #[no_mangle]
-pub unsafe extern "C" fn tc_reader_read(reader: *mut TcReader, buf: *mut u8, len: usize, out_read: *mut usize) -> TcStatus {
+pub unsafe extern "C" fn tc_reader_read(
+    reader: *mut TcReader,
+    buf: *mut u8,
+    len: usize,
+    out_read: *mut usize,
+) -> TcStatus {
     call("tc_reader_read", || {
         let handle = READERS.get(reader)?;
         out_ptr(out_read, "out_read")?;
