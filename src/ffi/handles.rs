@@ -1,35 +1,46 @@
-//! Registries of live handles. A handle given to C is the address of an `Arc` the registry
-//! holds; every call looks the address up (cloning the `Arc`) before touching anything, so a
-//! closed, freed or foreign pointer is refused, and closing a handle while another thread is
-//! inside a call on it is safe: the object is dropped when that call ends.
+//! Registries of live handles. A handle given to C is the address of an `Arc` that the
+//! registry counts as live; every call looks the address up (taking its own reference)
+//! before touching anything, so a closed, freed or foreign pointer is refused, and closing a
+//! handle while another thread is inside a call on it is safe: the object is dropped when
+//! that call ends.
+//!
+//! Live addresses are stored disguised ([`disguise`]), not as pointers: a handle the caller
+//! never closed must show up in valgrind as "definitely lost", not as memory still reachable
+//! from our registry, or leak checks of C programs could never fail.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use super::error::Failure;
 
+/// An address in a form that no leak checker takes for a pointer.
+pub(crate) fn disguise(address: usize) -> usize {
+    !address
+}
+
 pub(crate) struct Registry<T> {
     kind: &'static str,
-    live: Mutex<BTreeMap<usize, Arc<T>>>,
+    live: Mutex<BTreeSet<usize>>,
+    _owns: std::marker::PhantomData<Arc<T>>,
 }
 
 impl<T> Registry<T> {
     pub const fn new(kind: &'static str) -> Self {
         Registry {
             kind,
-            live: Mutex::new(BTreeMap::new()),
+            live: Mutex::new(BTreeSet::new()),
+            _owns: std::marker::PhantomData,
         }
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Arc<T>>> {
+    fn live(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
         self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Register `value` and return the pointer that names it.
     pub fn insert(&self, value: T) -> *mut T {
-        let value = Arc::new(value);
-        let ptr = Arc::as_ptr(&value) as *mut T;
-        self.live().insert(ptr as usize, value);
+        let ptr = Arc::into_raw(Arc::new(value)) as *mut T;
+        self.live().insert(disguise(ptr as usize));
         ptr
     }
 
@@ -41,17 +52,25 @@ impl<T> Registry<T> {
                 self.kind
             )));
         }
-        self.live()
-            .get(&(ptr as usize))
-            .cloned()
-            .ok_or_else(|| self.unknown())
+        let live = self.live();
+        if !live.contains(&disguise(ptr as usize)) {
+            return Err(self.unknown());
+        }
+        // SAFETY: `ptr` came from `Arc::into_raw` in `insert` and the registry still holds
+        // that reference (checked under the lock, so `remove` cannot release it meanwhile).
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Ok(Arc::from_raw(ptr))
+        }
     }
 
     /// Unregister `ptr`; the object is dropped once no call is using it.
     pub fn remove(&self, ptr: *const T) -> Result<Arc<T>, Failure> {
-        self.live()
-            .remove(&(ptr as usize))
-            .ok_or_else(|| self.unknown())
+        if !self.live().remove(&disguise(ptr as usize)) {
+            return Err(self.unknown());
+        }
+        // SAFETY: the registry held the reference `insert` made; it is handed back exactly once.
+        Ok(unsafe { Arc::from_raw(ptr) })
     }
 
     fn unknown(&self) -> Failure {

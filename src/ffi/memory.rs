@@ -1,12 +1,14 @@
 //! Strings and buffers handed to C, and their free functions. Each one handed out is
-//! remembered (address -> length), so freeing twice or freeing a pointer that is not ours is
-//! refused instead of corrupting the heap.
+//! remembered (disguised address -> length, see [`disguise`]), so freeing twice or freeing a
+//! pointer that is not ours is refused instead of corrupting the heap, while one the caller
+//! never freed is still a leak that valgrind reports.
 
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CString};
 use std::sync::Mutex;
 
 use super::error::{call_void, Failure};
+use super::handles::disguise;
 
 /// Handed-out allocations: address -> byte length (0 for strings).
 static HANDED_OUT: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
@@ -22,7 +24,7 @@ pub(crate) fn give_string(text: &str) -> Result<*mut c_char, Failure> {
         message: "a result contains a NUL byte and cannot be returned as a C string; please report this bug".into(),
     })?;
     let ptr = owned.into_raw();
-    handed_out().insert(ptr as usize, 0);
+    handed_out().insert(disguise(ptr as usize), 0);
     Ok(ptr)
 }
 
@@ -45,7 +47,7 @@ pub(crate) fn give_bytes(bytes: Vec<u8>) -> TcBytes {
     }
     let len = bytes.len();
     let data = Box::into_raw(bytes.into_boxed_slice()) as *mut u8;
-    handed_out().insert(data as usize, len);
+    handed_out().insert(disguise(data as usize), len);
     TcBytes { data, len }
 }
 
@@ -58,14 +60,14 @@ pub unsafe extern "C" fn tc_string_free(string: *mut c_char) {
         if string.is_null() {
             return Ok(());
         }
-        match handed_out().remove(&(string as usize)) {
+        match handed_out().remove(&disguise(string as usize)) {
             Some(0) => {
                 drop(CString::from_raw(string));
                 Ok(())
             }
             Some(len) => {
                 // A buffer, not a string: put it back rather than free it the wrong way.
-                handed_out().insert(string as usize, len);
+                handed_out().insert(disguise(string as usize), len);
                 Err(Failure::invalid("tc_string_free was given a tc_bytes buffer; free it with tc_bytes_free"))
             }
             None => Err(Failure::invalid(
@@ -89,9 +91,9 @@ pub unsafe extern "C" fn tc_bytes_free(bytes: *mut TcBytes) {
             return Ok(());
         }
         let mut live = handed_out();
-        match live.get(&(bytes.data as usize)).copied() {
+        match live.get(&disguise(bytes.data as usize)).copied() {
             Some(len) if len > 0 => {
-                live.remove(&(bytes.data as usize));
+                live.remove(&disguise(bytes.data as usize));
                 drop(live);
                 drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(bytes.data, len)));
                 bytes.data = std::ptr::null_mut();
