@@ -39,11 +39,14 @@ pub(crate) struct Shared {
     connections: Mutex<HashMap<u64, TcpStream>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     next_connection: AtomicU64,
+    next_seq: AtomicU64,
 }
 
 /// One served request, as the log keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
+    /// Position in arrival order, counting from 1 over the emulator's life.
+    pub seq: u64,
     pub listener: Listener,
     /// Requests on one keep-alive connection share this number.
     pub connection: u64,
@@ -55,6 +58,8 @@ pub struct RequestRecord {
     pub authorization: Option<String>,
     pub status: u16,
     /// Body bytes written to the socket (an injected extra byte counts).
+    /// Recorded before the last byte goes out (so a client that has read a response always
+    /// finds it in the log) and corrected if the write fails midway.
     pub body_bytes: u64,
     /// Ids of the faults that fired for this request.
     pub faults: Vec<u64>,
@@ -156,6 +161,7 @@ impl Shared {
             connections: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
             next_connection: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
         }
     }
 
@@ -308,19 +314,22 @@ fn handle(
         (None, Listener::Cdn) => api::handle_cdn(shared, request, &plan),
         (None, _) => api::handle_api(shared, request, &plan),
     };
-    let status = response.status;
-    let mut writer = BodyWriter::new(shared, stream, body_buffer);
-    let outcome = writer.send(is_head, response, &plan, close);
-
+    let planned_bytes = if is_head {
+        0
+    } else {
+        body_limit(response.body.len(), &plan) + u64::from(plan.extra_byte)
+    };
+    let seq = shared.next_seq.fetch_add(1, Ordering::SeqCst) + 1;
     let record = RequestRecord {
+        seq,
         listener: kind,
         connection,
         method: request.method.clone(),
         target: request.target.clone(),
         range: request.header("range").map(str::to_owned),
         authorization: request.header("authorization").map(str::to_owned),
-        status,
-        body_bytes: outcome.body_bytes,
+        status: response.status,
+        body_bytes: planned_bytes,
         faults: plan.fired.iter().map(|id| id.0).collect(),
     };
     if shared.log_to_stderr {
@@ -330,6 +339,15 @@ fn handle(
         );
     }
     shared.log.lock().unwrap().push(record);
+
+    let mut writer = BodyWriter::new(shared, stream, body_buffer);
+    let outcome = writer.send(is_head, response, &plan, close);
+    if outcome.body_bytes != planned_bytes {
+        let mut log = shared.log.lock().unwrap();
+        if let Some(record) = log.iter_mut().rev().find(|record| record.seq == seq) {
+            record.body_bytes = outcome.body_bytes;
+        }
+    }
     outcome.keep_alive
 }
 
@@ -378,17 +396,7 @@ impl<'a> BodyWriter<'a> {
         } else {
             Framing::Length(body_len + extra)
         };
-        // How much of the body goes out before a fault cuts it short.
-        let mut limit = body_len;
-        if let Some((bytes, _)) = plan.drop_after {
-            limit = limit.min(bytes);
-        }
-        if let Some((bytes, _)) = plan.stall {
-            limit = limit.min(bytes);
-        }
-        if let Some(missing) = plan.truncate {
-            limit = limit.min(body_len.saturating_sub(missing));
-        }
+        let limit = body_limit(body_len, plan);
         let close = close || (plan.cuts_short() && !is_head);
         let head = http::format_head(response.status, &response.headers, framing, close);
 
@@ -496,6 +504,21 @@ impl<'a> BodyWriter<'a> {
         }
         Ok(())
     }
+}
+
+/// How much of a body of `body_len` bytes goes out before a fault cuts it short.
+fn body_limit(body_len: u64, plan: &Plan) -> u64 {
+    let mut limit = body_len;
+    if let Some((bytes, _)) = plan.drop_after {
+        limit = limit.min(bytes);
+    }
+    if let Some((bytes, _)) = plan.stall {
+        limit = limit.min(bytes);
+    }
+    if let Some(missing) = plan.truncate {
+        limit = limit.min(body_len.saturating_sub(missing));
+    }
+    limit
 }
 
 /// SO_LINGER with a zero timeout makes close() send a reset instead of a FIN.
