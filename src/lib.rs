@@ -7,6 +7,7 @@
 
 pub mod download;
 pub mod error;
+pub mod hub;
 pub mod validate;
 
 pub use error::{Error, ErrorKind, Result};

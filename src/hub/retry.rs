@@ -1,0 +1,318 @@
+//! When to try a failed request again and how long to wait first: exponential backoff with
+//! jitter, the server's own `Retry-After` / `RateLimit: ...;t=N` wishes (capped), and bounds on
+//! both the number of attempts and the total time spent waiting.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::error::{Error, Result};
+
+/// How a transient failure is retried. Cheap to copy; one per client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (so `max_retries + 1` attempts in all).
+    pub max_retries: u32,
+    /// The first backoff; doubled on every further retry.
+    pub base: Duration,
+    /// No computed backoff grows beyond this.
+    pub max_backoff: Duration,
+    /// No single wait, even one the server asked for, is longer than this.
+    pub max_server_wait: Duration,
+    /// Give up once this much time has gone by since the first attempt.
+    pub max_total: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 5,
+            base: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(8),
+            max_server_wait: Duration::from_secs(60),
+            max_total: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based): the server's wish when it named one,
+    /// else `base * 2^retry` with jitter in [50%, 100%], capped.
+    pub fn delay(&self, retry: u32, server_wish: Option<Duration>) -> Duration {
+        if let Some(wish) = server_wish {
+            return wish.min(self.max_server_wait);
+        }
+        let exponential = self
+            .base
+            .saturating_mul(1u32 << retry.min(20))
+            .min(self.max_backoff);
+        let jitter = 0.5 + 0.5 * random_unit();
+        exponential.mul_f64(jitter).min(self.max_server_wait)
+    }
+
+    /// Run `attempt` until it succeeds, fails for good, or the policy's bounds are reached.
+    /// Only errors marked transient are retried; the last error is returned as it is.
+    pub fn run<T>(&self, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+        let started = Instant::now();
+        let mut retry = 0;
+        loop {
+            let err: Error = match attempt() {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            if !err.is_transient() || retry >= self.max_retries {
+                return Err(give_up(err, retry));
+            }
+            let wait = self.delay(retry, err.retry_after());
+            if started.elapsed() + wait > self.max_total {
+                return Err(give_up(err, retry));
+            }
+            std::thread::sleep(wait);
+            retry += 1;
+        }
+    }
+}
+
+fn give_up(err: Error, retries: u32) -> Error {
+    if retries == 0 || !err.is_transient() {
+        return err;
+    }
+    let plural = if retries == 1 { "y" } else { "ies" };
+    err.context(format!("gave up after {retries} retr{plural}"))
+}
+
+/// A uniform number in [0, 1) without a random-number crate: std seeds every `RandomState`
+/// with fresh per-process randomness and a per-instance counter, which is plenty for jitter.
+fn random_unit() -> f64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `Retry-After`: either delay-seconds or an HTTP date (RFC 9110 IMF-fixdate). A date in the
+/// past means "now".
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = parse_http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The `t=` (seconds until the quota resets) of the IETF draft `RateLimit` header, e.g.
+/// `"api";r=0;t=55`. Several comma-separated policies: the longest wait wins.
+pub fn parse_ratelimit_reset(value: &str) -> Option<Duration> {
+    value
+        .split(',')
+        .filter_map(|item| {
+            item.split(';').skip(1).find_map(|param| {
+                let (key, val) = param.split_once('=')?;
+                if key.trim().eq_ignore_ascii_case("t") {
+                    val.trim().trim_matches('"').parse::<u64>().ok()
+                } else {
+                    None
+                }
+            })
+        })
+        .max()
+        .map(Duration::from_secs)
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` only (the form RFC 9110 requires senders to use).
+fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let (_weekday, rest) = value.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms[..] else { return None };
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + s))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 06 Nov 1994 08:49:37
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", SystemTime::UNIX_EPOCH),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "",
+            "-1",
+            "soon",
+            "1.5",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ratelimit_reset() {
+        assert_eq!(
+            parse_ratelimit_reset("\"api\";r=0;t=55"),
+            Some(Duration::from_secs(55))
+        );
+        assert_eq!(
+            parse_ratelimit_reset("\"default\"; r=0; t=12"),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            parse_ratelimit_reset("a;r=1;t=3, b;r=0;T=9"),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(parse_ratelimit_reset("\"api\";r=0"), None);
+        assert_eq!(
+            parse_ratelimit_reset("t=5"),
+            None,
+            "t= must be a parameter of an item"
+        );
+        assert_eq!(parse_ratelimit_reset("\"api\";t=x"), None);
+    }
+
+    #[test]
+    fn delays_grow_with_jitter_and_respect_caps() {
+        let policy = RetryPolicy {
+            base: Duration::from_millis(100),
+            ..RetryPolicy::default()
+        };
+        for retry in 0..4 {
+            let full = Duration::from_millis(100 << retry);
+            let d = policy.delay(retry, None);
+            assert!(d >= full / 2 && d <= full, "retry {retry}: {d:?}");
+        }
+        assert!(policy.delay(30, None) <= policy.max_backoff);
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(3600))),
+            policy.max_server_wait
+        );
+    }
+
+    fn fast_policy(max_retries: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_retries,
+            base: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn retries_transient_errors_until_success() {
+        let mut calls = 0;
+        let got = fast_policy(5).run(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(Error::new(ErrorKind::Http, "503").transient(None))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(got, Ok(3));
+    }
+
+    #[test]
+    fn stops_at_the_retry_bound_and_says_so() {
+        let mut calls = 0;
+        let err = fast_policy(2)
+            .run(|| -> Result<()> {
+                calls += 1;
+                Err(Error::new(ErrorKind::Http, "server error 503").transient(None))
+            })
+            .unwrap_err();
+        assert_eq!(calls, 3);
+        assert_eq!(err.kind(), ErrorKind::Http);
+        assert!(
+            err.message()
+                .starts_with("gave up after 2 retries: server error 503"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn permanent_errors_are_not_retried() {
+        let mut calls = 0;
+        let err = fast_policy(5)
+            .run(|| -> Result<()> {
+                calls += 1;
+                Err(Error::new(ErrorKind::RepoNotFound, "nope"))
+            })
+            .unwrap_err();
+        assert_eq!((calls, err.message()), (1, "nope"));
+    }
+
+    #[test]
+    fn total_time_bound_stops_long_server_waits() {
+        let policy = RetryPolicy {
+            max_total: Duration::from_millis(50),
+            ..fast_policy(5)
+        };
+        let started = Instant::now();
+        let mut calls = 0;
+        let err = policy
+            .run(|| -> Result<()> {
+                calls += 1;
+                Err(Error::new(ErrorKind::RateLimited, "429")
+                    .transient(Some(Duration::from_secs(30))))
+            })
+            .unwrap_err();
+        assert_eq!(calls, 1);
+        assert_eq!(err.kind(), ErrorKind::RateLimited);
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}
