@@ -259,6 +259,11 @@ fn large_file_over_eight_connections_matches_the_source() {
         &log,
     );
     let done = expect_ok(&run, size, sha);
+    eprintln!(
+        "{} MiB over 8 connections in {:.2} s (verified and synced)",
+        size / MIB,
+        run.elapsed.as_secs_f64()
+    );
     assert_eq!(done.bytes_fetched, size);
     assert_same_bytes(&tmp, size, 1);
 
