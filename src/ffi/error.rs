@@ -231,7 +231,10 @@ mod tests {
     use std::ffi::CStr;
 
     fn last_message() -> String {
-        unsafe { CStr::from_ptr(tc_last_error_message()) }.to_str().unwrap().to_string()
+        unsafe { CStr::from_ptr(tc_last_error_message()) }
+            .to_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -239,7 +242,10 @@ mod tests {
         let status = call("tc_test", || panic!("invariant broken"));
         assert_eq!(status, TcStatus::Internal);
         let message = last_message();
-        assert!(message.contains("tc_test") && message.contains("invariant broken"), "{message}");
+        assert!(
+            message.contains("tc_test") && message.contains("invariant broken"),
+            "{message}"
+        );
         assert_eq!(call("tc_test", || Ok(TcStatus::Ok)), TcStatus::Ok);
         assert_eq!(last_message(), "");
     }
