@@ -427,13 +427,12 @@ impl ModelCache {
             return Err(offline_error(&format!("download {path} from {repo}")));
         }
         let resolved = self.inner.hub.resolve(repo, revision, path)?;
+        // A server that names no commit (some mirrors) leaves model info to tell us.
         let commit = match resolved.commit {
-            Some(c) => {
-                self.inner.store.set_ref(repo, revision, &c)?;
-                c
-            }
-            None => revision.to_string(),
+            Some(c) => c,
+            None => self.inner.hub.model_info(repo, revision)?.sha,
         };
+        self.inner.store.set_ref(repo, revision, &commit)?;
         let etag = resolved.etag.to_ascii_lowercase();
         Ok(FilePlan {
             repo: repo.to_string(),
