@@ -98,7 +98,7 @@ fn eight_threads_of_mixed_operations_leave_a_consistent_cache() {
                             }
                             other => other.map(|_| ()),
                         },
-                        6 if (x >> 8) % 4 == 0 => cache.delete_model(repo).map(|_| ()),
+                        6 if (x >> 8).is_multiple_of(4) => cache.delete_model(repo).map(|_| ()),
                         7 => cache.stats().map(|_| ()),
                         _ => cache.get_manifest(repo).map(|_| ()),
                     };
