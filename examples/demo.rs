@@ -99,11 +99,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut bar = |loaded: u64, total: u64| {
         let width = 40;
-        let done = if total == 0 {
-            width
-        } else {
-            (loaded * width as u64 / total) as usize
-        };
+        let done = (loaded * width as u64)
+            .checked_div(total)
+            .map_or(width, |d| d as usize);
         eprint!(
             "\r[{}{}] {:>6.1}/{:.1} MiB",
             "#".repeat(done),
