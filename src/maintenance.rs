@@ -574,6 +574,32 @@ impl ModelCache {
         Ok(report)
     }
 
+    /// The size of every file in the scanned listing of `repo_id` (None when never scanned).
+    pub fn listed_sizes(&self, repo_id: &str) -> Result<Option<BTreeMap<String, u64>>> {
+        validate::repo_id(repo_id)?;
+        Ok(self.store().repo(repo_id)?.map(|r| {
+            r.files
+                .into_iter()
+                .map(|(path, f)| (path, f.size))
+                .collect()
+        }))
+    }
+
+    /// Wait (at most `timeout`) until no transfer of this process is under way, so that after a
+    /// cancel every partial download has saved its resume state. Returns whether it is idle.
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.transfers_in_flight().is_empty() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Forget `repo_id` entirely (as [`ModelCache::delete_model`]), reporting what went.
     pub fn remove_repo(&self, repo_id: &str) -> Result<RemoveReport> {
         validate::repo_id(repo_id)?;
