@@ -210,12 +210,16 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
+            // clap's first paragraph ("error: ...", maybe with the missing names on the next
+            // lines) on one line; its usage block is what --help is for.
             let rendered = e.render().to_string();
-            let first = rendered
+            let first: Vec<&str> = rendered
                 .lines()
-                .next()
-                .unwrap_or("error: invalid arguments");
-            let message = first.trim_start_matches("error: ");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = first.join(" ");
+            let message = message.trim_start_matches("error: ");
             report_error(
                 json_requested,
                 "usage",
