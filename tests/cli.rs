@@ -588,7 +588,8 @@ fn python() -> PathBuf {
     python
 }
 
-/// Every file under `dir` with its content hash (links followed), for "unchanged" checks.
+/// Every entry under `dir`: links with their targets, files with their content hash and
+/// read-only flag, for "unchanged" checks.
 fn tree_digest(dir: &Path) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -612,7 +613,11 @@ fn tree_digest(dir: &Path) -> Vec<(String, String)> {
                         .into_owned(),
                 ));
             } else {
-                out.push((name, hub_emulator::sha256_file(&path).unwrap()));
+                let sha = hub_emulator::sha256_file(&path).unwrap();
+                out.push((
+                    name,
+                    format!("{sha} read-only={}", meta.permissions().readonly()),
+                ));
             }
         }
     }

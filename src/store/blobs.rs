@@ -83,24 +83,27 @@ impl BlobDir {
     }
 
     /// Bring an existing, already verified file in as blob `sha256`: hard-linked when the file
-    /// system allows (no copy; `src` itself is never written), copied otherwise.
+    /// system allows (no copy), copied otherwise. `src` is never written, not even its mode:
+    /// a hard link shares it with its other owner, so it keeps the permissions it has.
     pub(crate) fn adopt(&self, src: &Path, sha256: &str) -> Result<Adopted> {
         if self.exists(sha256) {
             return Ok(Adopted::AlreadyHeld);
         }
         let tmp = self.tmp.join(format!("adopt-{sha256}"));
         let _ = fs::remove_file(&tmp);
-        let how = if fs::hard_link(src, &tmp).is_ok() {
-            Adopted::Linked
-        } else {
-            fs::copy(src, &tmp).map_err(|e| Error::io("could not copy into", &tmp, e))?;
-            fs::File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io("could not sync", &tmp, e))?;
-            Adopted::Copied
-        };
+        if fs::hard_link(src, &tmp).is_ok() {
+            let dest = self.path(sha256);
+            fs::rename(&tmp, &dest)
+                .map_err(|e| Error::io("could not move the adopted file into", &dest, e))?;
+            sync_dir(&self.blobs);
+            return Ok(Adopted::Linked);
+        }
+        fs::copy(src, &tmp).map_err(|e| Error::io("could not copy into", &tmp, e))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("could not sync", &tmp, e))?;
         self.commit(&tmp, sha256)?;
-        Ok(how)
+        Ok(Adopted::Copied)
     }
 
     /// The files in `tmp/`: (name, bytes).
