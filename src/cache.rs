@@ -57,7 +57,8 @@ struct Inner {
     hub: HubClient,
     transfer: TransferOptions,
     parallel_files: usize,
-    flights: Flights,
+    /// Shared with flight threads, which must be able to land after releasing the cache.
+    flights: Arc<Flights>,
     /// Variants this process is downloading: (repo, quant) -> bytes held so far.
     active: Mutex<HashMap<(String, String), Arc<AtomicU64>>>,
 }
@@ -123,7 +124,7 @@ impl ModelCache {
                 } else {
                     options.parallel_files
                 },
-                flights: Flights::default(),
+                flights: Arc::default(),
                 active: Mutex::new(HashMap::new()),
             }),
         })
@@ -147,14 +148,19 @@ impl ModelCache {
     /// variants and store the manifest. Offline, answers from the catalog when it can.
     pub fn scan_repo(&self, repo_id: &str, revision: Option<&str>) -> Result<Manifest> {
         validate::repo_id(repo_id)?;
+        let record = self.scan_record(repo_id, revision)?;
+        Ok(self.manifest_of(&record))
+    }
+
+    /// The work of `scan_repo`, returning the stored record itself (which another thread may
+    /// delete from the catalog the moment it is stored).
+    fn scan_record(&self, repo_id: &str, revision: Option<&str>) -> Result<RepoRecord> {
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
         let inner = &self.inner;
         if inner.hub.is_offline() {
             return match inner.store.repo(repo_id)? {
-                Some(rec) if rec.revision == revision || rec.commit == revision => {
-                    Ok(self.manifest_of(&rec))
-                }
+                Some(rec) if rec.revision == revision || rec.commit == revision => Ok(rec),
                 _ => Err(offline_error(&format!("scan {repo_id}"))),
             };
         }
@@ -217,7 +223,7 @@ impl ModelCache {
         };
         inner.store.put_repo(&record)?;
         self.adopt_held_content(&record)?;
-        Ok(self.manifest_of(&record))
+        Ok(record)
     }
 
     /// Record every listed file whose content the store already holds (from another revision,
@@ -242,7 +248,7 @@ impl ModelCache {
                     size: listed.size,
                     git_oid: listed.git_oid.clone(),
                 };
-                store.record_file(&record.repo_id, &record.commit, path, &rec)?;
+                store.reference_blob(&record.repo_id, &record.commit, path, &rec)?;
             }
         }
         Ok(())
@@ -293,15 +299,25 @@ impl ModelCache {
         validate::repo_path(path)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
-        let plan = match self.cached_commit(repo_id, revision, path)? {
-            Some(commit) => return self.ready_path(repo_id, &commit, path, progress),
-            None => self.plan_file(repo_id, revision, path)?,
-        };
-        let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
-        self.fetch_all(vec![plan], progress, None)?;
-        self.file_path_at(&repo, &commit, path)?.ok_or_else(|| {
-            Error::internal(format!("{path} was downloaded but is not in the catalog"))
-        })
+        let mut progress = progress;
+        let mut report = |loaded, total| progress.as_mut().is_none_or(|p| p(loaded, total));
+        // A delete_model on another thread can remove the file between its landing and our
+        // look-up; the caller asked for it to be cached, so fetch it again (a few times).
+        for _ in 0..3 {
+            let plan = match self.cached_commit(repo_id, revision, path)? {
+                Some(commit) => return self.ready_path(repo_id, &commit, path, Some(&mut report)),
+                None => self.plan_file(repo_id, revision, path)?,
+            };
+            let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
+            self.fetch_all(vec![plan], Some(&mut report), None)?;
+            if let Some(view_path) = self.file_path_at(&repo, &commit, path)? {
+                return Ok(view_path);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Io,
+            format!("{repo_id}: {path} was deleted by another caller each time it downloaded; retry once the deletes stop"),
+        ))
     }
 
     /// The commit at which `path` is already cached for `revision`, if it is.
@@ -342,13 +358,7 @@ impl ModelCache {
         let record = match (self.inner.store.repo(repo_id)?, revision) {
             (Some(rec), None) => rec,
             (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
-            _ => {
-                self.scan_repo(repo_id, revision)?;
-                self.inner
-                    .store
-                    .repo(repo_id)?
-                    .ok_or_else(|| Error::internal("scan stored no manifest"))?
-            }
+            _ => self.scan_record(repo_id, revision)?,
         };
         let Some(files) = record.variants.get(quant) else {
             let known: Vec<&str> = record.variants.keys().map(String::as_str).collect();
@@ -426,13 +436,12 @@ impl ModelCache {
             return Err(offline_error(&format!("download {path} from {repo}")));
         }
         let resolved = self.inner.hub.resolve(repo, revision, path)?;
+        // A server that names no commit (some mirrors) leaves model info to tell us.
         let commit = match resolved.commit {
-            Some(c) => {
-                self.inner.store.set_ref(repo, revision, &c)?;
-                c
-            }
-            None => revision.to_string(),
+            Some(c) => c,
+            None => self.inner.hub.model_info(repo, revision)?.sha,
         };
+        self.inner.store.set_ref(repo, revision, &commit)?;
         let etag = resolved.etag.to_ascii_lowercase();
         Ok(FilePlan {
             repo: repo.to_string(),
@@ -458,16 +467,18 @@ impl ModelCache {
             _ => None,
         };
         let Some(sha256) = sha else { return Ok(None) };
-        let size = std::fs::metadata(store.blob_path(&sha256))
-            .map(|m| m.len())
-            .map_err(|e| Error::io("could not read", &store.blob_path(&sha256), e))?;
+        // Gone since we looked (deleted by another thread): not held after all.
+        let Ok(meta) = std::fs::metadata(store.blob_path(&sha256)) else {
+            return Ok(None);
+        };
         let rec = FileRecord {
             sha256,
-            size,
+            size: meta.len(),
             git_oid: plan.git_oid.clone(),
         };
-        store.record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
-        Ok(Some(rec))
+        Ok(store
+            .reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)?
+            .map(|_| rec))
     }
 
     /// Fetch every plan (several at once), reporting progress for the whole request on this
@@ -519,10 +530,12 @@ impl ModelCache {
                     None => i += 1,
                     Some(Ok(rec)) => {
                         let (plan, _) = running.swap_remove(i);
-                        self.inner
-                            .store
-                            .record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
-                        loaded_done += rec.size;
+                        let store = &self.inner.store;
+                        match store.reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)? {
+                            Some(_) => loaded_done += rec.size,
+                            // Deleted by another thread since it landed: fetch it again.
+                            None => queue.push_front(plan),
+                        }
                     }
                     // Someone else's cancel stopped a flight we still want: start it again.
                     Some(Err(e)) if e.kind() == ErrorKind::Cancelled => {
@@ -553,13 +566,17 @@ impl ModelCache {
         let key = plan.content_key();
         self.inner.flights.join_or_start(&key, |flight| {
             let cache = self.clone();
+            let flights = self.inner.flights.clone();
             let plan = plan.clone();
             let key = key.clone();
             std::thread::Builder::new()
                 .name(format!("tabcache-fetch-{}", &key[..key.len().min(20)]))
                 .spawn(move || {
                     let outcome = cache.run_flight(&plan, &key, &flight);
-                    cache.inner.flights.land(&key, &flight, outcome);
+                    // Release the cache before anyone learns the outcome, so a caller that
+                    // then closes and reopens the directory never finds it still locked.
+                    drop(cache);
+                    flights.land(&key, &flight, outcome);
                 })
                 .expect("spawning a download thread");
         })

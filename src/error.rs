@@ -122,7 +122,10 @@ impl Error {
     }
 
     pub fn cancelled() -> Self {
-        Error::new(ErrorKind::Cancelled, "cancelled by the caller; partial data is kept and the next call resumes")
+        Error::new(
+            ErrorKind::Cancelled,
+            "cancelled by the caller; partial data is kept and the next call resumes",
+        )
     }
 
     /// An I/O error on `path` while doing `what`; ENOSPC/EDQUOT become [`ErrorKind::DiskFull`].
@@ -147,7 +150,9 @@ impl Error {
 }
 
 fn is_disk_full(err: &std::io::Error) -> bool {
-    if err.kind() == std::io::ErrorKind::StorageFull || err.kind() == std::io::ErrorKind::QuotaExceeded {
+    if err.kind() == std::io::ErrorKind::StorageFull
+        || err.kind() == std::io::ErrorKind::QuotaExceeded
+    {
         return true;
     }
     #[cfg(unix)]

@@ -69,7 +69,11 @@ pub fn revision(revision: &str) -> Result<()> {
     if !revision.bytes().all(|b| b.is_ascii_graphic()) {
         return bad("only printable ASCII without spaces is allowed");
     }
-    if revision.contains("..") || revision.contains('\\') || revision.starts_with('/') || revision.ends_with('/') {
+    if revision.contains("..")
+        || revision.contains('\\')
+        || revision.starts_with('/')
+        || revision.ends_with('/')
+    {
         return bad("`..`, `\\` and a leading or trailing `/` are not allowed");
     }
     Ok(())
@@ -132,12 +136,30 @@ mod tests {
 
     #[test]
     fn repo_ids() {
-        for ok in ["gpt2", "org/name", "TheBloke/Llama-2-7B-Chat-GGUF", "a_b/c.d-e"] {
+        for ok in [
+            "gpt2",
+            "org/name",
+            "TheBloke/Llama-2-7B-Chat-GGUF",
+            "a_b/c.d-e",
+        ] {
             assert!(repo_id(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "/", "a/", "/a", "a/b/c", "../x", "a/..", "a/.b", "-a/b", "a/b.", "a b/c", "a/b\0",
-            "a\\b", "a/b..c", &"x".repeat(97),
+            "",
+            "/",
+            "a/",
+            "/a",
+            "a/b/c",
+            "../x",
+            "a/..",
+            "a/.b",
+            "-a/b",
+            "a/b.",
+            "a b/c",
+            "a/b\0",
+            "a\\b",
+            "a/b..c",
+            &"x".repeat(97),
         ] {
             let err = repo_id(bad).unwrap_err();
             assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument, "{bad}");
@@ -147,22 +169,46 @@ mod tests {
 
     #[test]
     fn revisions() {
-        for ok in ["main", "v1.0", "refs/pr/1", "0123456789abcdef0123456789abcdef01234567"] {
+        for ok in [
+            "main",
+            "v1.0",
+            "refs/pr/1",
+            "0123456789abcdef0123456789abcdef01234567",
+        ] {
             assert!(revision(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a b", "../main", "a/../b", "/main", "main/", "a\\b", "m\0", "m\n"] {
+        for bad in [
+            "", "a b", "../main", "a/../b", "/main", "main/", "a\\b", "m\0", "m\n",
+        ] {
             assert!(revision(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn repo_paths() {
-        for ok in ["config.json", "onnx/model_q4f16.onnx", "Q4_K_M/model-00001-of-00002.gguf", "a..b"] {
+        for ok in [
+            "config.json",
+            "onnx/model_q4f16.onnx",
+            "Q4_K_M/model-00001-of-00002.gguf",
+            "a..b",
+        ] {
             assert!(repo_path(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.", "a\\b", "C:/x", "c:x",
-            "a\0b", "a\nb", "a/", "x/C:/y",
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/.",
+            "a\\b",
+            "C:/x",
+            "c:x",
+            "a\0b",
+            "a\nb",
+            "a/",
+            "x/C:/y",
         ] {
             let err = repo_path(bad).unwrap_err();
             assert!(err.message().contains("invalid file path"), "{bad:?}");

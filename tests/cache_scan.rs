@@ -44,7 +44,12 @@ fn scan_returns_the_seed_manifest_shape() {
     assert_eq!(q4.status, QuantStatus::Available);
     assert_eq!(
         q4.files,
-        ["onnx/model_q4f16.onnx", "onnx/model_q4f16.onnx_data", "config.json", "tokenizer.json"]
+        [
+            "onnx/model_q4f16.onnx",
+            "onnx/model_q4f16.onnx_data",
+            "config.json",
+            "tokenizer.json"
+        ]
     );
     let config_len = br#"{"model_type":"bert"}"#.len() as u64;
     assert_eq!(q4.total_size, Some(5_000 + 9_000 + config_len + 9));
@@ -53,12 +58,26 @@ fn scan_returns_the_seed_manifest_shape() {
 
     // The JSON form is exactly the seed's field names (plus revision, commit, addons).
     let json = serde_json::to_value(&m).unwrap();
-    for field in ["repo_id", "task", "created_at", "updated_at", "quants", "revision", "commit"] {
+    for field in [
+        "repo_id",
+        "task",
+        "created_at",
+        "updated_at",
+        "quants",
+        "revision",
+        "commit",
+    ] {
         assert!(json.get(field).is_some(), "{field} missing from {json}");
     }
     let q = &json["quants"]["q4f16"];
     assert_eq!(q["status"], "available");
-    for field in ["status", "files", "total_size", "downloaded_size", "last_updated"] {
+    for field in [
+        "status",
+        "files",
+        "total_size",
+        "downloaded_size",
+        "last_updated",
+    ] {
         assert!(q.get(field).is_some(), "{field} missing from {q}");
     }
 }
@@ -69,17 +88,30 @@ fn get_manifest_answers_from_the_catalog_without_network_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let cache = open(dir.path(), &hub);
-        assert_eq!(cache.get_manifest(REPO).unwrap(), None, "never scanned: None");
+        assert_eq!(
+            cache.get_manifest(REPO).unwrap(),
+            None,
+            "never scanned: None"
+        );
         cache.scan_repo(REPO, None).unwrap();
     }
     hub.settled_requests();
     hub.emu.clear_log();
     let cache = open(dir.path(), &hub);
-    let m = cache.get_manifest(REPO).unwrap().expect("manifest persisted");
+    let m = cache
+        .get_manifest(REPO)
+        .unwrap()
+        .expect("manifest persisted");
     assert_eq!(m.quants.len(), 3);
-    assert!(hub.settled_requests().is_empty(), "get_manifest made requests");
+    assert!(
+        hub.settled_requests().is_empty(),
+        "get_manifest made requests"
+    );
     assert_eq!(cache.get_manifest("org/other").unwrap(), None);
-    assert_eq!(cache.get_manifest("../bad").unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        cache.get_manifest("../bad").unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
 }
 
 #[test]
@@ -89,7 +121,10 @@ fn rescan_after_a_new_commit_updates_files_and_statuses() {
     let cache = open(dir.path(), &hub);
     let first = cache.scan_repo(REPO, None).unwrap();
     cache.download_quant(REPO, "q4f16", None, None).unwrap();
-    assert_eq!(cache.get_manifest(REPO).unwrap().unwrap().quants["q4f16"].status, QuantStatus::Downloaded);
+    assert_eq!(
+        cache.get_manifest(REPO).unwrap().unwrap().quants["q4f16"].status,
+        QuantStatus::Downloaded
+    );
 
     // The repo gets a new q4f16 weight file and a new variant.
     write_pseudo_random_file(hub.root(), REPO, "onnx/model_q4f16.onnx", 6_000, 30).unwrap();
@@ -99,10 +134,16 @@ fn rescan_after_a_new_commit_updates_files_and_statuses() {
     assert_eq!(second.created_at, first.created_at);
     assert!(second.quants.contains_key("int8"));
     let q4 = &second.quants["q4f16"];
-    assert_eq!(q4.status, QuantStatus::Available, "its weight changed: no longer downloaded");
+    assert_eq!(
+        q4.status,
+        QuantStatus::Available,
+        "its weight changed: no longer downloaded"
+    );
     // The unchanged files (external data, config, tokenizer) are still held at the new commit.
     assert_eq!(q4.downloaded_size, Some(9_000 + 21 + 9));
-    assert!(cache.has_file(REPO, "onnx/model_q4f16.onnx_data", None).unwrap());
+    assert!(cache
+        .has_file(REPO, "onnx/model_q4f16.onnx_data", None)
+        .unwrap());
     assert!(!cache.has_file(REPO, "onnx/model_q4f16.onnx", None).unwrap());
 }
 
@@ -122,7 +163,10 @@ fn offline_scan_serves_the_stored_manifest_and_makes_no_request() {
     assert!(err.message().contains("offline"), "{err}");
     let err = cache.download_quant(REPO, "fp16", None, None).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Offline, "{err}");
-    assert!(hub.settled_requests().is_empty(), "offline mode made requests");
+    assert!(
+        hub.settled_requests().is_empty(),
+        "offline mode made requests"
+    );
 }
 
 #[test]
@@ -139,7 +183,11 @@ fn scan_errors_name_the_problem() {
     assert_eq!(err.kind(), ErrorKind::EntryNotFound);
     assert!(err.message().contains("fp16, fp32, q4f16"), "{err}");
     for bad in ["", "../x", "a/b/c", "a b"] {
-        assert_eq!(cache.scan_repo(bad, None).unwrap_err().kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        assert_eq!(
+            cache.scan_repo(bad, None).unwrap_err().kind(),
+            ErrorKind::InvalidArgument,
+            "{bad:?}"
+        );
     }
 }
 

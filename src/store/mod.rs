@@ -29,6 +29,7 @@ pub(crate) struct Store {
     catalog: catalog::Catalog,
     blobs: blobs::BlobDir,
     view: view::SnapshotView,
+    gate: std::sync::Mutex<()>,
     // Dropped last: the lock must outlive every other handle into the directory.
     _lock: lock::DirLock,
 }
@@ -48,6 +49,7 @@ impl Store {
             catalog,
             blobs,
             view,
+            gate: std::sync::Mutex::new(()),
             _lock: lock,
         };
         store.recover()?;
@@ -105,6 +107,7 @@ impl Store {
     }
 
     pub(crate) fn put_repo(&self, record: &RepoRecord) -> Result<()> {
+        let _gate = self.gate();
         self.catalog.put_repo(record)?;
         self.view
             .set_ref(&record.repo_id, &record.revision, &record.commit)
@@ -116,6 +119,7 @@ impl Store {
 
     /// Remember that `revision` of `repo` is `commit` (in the catalog and the view's `refs/`).
     pub(crate) fn set_ref(&self, repo: &str, revision: &str, commit: &str) -> Result<()> {
+        let _gate = self.gate();
         if self.catalog.commit_for(repo, revision)?.as_deref() != Some(commit) {
             self.catalog.set_ref(repo, revision, commit)?;
         }
@@ -177,13 +181,30 @@ impl Store {
         tmp: &Path,
         record: &FileRecord,
     ) -> Result<PathBuf> {
+        let _gate = self.gate();
         self.blobs.commit(tmp, &record.sha256)?;
-        self.record_file(repo, commit, path, record)
+        self.add_file(repo, commit, path, record)
     }
 
     /// Record `repo@commit:path` as held by the committed blob `record.sha256` (dedup: no
-    /// transfer), and link it into the view. Returns the view path.
-    pub(crate) fn record_file(
+    /// transfer), and link it into the view. Returns the view path, or None when the blob is
+    /// not (or no longer) in the store, so the caller must fetch the bytes.
+    pub(crate) fn reference_blob(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<Option<PathBuf>> {
+        let _gate = self.gate();
+        if !self.blobs.exists(&record.sha256) {
+            return Ok(None);
+        }
+        self.add_file(repo, commit, path, record).map(Some)
+    }
+
+    /// Callers hold the blob gate.
+    fn add_file(
         &self,
         repo: &str,
         commit: &str,
@@ -198,6 +219,13 @@ impl Store {
             .link(repo, commit, path, &self.blobs.path(&record.sha256))
     }
 
+    /// Taken by everything that deletes blob files, adds references to existing ones or changes
+    /// the view, so a delete can never remove a blob between another thread's "it is there"
+    /// and its record, nor a repo's view folder while another thread links into it.
+    fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Ensure the view entry for a cached file exists (it may have been deleted by hand).
     pub(crate) fn ensure_view(
         &self,
@@ -206,11 +234,13 @@ impl Store {
         path: &str,
         sha256: &str,
     ) -> Result<PathBuf> {
+        let _gate = self.gate();
         self.view.link(repo, commit, path, &self.blobs.path(sha256))
     }
 
     /// Forget `repo` and delete every blob only it referenced. Returns the bytes freed.
     pub(crate) fn remove_repo(&self, repo: &str) -> Result<u64> {
+        let _gate = self.gate();
         let orphans = self.catalog.remove_repo(repo)?;
         let mut freed = 0;
         for sha in orphans {
@@ -248,6 +278,7 @@ impl Store {
     /// Forget one cached file and delete its blob if nothing else references it. Returns the
     /// bytes freed.
     pub(crate) fn remove_file(&self, repo: &str, commit: &str, path: &str) -> Result<u64> {
+        let _gate = self.gate();
         let orphans = self.catalog.remove_file(repo, commit, path)?;
         self.view.remove_file(repo, commit, path)?;
         let mut freed = 0;
@@ -263,6 +294,7 @@ impl Store {
     /// Forget a damaged blob: its record, every file record naming it, their view entries and
     /// the blob file. Returns the files that must be fetched again, as `(repo, commit, path)`.
     pub(crate) fn drop_blob(&self, sha256: &str) -> Result<Vec<(String, String, String)>> {
+        let _gate = self.gate();
         let holders = self.catalog.drop_blob(sha256)?;
         for (repo, commit, path) in &holders {
             self.view.remove_file(repo, commit, path)?;
@@ -281,18 +313,16 @@ impl Store {
         path: &str,
         record: &FileRecord,
     ) -> Result<blobs::Adopted> {
-        let how = if self.has_blob(&record.sha256)? {
-            blobs::Adopted::AlreadyHeld
-        } else {
-            self.blobs.adopt(src, &record.sha256)?
-        };
-        self.record_file(repo, commit, path, record)?;
+        let _gate = self.gate();
+        let how = self.blobs.adopt(src, &record.sha256)?;
+        self.add_file(repo, commit, path, record)?;
         Ok(how)
     }
 
     /// Delete blob files no record references and every file in `tmp/` whose transfer key is
     /// not in `busy` (with its resume record).
     pub(crate) fn sweep(&self, busy: &std::collections::HashSet<String>) -> Result<Swept> {
+        let _gate = self.gate();
         let mut swept = Swept::default();
         let recorded: std::collections::HashSet<String> = self
             .catalog

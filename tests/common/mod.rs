@@ -24,7 +24,11 @@ impl Hub {
 
     /// Requests that reached the CDN listener (file bytes).
     pub fn cdn_requests(&self) -> Vec<RequestRecord> {
-        self.emu.requests().into_iter().filter(|r| r.listener == Listener::Cdn).collect()
+        self.emu
+            .requests()
+            .into_iter()
+            .filter(|r| r.listener == Listener::Cdn)
+            .collect()
     }
 
     /// Body bytes the CDN listener sent.
