@@ -728,6 +728,16 @@ impl ModelCache {
     pub fn repo_ids(&self) -> Result<Vec<String>> {
         self.inner.store.repo_ids()
     }
+
+    /// The store beneath, for the maintenance operations (`crate::maintenance`).
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The content keys of the transfers this process has under way.
+    pub(crate) fn transfers_in_flight(&self) -> Vec<String> {
+        self.inner.flights.keys()
+    }
 }
 
 fn offline_error(what: &str) -> Error {

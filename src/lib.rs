@@ -11,6 +11,7 @@ pub mod download;
 pub mod error;
 mod flight;
 pub mod hub;
+pub mod maintenance;
 pub mod manifest;
 mod progress;
 pub mod quant;

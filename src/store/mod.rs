@@ -17,6 +17,7 @@ mod view;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use blobs::Adopted;
 pub use catalog::{CatalogTotals, FileRecord};
 
 use crate::download::{PartialState, ResumeLog};
@@ -255,6 +256,116 @@ impl Store {
     pub(crate) fn totals(&self) -> Result<CatalogTotals> {
         self.catalog.totals()
     }
+
+    /// Every file record (or one repo's): `(repo, commit, path, record)`.
+    pub(crate) fn file_records(
+        &self,
+        repo: Option<&str>,
+    ) -> Result<Vec<(String, String, String, FileRecord)>> {
+        self.catalog.file_records(repo)
+    }
+
+    /// Every recorded blob: (sha256, size).
+    pub(crate) fn blob_sizes(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .catalog
+            .blobs()?
+            .into_iter()
+            .map(|(sha, rec)| (sha, rec.size))
+            .collect())
+    }
+
+    /// Forget one cached file and delete its blob if nothing else references it. Returns the
+    /// bytes freed.
+    pub(crate) fn remove_file(&self, repo: &str, commit: &str, path: &str) -> Result<u64> {
+        let _gate = self.gate();
+        let orphans = self.catalog.remove_file(repo, commit, path)?;
+        self.view.remove_file(repo, commit, path)?;
+        let mut freed = 0;
+        for sha in orphans {
+            freed += std::fs::metadata(self.blobs.path(&sha))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            self.blobs.remove(&sha)?;
+        }
+        Ok(freed)
+    }
+
+    /// Forget a damaged blob: its record, every file record naming it, their view entries and
+    /// the blob file. Returns the files that must be fetched again, as `(repo, commit, path)`.
+    pub(crate) fn drop_blob(&self, sha256: &str) -> Result<Vec<(String, String, String)>> {
+        let _gate = self.gate();
+        let holders = self.catalog.drop_blob(sha256)?;
+        for (repo, commit, path) in &holders {
+            self.view.remove_file(repo, commit, path)?;
+        }
+        self.blobs.remove(sha256)?;
+        Ok(holders)
+    }
+
+    /// Bring a verified file from elsewhere (another cache) in as blob `record.sha256` and
+    /// record it as `repo@commit:path`. `src` is linked or copied, never written.
+    pub(crate) fn adopt_file(
+        &self,
+        src: &Path,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<blobs::Adopted> {
+        let _gate = self.gate();
+        let how = self.blobs.adopt(src, &record.sha256)?;
+        self.add_file(repo, commit, path, record)?;
+        Ok(how)
+    }
+
+    /// Delete blob files no record references and every file in `tmp/` whose transfer key is
+    /// not in `busy` (with its resume record).
+    pub(crate) fn sweep(&self, busy: &std::collections::HashSet<String>) -> Result<Swept> {
+        let _gate = self.gate();
+        let mut swept = Swept::default();
+        let recorded: std::collections::HashSet<String> = self
+            .catalog
+            .blobs()?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
+        for name in self.blobs.list()? {
+            if !recorded.contains(&name) {
+                swept.blob_bytes += std::fs::metadata(self.blobs.path(&name))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                swept.blobs += 1;
+                self.blobs.remove(&name)?;
+            }
+        }
+        let tmp = self.blobs.tmp_dir().to_path_buf();
+        for (name, len) in self.blobs.tmp_files()? {
+            let key = name.strip_suffix(".part").unwrap_or(&name);
+            if busy.contains(key) {
+                continue;
+            }
+            self.catalog.clear_partial(key)?;
+            let path = tmp.join(&name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("could not delete", &path, e)),
+            }
+            swept.partials += 1;
+            swept.partial_bytes += len;
+        }
+        Ok(swept)
+    }
+}
+
+/// What [`Store::sweep`] deleted.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Swept {
+    pub(crate) blobs: u64,
+    pub(crate) blob_bytes: u64,
+    pub(crate) partials: u64,
+    pub(crate) partial_bytes: u64,
 }
 
 /// The catalog-backed [`ResumeLog`] of one transfer.
