@@ -360,20 +360,7 @@ impl ModelCache {
             (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
             _ => self.scan_record(repo_id, revision)?,
         };
-        let Some(files) = record.variants.get(quant) else {
-            let known: Vec<&str> = record.variants.keys().map(String::as_str).collect();
-            return Err(Error::new(
-                ErrorKind::EntryNotFound,
-                format!(
-                    "{repo_id} has no variant {quant:?}; its variants are: {}",
-                    if known.is_empty() {
-                        "(none)".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                ),
-            ));
-        };
+        let files = record.variant_files(quant)?;
         let plans: Vec<FilePlan> = files
             .iter()
             .map(|path| {

@@ -38,20 +38,27 @@ pub fn is_hex_of_len(s: &str, n: usize) -> bool {
     s.len() == n * 2 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The sha256 of a file's content, read in pieces.
-pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+/// Feed a file's content to `consume` in pieces; returns how many bytes it read.
+pub fn read_chunks(path: &Path, mut consume: impl FnMut(&[u8])) -> Result<u64> {
     let mut file = File::open(path).map_err(|e| Error::io("could not open", path, e))?;
-    let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
     loop {
         let n = file
             .read(&mut buf)
             .map_err(|e| Error::io("could not read", path, e))?;
         if n == 0 {
-            break;
+            return Ok(read);
         }
-        hasher.update(&buf[..n]);
+        consume(&buf[..n]);
+        read += n as u64;
     }
+}
+
+/// The sha256 of a file's content, read in pieces.
+pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
+    let mut hasher = sha2::Sha256::new();
+    read_chunks(path, |chunk| hasher.update(chunk))?;
     Ok(hasher.finalize().into())
 }
 

@@ -7,14 +7,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
 use crate::cache::ModelCache;
-use crate::digest::{is_hex_of_len, sha256_file, to_hex};
+use crate::digest::{is_hex_of_len, read_chunks, sha256_file, to_hex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
 use crate::store::{Adopted, FileRecord};
@@ -544,16 +543,7 @@ impl ModelCache {
         let record = store
             .repo(repo_id)?
             .ok_or_else(|| repo_not_cached(repo_id))?;
-        let Some(files) = record.variants.get(quant) else {
-            let known: Vec<&str> = record.variants.keys().map(String::as_str).collect();
-            return Err(Error::new(
-                ErrorKind::EntryNotFound,
-                format!(
-                    "{repo_id} has no variant {quant:?}; its variants are: {}",
-                    known.join(", ")
-                ),
-            ));
-        };
+        let files = record.variant_files(quant)?;
         let kept: HashSet<&String> = record
             .variants
             .iter()
@@ -665,23 +655,13 @@ fn hash_for_import(path: &Path) -> Result<(String, String, u64)> {
     let size = fs::metadata(path)
         .map_err(|e| Error::io("could not read", path, e))?
         .len();
-    let mut file = fs::File::open(path).map_err(|e| Error::io("could not open", path, e))?;
     let mut sha256 = sha2::Sha256::new();
     let mut git = sha1::Sha1::new();
     git.update(format!("blob {size}\0").as_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut read = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| Error::io("could not read", path, e))?;
-        if n == 0 {
-            break;
-        }
-        sha256.update(&buf[..n]);
-        git.update(&buf[..n]);
-        read += n as u64;
-    }
+    let read = read_chunks(path, |chunk| {
+        sha256.update(chunk);
+        git.update(chunk);
+    })?;
     if read != size {
         return Err(Error::new(
             ErrorKind::Corrupt,

@@ -114,6 +114,25 @@ impl RepoRecord {
             .sum()
     }
 
+    /// The files of variant `key`, or an error naming the variants there are.
+    pub fn variant_files(&self, key: &str) -> crate::Result<&Vec<String>> {
+        self.variants.get(key).ok_or_else(|| {
+            let known: Vec<&str> = self.variants.keys().map(String::as_str).collect();
+            crate::Error::new(
+                crate::ErrorKind::EntryNotFound,
+                format!(
+                    "{} has no variant {key:?}; its variants are: {}",
+                    self.repo_id,
+                    if known.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            )
+        })
+    }
+
     /// Build the manifest, asking `live` about each variant.
     pub fn to_manifest(&self, mut live: impl FnMut(&str, &[String]) -> QuantLive) -> Manifest {
         let quants = self

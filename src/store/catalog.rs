@@ -343,16 +343,7 @@ impl Catalog {
                     refs.remove(k)?;
                 }
                 for k in &file_keys {
-                    if let Some(v) = files.remove(k)? {
-                        let rec: FileRecord =
-                            decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
-                        if release(blobs, &rec.sha256)? {
-                            if let Some(oid) = &rec.git_oid {
-                                git_oids.remove(oid.as_bytes())?;
-                            }
-                            orphans.push(rec.sha256);
-                        }
-                    }
+                    orphans.extend(remove_file_record(files, blobs, git_oids, k)?);
                 }
                 Ok(orphans)
             })
@@ -449,18 +440,9 @@ impl Catalog {
         let key = key3(repo, commit, path);
         let orphans = (&self.files, &self.blobs, &self.git_oids)
             .transaction(|(files, blobs, git_oids)| {
-                let mut orphans = Vec::new();
-                if let Some(v) = files.remove(key.as_slice())? {
-                    let rec: FileRecord =
-                        decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
-                    if release(blobs, &rec.sha256)? {
-                        if let Some(oid) = &rec.git_oid {
-                            git_oids.remove(oid.as_bytes())?;
-                        }
-                        orphans.push(rec.sha256);
-                    }
-                }
-                Ok(orphans)
+                Ok(remove_file_record(files, blobs, git_oids, &key)?
+                    .into_iter()
+                    .collect::<Vec<_>>())
             })
             .map_err(tx_err)?;
         self.flush()?;
@@ -491,6 +473,27 @@ impl Catalog {
         self.flush()?;
         Ok(holders.into_iter().map(|(r, c, p, _)| (r, c, p)).collect())
     }
+}
+
+/// Remove the file record at `key`, dropping its blob reference; returns the blob when that
+/// was its last reference (its record, and its git-oid index entry, are gone too).
+fn remove_file_record(
+    files: &sled::transaction::TransactionalTree,
+    blobs: &sled::transaction::TransactionalTree,
+    git_oids: &sled::transaction::TransactionalTree,
+    key: &[u8],
+) -> std::result::Result<Option<String>, ConflictableTransactionError<Error>> {
+    let Some(v) = files.remove(key)? else {
+        return Ok(None);
+    };
+    let rec: FileRecord = decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
+    if !release(blobs, &rec.sha256)? {
+        return Ok(None);
+    }
+    if let Some(oid) = &rec.git_oid {
+        git_oids.remove(oid.as_bytes())?;
+    }
+    Ok(Some(rec.sha256))
 }
 
 /// Drop one reference to `sha256`; true when that was the last one (the record is removed).
