@@ -57,7 +57,8 @@ struct Inner {
     hub: HubClient,
     transfer: TransferOptions,
     parallel_files: usize,
-    flights: Flights,
+    /// Shared with flight threads, which must be able to land after releasing the cache.
+    flights: Arc<Flights>,
     /// Variants this process is downloading: (repo, quant) -> bytes held so far.
     active: Mutex<HashMap<(String, String), Arc<AtomicU64>>>,
 }
@@ -123,7 +124,7 @@ impl ModelCache {
                 } else {
                     options.parallel_files
                 },
-                flights: Flights::default(),
+                flights: Arc::default(),
                 active: Mutex::new(HashMap::new()),
             }),
         })
@@ -553,13 +554,17 @@ impl ModelCache {
         let key = plan.content_key();
         self.inner.flights.join_or_start(&key, |flight| {
             let cache = self.clone();
+            let flights = self.inner.flights.clone();
             let plan = plan.clone();
             let key = key.clone();
             std::thread::Builder::new()
                 .name(format!("tabcache-fetch-{}", &key[..key.len().min(20)]))
                 .spawn(move || {
                     let outcome = cache.run_flight(&plan, &key, &flight);
-                    cache.inner.flights.land(&key, &flight, outcome);
+                    // Release the cache before anyone learns the outcome, so a caller that
+                    // then closes and reopens the directory never finds it still locked.
+                    drop(cache);
+                    flights.land(&key, &flight, outcome);
                 })
                 .expect("spawning a download thread");
         })

@@ -100,10 +100,25 @@ impl Ticket {
     }
 }
 
+/// How long withdrawing the last interest waits for the flight to stop. Transfers check their
+/// cancel flag every few tens of milliseconds, so this bound is only hit by a wedged disk.
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.settled && self.flight.interested.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.flight.cancel.store(true, Ordering::SeqCst);
+            // Wait for it to stop: when a cancelled call returns, none of its connections or
+            // threads are still running, and its resumable state is on disk.
+            let guard = self
+                .flight
+                .outcome
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let _ = self
+                .flight
+                .landed
+                .wait_timeout_while(guard, STOP_WAIT, |o| o.is_none());
         }
     }
 }

@@ -162,7 +162,9 @@ pub fn transfer(
                     );
                 }
             }
-            resume.clear()?;
+            if let Err(e) = resume.clear() {
+                return Err(err.context(format!("(and clearing its resume record failed: {e})")));
+            }
             Err(err)
         }
         Err(err) if cancel.load(Ordering::Relaxed) && err.kind() != ErrorKind::Cancelled => {

@@ -8,6 +8,8 @@
 //!   cache, the bytes were just written), so the hash is ready moments after the last byte;
 //! - the calling thread makes completed ranges durable: one `fdatasync` covers every range
 //!   completed since the previous one, and only then are they recorded in the resume log.
+//!   A worker claims its next range only once its last one is recorded, which bounds what a
+//!   kill can lose to the range each connection is fetching.
 //!
 //! A server that answers a ranged request with the whole body sends the transfer to the
 //! single stream, exactly once, reusing that response.
@@ -16,8 +18,9 @@ use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::thread::Thread;
+use std::time::Duration;
 
 use super::body::{receive, Control};
 use super::hasher::{corrupt, hash_in_file_order, verify, Digests};
@@ -43,6 +46,11 @@ struct Shared<'a> {
     error: Mutex<Option<Error>>,
     /// The full-body response that sent the transfer to one stream; the first one wins.
     fallback: Mutex<Option<Fetched>>,
+    /// Ranges recorded durable in the resume log. A worker waits for its completed range to
+    /// be recorded before it claims the next: so a kill loses at most the range each
+    /// connection is fetching, never a backlog of completed ranges awaiting a slow sync.
+    recorded: Mutex<Bitset>,
+    recorded_changed: Condvar,
 }
 
 pub(crate) fn run(job: &Job, size: u64) -> Result<Transferred> {
@@ -64,6 +72,8 @@ pub(crate) fn run(job: &Job, size: u64) -> Result<Transferred> {
         abort: AtomicBool::new(false),
         error: Mutex::new(None),
         fallback: Mutex::new(None),
+        recorded: Mutex::new(done.clone()),
+        recorded_changed: Condvar::new(),
     };
     let digests = run_threads(&shared, done);
 
@@ -174,6 +184,20 @@ impl Shared<'_> {
             *slot = Some(err);
         }
         self.abort.store(true, Ordering::Relaxed);
+        self.recorded_changed.notify_all();
+    }
+
+    /// Block until range `index` is recorded durable or the transfer stops.
+    fn wait_recorded(&self, index: usize, control: &Control) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+        while !recorded.get(index) && !control.should_stop() {
+            // Woken by each recorded batch; the timeout only bounds how late a cancel is seen.
+            recorded = self
+                .recorded_changed
+                .wait_timeout(recorded, Duration::from_millis(50))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     fn control(&self) -> Control<'_> {
@@ -186,8 +210,9 @@ impl Shared<'_> {
 }
 
 /// Wait for completed ranges, sync, then record them; repeat until every worker has ended.
-/// Ranges that complete during a sync are covered by the next one, so a slow disk makes the
-/// batches larger rather than stalling the workers.
+/// Ranges that complete during a sync are covered by the next one. Their workers wait for it
+/// (see `Shared::recorded`): a durable download cannot outrun the disk's write-back anyway,
+/// and ranges started early with `sync_file_range` keep each sync short.
 fn make_durable(shared: &Shared, completions: &mpsc::Receiver<usize>, durable: &mut Bitset) {
     let mut failed = false;
     while let Ok(first) = completions.recv() {
@@ -204,9 +229,15 @@ fn make_durable(shared: &Shared, completions: &mpsc::Receiver<usize>, durable: &
                 batch.iter().for_each(|&i| durable.set(i));
                 shared.job.resume.save(&shared.plan.state(durable))
             });
-        if let Err(err) = recorded {
-            shared.fail(err);
-            failed = true;
+        match recorded {
+            Ok(()) => {
+                *shared.recorded.lock().unwrap_or_else(|p| p.into_inner()) = durable.clone();
+                shared.recorded_changed.notify_all();
+            }
+            Err(err) => {
+                shared.fail(err);
+                failed = true;
+            }
         }
     }
 }
@@ -259,6 +290,7 @@ fn work(shared: &Shared, completed: &mpsc::Sender<usize>, hasher: &Thread) {
                 start_writeback(&shared.file, start, end - start);
                 // The receiver lives until every worker has ended.
                 let _ = completed.send(index);
+                shared.wait_recorded(index, &control);
             }
             Ok(Some(full_body)) => {
                 let mut slot = shared.fallback.lock().unwrap_or_else(|p| p.into_inner());

@@ -35,6 +35,8 @@ pub struct Hop {
     pub url: String,
     pub response: Response<Body>,
     pub token_sent: bool,
+    /// A HEAD response has no body to read, whatever its Content-Length says.
+    pub head: bool,
 }
 
 impl Http {
@@ -96,6 +98,7 @@ impl Http {
             url: url.to_string(),
             response,
             token_sent: token.is_some(),
+            head: matches!(method, Method::Head),
         })
     }
 
@@ -176,11 +179,13 @@ impl Http {
         let (parts, body) = hop.response.into_parts();
         let mut text = Vec::new();
         // A broken error body still leaves the status to report.
-        let _ = body
-            .into_with_config()
-            .limit(MAX_ERROR_BODY)
-            .reader()
-            .read_to_end(&mut text);
+        if !hop.head {
+            let _ = body
+                .into_with_config()
+                .limit(MAX_ERROR_BODY)
+                .reader()
+                .read_to_end(&mut text);
+        }
         let err =
             status::error_for_status(status, &parts.headers, &text, &url, subject, token_sent)
                 .unwrap_or_else(|| Error::internal("status mapping disagreed with itself"));

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_STALL_SECONDS: f64 = 120.0;
 
 /// Which of the two listeners served (or a fault applies to) a request.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Listener {
     /// Hub API and resolve (`url()`).

@@ -199,8 +199,8 @@ impl Emulator {
         self.shared.tree_redirect.store(on, Ordering::SeqCst);
     }
 
-    /// Every request served since the start or the last [`Emulator::clear_log`], in the order
-    /// their responses finished. Control requests are not recorded.
+    /// Every request served since the start or the last [`Emulator::clear_log`], in arrival
+    /// order. A request is in the log before its client can have read the whole response. Control requests are not recorded.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.log.lock().unwrap().clone()
     }

@@ -20,8 +20,7 @@ use crate::{api, control};
 
 /// Body bytes go out in pieces this large (one buffer per connection, reused).
 const BODY_BUFFER: usize = 256 * 1024;
-/// Clean file bodies go to the kernel's zero-copy path in slices this large, so the byte count
-/// in the log stays within one slice of the truth when a client hangs up mid-body.
+/// Most bytes one sendfile(2) call may move, so a call never blocks for long.
 const ZERO_COPY_SLICE: u64 = 1024 * 1024;
 /// How often sleeping fault paths look at the shutdown flag.
 const NAP: Duration = Duration::from_millis(20);
@@ -39,11 +38,14 @@ pub(crate) struct Shared {
     connections: Mutex<HashMap<u64, TcpStream>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     next_connection: AtomicU64,
+    next_seq: AtomicU64,
 }
 
 /// One served request, as the log keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RequestRecord {
+    /// Position in arrival order, counting from 1 over the emulator's life.
+    pub seq: u64,
     pub listener: Listener,
     /// Requests on one keep-alive connection share this number.
     pub connection: u64,
@@ -55,6 +57,8 @@ pub struct RequestRecord {
     pub authorization: Option<String>,
     pub status: u16,
     /// Body bytes written to the socket (an injected extra byte counts).
+    /// Recorded before the last byte goes out (so a client that has read a response always
+    /// finds it in the log) and corrected if the write fails midway.
     pub body_bytes: u64,
     /// Ids of the faults that fired for this request.
     pub faults: Vec<u64>,
@@ -156,6 +160,7 @@ impl Shared {
             connections: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
             next_connection: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
         }
     }
 
@@ -308,19 +313,22 @@ fn handle(
         (None, Listener::Cdn) => api::handle_cdn(shared, request, &plan),
         (None, _) => api::handle_api(shared, request, &plan),
     };
-    let status = response.status;
-    let mut writer = BodyWriter::new(shared, stream, body_buffer);
-    let outcome = writer.send(is_head, response, &plan, close);
-
+    let planned_bytes = if is_head {
+        0
+    } else {
+        body_limit(response.body.len(), &plan) + u64::from(plan.extra_byte)
+    };
+    let seq = shared.next_seq.fetch_add(1, Ordering::SeqCst) + 1;
     let record = RequestRecord {
+        seq,
         listener: kind,
         connection,
         method: request.method.clone(),
         target: request.target.clone(),
         range: request.header("range").map(str::to_owned),
         authorization: request.header("authorization").map(str::to_owned),
-        status,
-        body_bytes: outcome.body_bytes,
+        status: response.status,
+        body_bytes: planned_bytes,
         faults: plan.fired.iter().map(|id| id.0).collect(),
     };
     if shared.log_to_stderr {
@@ -330,6 +338,15 @@ fn handle(
         );
     }
     shared.log.lock().unwrap().push(record);
+
+    let mut writer = BodyWriter::new(shared, stream, body_buffer);
+    let outcome = writer.send(is_head, response, &plan, close);
+    if outcome.body_bytes != planned_bytes {
+        let mut log = shared.log.lock().unwrap();
+        if let Some(record) = log.iter_mut().rev().find(|record| record.seq == seq) {
+            record.body_bytes = outcome.body_bytes;
+        }
+    }
     outcome.keep_alive
 }
 
@@ -378,17 +395,7 @@ impl<'a> BodyWriter<'a> {
         } else {
             Framing::Length(body_len + extra)
         };
-        // How much of the body goes out before a fault cuts it short.
-        let mut limit = body_len;
-        if let Some((bytes, _)) = plan.drop_after {
-            limit = limit.min(bytes);
-        }
-        if let Some((bytes, _)) = plan.stall {
-            limit = limit.min(bytes);
-        }
-        if let Some(missing) = plan.truncate {
-            limit = limit.min(body_len.saturating_sub(missing));
-        }
+        let limit = body_limit(body_len, plan);
         let close = close || (plan.cuts_short() && !is_head);
         let head = http::format_head(response.status, &response.headers, framing, close);
 
@@ -405,10 +412,9 @@ impl<'a> BodyWriter<'a> {
                 self.sent = bytes.len() as u64;
             }
             Body::File { path, start, len } if plan.body_is_clean() => {
-                let mut file = File::open(path)?;
-                file.seek(SeekFrom::Start(start))?;
+                let file = File::open(path)?;
                 self.stream.write_all(head.as_bytes())?;
-                self.send_zero_copy(&mut file, len)?;
+                self.send_zero_copy(&file, start, len)?;
             }
             body => {
                 self.stream.write_all(head.as_bytes())?;
@@ -425,15 +431,50 @@ impl<'a> BodyWriter<'a> {
         Ok(!close)
     }
 
-    fn send_zero_copy(&mut self, file: &mut File, len: u64) -> io::Result<()> {
-        // io::copy from a File to a TcpStream uses sendfile/splice on Linux.
+    /// Sends `len` bytes of `file` from `start` with sendfile(2): no copy through user space,
+    /// and an exact count of what the socket took.
+    #[cfg(target_os = "linux")]
+    fn send_zero_copy(&mut self, file: &File, start: u64, len: u64) -> io::Result<()> {
+        use std::os::unix::io::AsRawFd;
+        let mut offset = libc::off_t::try_from(start).map_err(io::Error::other)?;
         while self.sent < len {
-            let slice = ZERO_COPY_SLICE.min(len - self.sent);
-            let copied = io::copy(&mut Read::by_ref(file).take(slice), self.stream)?;
-            if copied == 0 {
-                return Err(io::Error::other("file shrank while it was served"));
+            let count = ZERO_COPY_SLICE.min(len - self.sent) as usize;
+            // SAFETY: both fds are open for the duration of the call; `offset` is a valid
+            // pointer to an off_t that sendfile advances.
+            let sent = unsafe {
+                libc::sendfile(
+                    self.stream.as_raw_fd(),
+                    file.as_raw_fd(),
+                    &mut offset,
+                    count,
+                )
+            };
+            match sent {
+                -1 => {
+                    let err = io::Error::last_os_error();
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        return Err(err);
+                    }
+                }
+                0 => return Err(io::Error::other("file shrank while it was served")),
+                sent => self.sent += sent as u64,
             }
-            self.sent += copied;
+        }
+        Ok(())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn send_zero_copy(&mut self, file: &File, start: u64, len: u64) -> io::Result<()> {
+        let mut file = file.try_clone()?;
+        file.seek(SeekFrom::Start(start))?;
+        if self.buffer.len() < BODY_BUFFER {
+            self.buffer.resize(BODY_BUFFER, 0);
+        }
+        while self.sent < len {
+            let want = (BODY_BUFFER as u64).min(len - self.sent) as usize;
+            file.read_exact(&mut self.buffer[..want])?;
+            self.stream.write_all(&self.buffer[..want])?;
+            self.sent += want as u64;
         }
         Ok(())
     }
@@ -496,6 +537,21 @@ impl<'a> BodyWriter<'a> {
         }
         Ok(())
     }
+}
+
+/// How much of a body of `body_len` bytes goes out before a fault cuts it short.
+fn body_limit(body_len: u64, plan: &Plan) -> u64 {
+    let mut limit = body_len;
+    if let Some((bytes, _)) = plan.drop_after {
+        limit = limit.min(bytes);
+    }
+    if let Some((bytes, _)) = plan.stall {
+        limit = limit.min(bytes);
+    }
+    if let Some(missing) = plan.truncate {
+        limit = limit.min(body_len.saturating_sub(missing));
+    }
+    limit
 }
 
 /// SO_LINGER with a zero timeout makes close() send a reset instead of a FIN.

@@ -1,0 +1,129 @@
+//! Shared set-up for the ModelCache integration tests: a folder of repos served by the hub
+//! emulator on 127.0.0.1, and cache options that point at it and ignore the developer's own
+//! Hugging Face environment (token, offline flag).
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hub_emulator::{Emulator, Listener, RequestRecord};
+use tabcache::download::TransferOptions;
+use tabcache::hub::HubOptions;
+use tabcache::{CacheOptions, ModelCache};
+
+pub struct Hub {
+    pub emu: Emulator,
+    pub repos: tempfile::TempDir,
+}
+
+impl Hub {
+    pub fn root(&self) -> &Path {
+        self.repos.path()
+    }
+
+    /// Requests that reached the CDN listener (file bytes).
+    pub fn cdn_requests(&self) -> Vec<RequestRecord> {
+        self.emu
+            .requests()
+            .into_iter()
+            .filter(|r| r.listener == Listener::Cdn)
+            .collect()
+    }
+
+    /// Body bytes the CDN listener sent.
+    pub fn cdn_bytes(&self) -> u64 {
+        self.cdn_requests().iter().map(|r| r.body_bytes).sum()
+    }
+
+    /// The emulator logs a request after answering it; wait until the log stops growing.
+    pub fn settled_requests(&self) -> Vec<RequestRecord> {
+        let mut last = self.emu.requests().len();
+        loop {
+            std::thread::sleep(Duration::from_millis(30));
+            let now = self.emu.requests();
+            if now.len() == last {
+                return now;
+            }
+            last = now.len();
+        }
+    }
+}
+
+/// A hub serving repos laid out by `fill(root)`.
+pub fn hub(fill: impl FnOnce(&Path)) -> Hub {
+    let repos = tempfile::tempdir().unwrap();
+    fill(repos.path());
+    let emu = Emulator::builder(repos.path()).start().unwrap();
+    Hub { emu, repos }
+}
+
+/// Transfer settings small enough that test files exercise ranges, resume and retries fast.
+pub fn test_transfer() -> TransferOptions {
+    TransferOptions {
+        connections: 4,
+        range_size: 1 << 20,
+        parallel_threshold: 4 << 20,
+        stall_timeout: Duration::from_secs(2),
+        max_attempts: 4,
+        backoff_base: Duration::from_millis(10),
+    }
+}
+
+pub fn options(hub: &Hub) -> CacheOptions {
+    options_for(&hub.emu.url())
+}
+
+pub fn options_for(endpoint: &str) -> CacheOptions {
+    CacheOptions {
+        hub: HubOptions {
+            endpoint: Some(endpoint.to_string()),
+            // Empty: send no token even if the developer has HF_TOKEN set.
+            token: Some(String::new()),
+            offline: Some(false),
+            read_timeout: Some(Duration::from_secs(2)),
+            retry_base_delay: Some(Duration::from_millis(5)),
+            max_retry_wait: Some(Duration::from_millis(200)),
+            ..HubOptions::default()
+        },
+        transfer: test_transfer(),
+        parallel_files: 4,
+    }
+}
+
+pub fn offline_options(hub: &Hub) -> CacheOptions {
+    let mut o = options(hub);
+    o.hub.offline = Some(true);
+    o
+}
+
+pub fn open(dir: &Path, hub: &Hub) -> ModelCache {
+    ModelCache::open(dir, options(hub)).unwrap()
+}
+
+/// Names of the files in the cache's `blobs/` folder.
+pub fn blob_files(cache_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(cache_dir.join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Names of the files in the cache's `tmp/` folder.
+pub fn tmp_files(cache_dir: &Path) -> Vec<String> {
+    std::fs::read_dir(cache_dir.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    tabcache::digest::to_hex(&sha2::Sha256::digest(bytes))
+}
+
+pub fn path_of(root: &Path, repo: &str, file: &str) -> PathBuf {
+    hub_emulator::repo_dir(root, repo).join(file)
+}

@@ -1,0 +1,1008 @@
+//! The transfer engine (`tabcache::download::transfer`) against the hub emulator over
+//! 127.0.0.1, through the hub client's `FileSource`: large ranged transfers, resume after a
+//! cancel, and every fault the emulator injects (drops, stalls, truncation, extra and flipped
+//! bytes, servers ignoring `Range`, chunked bodies, 5xx/429 bursts).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hub_emulator::{Emulator, Fault, FaultKind, Listener, PseudoRandomReader};
+use tabcache::download::{
+    transfer, Expected, PartialState, RangeSource, ResumeLog, TransferOptions, Transferred,
+};
+use tabcache::hub::{FileSource, HubClient, HubOptions};
+use tabcache::{ErrorKind, Result};
+
+const MIB: u64 = 1 << 20;
+const REPO: &str = "org/model";
+
+/// A resume log in memory, counting what the engine does with it.
+#[derive(Default)]
+struct MemoryLog {
+    state: Mutex<Option<PartialState>>,
+    saves: AtomicUsize,
+    clears: AtomicUsize,
+}
+
+impl ResumeLog for MemoryLog {
+    fn load(&self) -> Result<Option<PartialState>> {
+        Ok(self.state.lock().unwrap().clone())
+    }
+    fn save(&self, state: &PartialState) -> Result<()> {
+        self.saves.fetch_add(1, Ordering::SeqCst);
+        *self.state.lock().unwrap() = Some(state.clone());
+        Ok(())
+    }
+    fn clear(&self) -> Result<()> {
+        self.clears.fetch_add(1, Ordering::SeqCst);
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+}
+
+impl MemoryLog {
+    fn done_ranges(&self) -> u32 {
+        self.state
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |s| s.done.iter().map(|w| w.count_ones()).sum())
+    }
+}
+
+/// An emulator serving one repo from its own folder, and a hub client pointed at it.
+struct Setup {
+    dir: PathBuf,
+    emu: Emulator,
+    client: HubClient,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = std::env::temp_dir().join(format!("tabcache-dl-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("repos")).unwrap();
+        fs::create_dir_all(dir.join("tmp")).unwrap();
+        let emu = Emulator::start(dir.join("repos")).unwrap();
+        let options = HubOptions {
+            endpoint: Some(emu.url()),
+            token: Some(String::new()),
+            offline: Some(false),
+            read_timeout: Some(Duration::from_secs(30)),
+            max_retries: Some(5),
+            retry_base_delay: Some(Duration::from_millis(10)),
+            ..HubOptions::default()
+        };
+        let client = HubClient::with_env(options, &|_| None).unwrap();
+        Setup { dir, emu, client }
+    }
+
+    /// Adds a pseudo-random file and returns its sha256.
+    fn add_file(&self, path: &str, len: u64, seed: u64) -> [u8; 32] {
+        hub_emulator::write_pseudo_random_file(&self.dir.join("repos"), REPO, path, len, seed)
+            .unwrap();
+        unhex(&hub_emulator::pseudo_random_sha256(len, seed))
+    }
+
+    /// The source the downloader gets: the CDN location for LFS files, found by a HEAD.
+    fn source(&self, path: &str) -> FileSource {
+        let resolved = self.client.resolve(REPO, "main", path).unwrap();
+        self.client.file_source(&resolved.url)
+    }
+
+    fn tmp(&self, name: &str) -> PathBuf {
+        self.dir.join("tmp").join(name)
+    }
+
+    fn fault(&self, path: &str, kind: FaultKind) -> Fault {
+        Fault::new(kind).on(Listener::Cdn).path(path)
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unhex<const N: usize>(hex: &str) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+fn options(connections: usize, range_mib: u64) -> TransferOptions {
+    TransferOptions {
+        connections,
+        range_size: range_mib * MIB,
+        parallel_threshold: 2 * MIB,
+        stall_timeout: Duration::from_secs(10),
+        max_attempts: 5,
+        backoff_base: Duration::from_millis(20),
+    }
+}
+
+/// One transfer, with a thread sampling `progress` the way a caller would; panics if the
+/// samples ever go down.
+struct Run {
+    result: Result<Transferred>,
+    last_progress: u64,
+    elapsed: Duration,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_with(
+    source: &dyn RangeSource,
+    tmp: &Path,
+    size: Option<u64>,
+    expected: &Expected,
+    opts: &TransferOptions,
+    log: &MemoryLog,
+    cancel: &AtomicBool,
+    during: impl FnOnce(&AtomicU64) + Send,
+) -> Run {
+    let progress = AtomicU64::new(0);
+    let finished = AtomicBool::new(false);
+    let started = Instant::now();
+    let (result, elapsed) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| {
+            let mut last = 0;
+            while !finished.load(Ordering::SeqCst) {
+                let now = progress.load(Ordering::SeqCst);
+                assert!(now >= last, "progress went down from {last} to {now}");
+                last = now;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let helper = s.spawn(|| during(&progress));
+        let result = transfer(source, tmp, size, expected, opts, &progress, cancel, log);
+        let elapsed = started.elapsed();
+        finished.store(true, Ordering::SeqCst);
+        sampler.join().unwrap();
+        helper.join().unwrap();
+        (result, elapsed)
+    });
+    Run {
+        result,
+        last_progress: progress.load(Ordering::SeqCst),
+        elapsed,
+    }
+}
+
+fn run(
+    source: &dyn RangeSource,
+    tmp: &Path,
+    size: Option<u64>,
+    expected: &Expected,
+    opts: &TransferOptions,
+    log: &MemoryLog,
+) -> Run {
+    run_with(
+        source,
+        tmp,
+        size,
+        expected,
+        opts,
+        log,
+        &AtomicBool::new(false),
+        |_| {},
+    )
+}
+
+/// The file holds exactly the generated bytes (compared piece by piece, never whole).
+fn assert_same_bytes(path: &Path, len: u64, seed: u64) {
+    let mut want = PseudoRandomReader::new(len, seed);
+    let mut got = fs::File::open(path).unwrap();
+    assert_eq!(got.metadata().unwrap().len(), len);
+    let (mut a, mut b) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+    let mut offset = 0u64;
+    while offset < len {
+        let n = (len - offset).min(MIB) as usize;
+        want.read_exact(&mut a[..n]).unwrap();
+        got.read_exact(&mut b[..n]).unwrap();
+        assert!(
+            a[..n] == b[..n],
+            "bytes differ in the MiB at offset {offset}"
+        );
+        offset += n as u64;
+    }
+}
+
+fn expect_ok(run: &Run, size: u64, sha256: [u8; 32]) -> Transferred {
+    let done = run
+        .result
+        .clone()
+        .unwrap_or_else(|e| panic!("transfer failed: {e}"));
+    assert_eq!(done.sha256, sha256);
+    assert_eq!(done.size, size);
+    assert_eq!(run.last_progress, size);
+    done
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn cdn_range_requests(setup: &Setup, path: &str) -> Vec<String> {
+    setup
+        .emu
+        .requests()
+        .into_iter()
+        .filter(|r| r.listener == Listener::Cdn && r.target.contains(path) && r.method == "GET")
+        .filter_map(|r| r.range)
+        .collect()
+}
+
+#[test]
+fn large_file_over_eight_connections_matches_the_source() {
+    let setup = Setup::new("large");
+    let size = 120 * MIB + 12_345;
+    let sha = setup.add_file("big.gguf", size, 1);
+    let source = setup.source("big.gguf");
+    let tmp = setup.tmp("big");
+    let log = MemoryLog::default();
+    let rss_before = peak_rss_kib();
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(8, 8),
+        &log,
+    );
+    let done = expect_ok(&run, size, sha);
+    eprintln!(
+        "{} MiB over 8 connections in {:.2} s (verified and synced)",
+        size / MIB,
+        run.elapsed.as_secs_f64()
+    );
+    assert_eq!(done.bytes_fetched, size);
+    assert_same_bytes(&tmp, size, 1);
+
+    // 16 ranges of 8 MiB, each asked for once, over eight connections at once.
+    let ranges = cdn_range_requests(&setup, "big.gguf");
+    assert_eq!(ranges.len(), 16, "{ranges:?}");
+    let connections: std::collections::HashSet<u64> = setup
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.listener == Listener::Cdn && r.range.is_some())
+        .map(|r| r.connection)
+        .collect();
+    assert!(
+        connections.len() >= 8,
+        "only {} connections",
+        connections.len()
+    );
+    assert_eq!(setup.emu.bytes_sent_for("big.gguf"), size);
+    assert_eq!(log.done_ranges(), 16, "every range recorded durable");
+    // Memory: buffers per connection, not the file (other tests share the process, so the
+    // bound is loose but far below the file's 120 MiB).
+    if let (Some(before), Some(after)) = (rss_before, peak_rss_kib()) {
+        assert!(
+            after.saturating_sub(before) < 48 * 1024,
+            "peak RSS grew {} KiB",
+            after - before
+        );
+    }
+}
+
+#[test]
+fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
+    let setup = Setup::new("resume");
+    let size = 48 * MIB;
+    let sha = setup.add_file("resume.bin", size, 2);
+    let source = setup.source("resume.bin");
+    let tmp = setup.tmp("resume");
+    let log = MemoryLog::default();
+    let opts = options(4, 2);
+    // Slow enough to cancel half way.
+    let slow = setup.emu.add_fault(setup.fault(
+        "resume.bin",
+        FaultKind::RateLimit {
+            bytes_per_sec: 6 * MIB,
+        },
+    ));
+    let cancel = AtomicBool::new(false);
+    let first = run_with(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &log,
+        &cancel,
+        |progress| {
+            while progress.load(Ordering::SeqCst) < size / 2 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            cancel.store(true, Ordering::SeqCst);
+        },
+    );
+    assert_eq!(first.result.unwrap_err().kind(), ErrorKind::Cancelled);
+    assert_eq!(fs::metadata(&tmp).unwrap().len(), size, "partial file kept");
+    let durable = log.done_ranges() as u64;
+    assert!(
+        durable >= 6,
+        "only {durable} ranges durable after half the file"
+    );
+    assert!(durable < 24);
+
+    setup.emu.remove_fault(slow);
+    let second = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &log,
+    );
+    let done = expect_ok(&second, size, sha);
+    assert_eq!(
+        done.bytes_fetched,
+        size - durable * 2 * MIB,
+        "only the missing ranges"
+    );
+    assert_same_bytes(&tmp, size, 2);
+    let total = setup.emu.bytes_sent_for("resume.bin");
+    assert!(
+        total <= size + 4 * 2 * MIB,
+        "sent {total} bytes for a {size}-byte file"
+    );
+}
+
+#[test]
+#[cfg(unix)]
+fn resumed_ranges_are_hashed_from_disk() {
+    let setup = Setup::new("rehash");
+    let size = 16 * MIB;
+    let sha = setup.add_file("w.bin", size, 3);
+    let source = setup.source("w.bin");
+    let tmp = setup.tmp("w");
+    let log = MemoryLog::default();
+    let opts = options(2, 1);
+    setup.emu.add_fault(setup.fault(
+        "w.bin",
+        FaultKind::RateLimit {
+            bytes_per_sec: 4 * MIB,
+        },
+    ));
+    let cancel = AtomicBool::new(false);
+    let first = run_with(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &log,
+        &cancel,
+        |progress| {
+            while progress.load(Ordering::SeqCst) < 4 * MIB {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            cancel.store(true, Ordering::SeqCst);
+        },
+    );
+    assert_eq!(first.result.unwrap_err().kind(), ErrorKind::Cancelled);
+    assert!(log.done_ranges() >= 1);
+    // Damage the first range, which the log says is durable: the resumed run must notice.
+    let mut bytes = vec![0u8; 1];
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tmp)
+        .unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 100).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[!bytes[0]], 100).unwrap();
+    drop(file);
+    setup.emu.clear_faults();
+    let second = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &log,
+    );
+    let err = second.result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(!tmp.exists(), "corrupt partial file removed");
+    assert!(log.state.lock().unwrap().is_none(), "resume record cleared");
+}
+
+#[test]
+fn cancel_stops_promptly_even_while_the_server_stalls() {
+    let setup = Setup::new("cancel");
+    let size = 8 * MIB;
+    let sha = setup.add_file("c.bin", size, 4);
+    let source = setup.source("c.bin");
+    let tmp = setup.tmp("c");
+    let log = MemoryLog::default();
+    let mut opts = options(4, 1);
+    opts.stall_timeout = Duration::from_secs(60);
+    setup.emu.add_fault(setup.fault(
+        "c.bin",
+        FaultKind::Stall {
+            bytes: 300_000,
+            seconds: 30.0,
+        },
+    ));
+    let cancel = AtomicBool::new(false);
+    let cancelled_at = Mutex::new(None);
+    let run = run_with(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &log,
+        &cancel,
+        |progress| {
+            while progress.load(Ordering::SeqCst) < 4 * 300_000 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            *cancelled_at.lock().unwrap() = Some(Instant::now());
+            cancel.store(true, Ordering::SeqCst);
+        },
+    );
+    let stopped_in = cancelled_at.lock().unwrap().unwrap().elapsed();
+    assert_eq!(run.result.unwrap_err().kind(), ErrorKind::Cancelled);
+    assert!(
+        stopped_in < Duration::from_secs(1),
+        "took {stopped_in:?} to stop"
+    );
+    assert!(tmp.exists(), "partial file kept for resume");
+    assert_eq!(log.clears.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn dropped_connections_resume_from_the_last_byte_held() {
+    let setup = Setup::new("drop");
+    let size = 24 * MIB;
+    let sha = setup.add_file("d.bin", size, 5);
+    let source = setup.source("d.bin");
+    let tmp = setup.tmp("d");
+    let log = MemoryLog::default();
+    let drop_after = MIB + 12_345;
+    setup.emu.add_fault(
+        setup
+            .fault(
+                "d.bin",
+                FaultKind::DropAfter {
+                    bytes: drop_after,
+                    reset: false,
+                },
+            )
+            .times(3),
+    );
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(4, 4),
+        &log,
+    );
+    let done = expect_ok(&run, size, sha);
+    assert_same_bytes(&tmp, size, 5);
+    // Three ranges were cut and continued from where they stopped, nothing fetched twice.
+    let resumed: Vec<String> = cdn_range_requests(&setup, "d.bin")
+        .into_iter()
+        .filter(|r| {
+            let start: u64 = r
+                .trim_start_matches("bytes=")
+                .split('-')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            start % (4 * MIB) == drop_after
+        })
+        .collect();
+    assert_eq!(resumed.len(), 3, "{resumed:?}");
+    assert_eq!(done.bytes_fetched, size);
+    assert_eq!(setup.emu.bytes_sent_for("d.bin"), size);
+}
+
+#[test]
+fn a_reset_stream_resumes_with_a_range() {
+    let setup = Setup::new("reset");
+    let size = 1_500_000;
+    let sha = setup.add_file("s.gguf", size, 6);
+    let source = setup.source("s.gguf");
+    let tmp = setup.tmp("s");
+    setup.emu.add_fault(
+        setup
+            .fault(
+                "s.gguf",
+                FaultKind::DropAfter {
+                    bytes: 600_000,
+                    reset: true,
+                },
+            )
+            .times(2),
+    );
+    let mut opts = options(4, 4);
+    opts.parallel_threshold = 32 * MIB;
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &MemoryLog::default(),
+    );
+    expect_ok(&run, size, sha);
+    assert_same_bytes(&tmp, size, 6);
+    let ranged = cdn_range_requests(&setup, "s.gguf");
+    assert!(!ranged.is_empty(), "the retries asked for the rest only");
+}
+
+#[test]
+fn a_server_ignoring_range_is_read_as_one_stream() {
+    let setup = Setup::new("norange");
+    let size = 24 * MIB;
+    let sha = setup.add_file("n.bin", size, 7);
+    let source = setup.source("n.bin");
+    let tmp = setup.tmp("n");
+    let log = MemoryLog::default();
+    setup
+        .emu
+        .add_fault(setup.fault("n.bin", FaultKind::IgnoreRange));
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(4, 4),
+        &log,
+    );
+    let done = expect_ok(&run, size, sha);
+    assert_same_bytes(&tmp, size, 7);
+    // One full body was used; the others that raced it were dropped unread.
+    assert_eq!(done.bytes_fetched, size);
+    assert!(log.state.lock().unwrap().is_none(), "range record cleared");
+}
+
+#[test]
+fn a_server_that_stops_honouring_range_midway_keeps_progress_monotonic() {
+    let setup = Setup::new("midway");
+    let size = 24 * MIB;
+    let sha = setup.add_file("m.bin", size, 8);
+    let source = setup.source("m.bin");
+    let tmp = setup.tmp("m");
+    let log = MemoryLog::default();
+    let slow = setup.emu.add_fault(setup.fault(
+        "m.bin",
+        FaultKind::RateLimit {
+            bytes_per_sec: 8 * MIB,
+        },
+    ));
+    let cancel = AtomicBool::new(false);
+    let run = run_with(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(4, 2),
+        &log,
+        &cancel,
+        |progress| {
+            while progress.load(Ordering::SeqCst) < size / 3 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            setup
+                .emu
+                .add_fault(setup.fault("m.bin", FaultKind::IgnoreRange));
+            setup.emu.remove_fault(slow);
+        },
+    );
+    // The sampler in run_with asserted that progress never went down across the restart.
+    let done = expect_ok(&run, size, sha);
+    assert_same_bytes(&tmp, size, 8);
+    let full_answers = setup
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.listener == Listener::Cdn && r.range.is_some() && r.status == 200)
+        .count();
+    assert!(full_answers >= 1, "the server never ignored a range");
+    assert!(
+        done.bytes_fetched > size,
+        "bytes held before the restart were fetched again"
+    );
+    assert!(log.state.lock().unwrap().is_none(), "range record cleared");
+}
+
+#[test]
+fn chunked_bodies_without_length_work_ranged_and_streamed() {
+    let setup = Setup::new("chunked");
+    let big = 12 * MIB + 77;
+    let small = 1_200_000;
+    let sha_big = setup.add_file("big.bin", big, 9);
+    let sha_small = setup.add_file("small.bin", small, 10);
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::Chunked).on(Listener::Cdn));
+    let log = MemoryLog::default();
+
+    let ranged = run(
+        &setup.source("big.bin"),
+        &setup.tmp("big"),
+        Some(big),
+        &Expected::Sha256(sha_big),
+        &options(4, 2),
+        &log,
+    );
+    expect_ok(&ranged, big, sha_big);
+    assert_same_bytes(&setup.tmp("big"), big, 9);
+
+    let streamed = run(
+        &setup.source("small.bin"),
+        &setup.tmp("small"),
+        Some(small),
+        &Expected::Sha256(sha_small),
+        &options(4, 2),
+        &log,
+    );
+    expect_ok(&streamed, small, sha_small);
+
+    // Size unknown to the caller too: the stream's end is the file's end.
+    let unknown = run(
+        &setup.source("small.bin"),
+        &setup.tmp("small2"),
+        None,
+        &Expected::Unknown,
+        &options(4, 2),
+        &log,
+    );
+    expect_ok(&unknown, small, sha_small);
+
+    // A mirror like olah: no Range, no Content-Length.
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::IgnoreRange).on(Listener::Cdn));
+    let mirror = run(
+        &setup.source("big.bin"),
+        &setup.tmp("big2"),
+        Some(big),
+        &Expected::Sha256(sha_big),
+        &options(4, 2),
+        &log,
+    );
+    expect_ok(&mirror, big, sha_big);
+    assert_same_bytes(&setup.tmp("big2"), big, 9);
+}
+
+#[test]
+fn a_flipped_byte_is_corrupt_and_nothing_is_kept() {
+    let setup = Setup::new("corrupt");
+    let size = 12 * MIB;
+    let sha = setup.add_file("x.bin", size, 11);
+    let source = setup.source("x.bin");
+    let tmp = setup.tmp("x");
+    let log = MemoryLog::default();
+    setup.emu.add_fault(setup.fault(
+        "x.bin",
+        FaultKind::Corrupt {
+            offset: 5 * MIB + 7,
+        },
+    ));
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(4, 2),
+        &log,
+    );
+    let err = run.result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    let want_hex = hub_emulator::pseudo_random_sha256(size, 11);
+    assert!(err.message().contains(&want_hex), "{}", err.message());
+    assert!(
+        err.message().contains("nothing was cached"),
+        "{}",
+        err.message()
+    );
+    assert!(!tmp.exists());
+    assert!(log.state.lock().unwrap().is_none());
+    assert!(log.clears.load(Ordering::SeqCst) >= 1);
+}
+
+#[test]
+fn a_small_git_file_is_checked_against_its_blob_sha1() {
+    let setup = Setup::new("gitsha");
+    let bytes = hub_emulator::pseudo_random_bytes(100_000, 12);
+    hub_emulator::write_file(&setup.dir.join("repos"), REPO, "tokenizer.txt", &bytes).unwrap();
+    let git_sha1: [u8; 20] = unhex(&hub_emulator::git_blob_sha1(&bytes));
+    let sha256: [u8; 32] = unhex(&hub_emulator::sha256_reader(&bytes[..]).unwrap());
+    let resolved = setup.client.resolve(REPO, "main", "tokenizer.txt").unwrap();
+    assert_eq!(
+        resolved.etag,
+        hub_emulator::git_blob_sha1(&bytes),
+        "a non-LFS file"
+    );
+    let source = setup.client.file_source(&resolved.url);
+    let log = MemoryLog::default();
+    let opts = options(4, 2);
+
+    let good = run(
+        &source,
+        &setup.tmp("t"),
+        Some(100_000),
+        &Expected::GitSha1(git_sha1),
+        &opts,
+        &log,
+    );
+    expect_ok(&good, 100_000, sha256);
+    // Without a size (and a chunked body) the sha1 is computed from the file afterwards.
+    let chunked = setup
+        .emu
+        .add_fault(Fault::new(FaultKind::Chunked).path("tokenizer.txt"));
+    let unsized_run = run(
+        &source,
+        &setup.tmp("t2"),
+        None,
+        &Expected::GitSha1(git_sha1),
+        &opts,
+        &log,
+    );
+    expect_ok(&unsized_run, 100_000, sha256);
+    setup.emu.remove_fault(chunked);
+
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::Corrupt { offset: 10 }).path("tokenizer.txt"));
+    let bad = run(
+        &source,
+        &setup.tmp("t3"),
+        Some(100_000),
+        &Expected::GitSha1(git_sha1),
+        &opts,
+        &log,
+    );
+    let err = bad.result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert!(
+        err.message().contains(&hub_emulator::git_blob_sha1(&bytes)),
+        "{}",
+        err.message()
+    );
+    assert!(!setup.tmp("t3").exists());
+}
+
+#[test]
+fn truncated_bodies_are_retried_from_the_last_byte_held() {
+    let setup = Setup::new("truncate");
+    let big = 12 * MIB;
+    let small = 1_500_000;
+    let sha_big = setup.add_file("big.bin", big, 13);
+    let sha_small = setup.add_file("small.bin", small, 14);
+    setup.emu.add_fault(
+        Fault::new(FaultKind::Truncate { missing: 1000 })
+            .on(Listener::Cdn)
+            .times(4),
+    );
+    let log = MemoryLog::default();
+    let ranged = run(
+        &setup.source("big.bin"),
+        &setup.tmp("big"),
+        Some(big),
+        &Expected::Sha256(sha_big),
+        &options(4, 2),
+        &log,
+    );
+    expect_ok(&ranged, big, sha_big);
+    assert_same_bytes(&setup.tmp("big"), big, 13);
+    let streamed = run(
+        &setup.source("small.bin"),
+        &setup.tmp("small"),
+        Some(small),
+        &Expected::Sha256(sha_small),
+        &options(4, 2),
+        &log,
+    );
+    expect_ok(&streamed, small, sha_small);
+
+    // A server that always cuts the end: given up as a network error, the file not verified.
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::Truncate { missing: 1000 }).on(Listener::Cdn));
+    let mut opts = options(4, 2);
+    opts.max_attempts = 3;
+    let always = run(
+        &setup.source("small.bin"),
+        &setup.tmp("small2"),
+        Some(small),
+        &Expected::Sha256(sha_small),
+        &opts,
+        &log,
+    );
+    let err = always.result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Network, "{err}");
+    assert!(
+        err.message().contains("gave up after 3 attempts"),
+        "{}",
+        err.message()
+    );
+}
+
+#[test]
+fn one_extra_byte_is_corrupt_ranged_and_streamed() {
+    let setup = Setup::new("extra");
+    let big = 12 * MIB;
+    let small = 1_500_000;
+    let sha_big = setup.add_file("big.bin", big, 15);
+    let sha_small = setup.add_file("small.bin", small, 16);
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::ExtraByte).on(Listener::Cdn));
+    let log = MemoryLog::default();
+    for (path, size, sha) in [("big.bin", big, sha_big), ("small.bin", small, sha_small)] {
+        let tmp = setup.tmp(path);
+        let run = run(
+            &setup.source(path),
+            &tmp,
+            Some(size),
+            &Expected::Sha256(sha),
+            &options(4, 2),
+            &log,
+        );
+        let err = run.result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{path}: {err}");
+        assert!(!tmp.exists(), "{path}: nothing kept");
+    }
+    // Chunked, so only the body itself shows the extra byte.
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::Chunked).on(Listener::Cdn));
+    let tmp = setup.tmp("chunked");
+    let run = run(
+        &setup.source("small.bin"),
+        &tmp,
+        Some(small),
+        &Expected::Sha256(sha_small),
+        &options(4, 2),
+        &log,
+    );
+    assert_eq!(run.result.unwrap_err().kind(), ErrorKind::Corrupt);
+    assert!(!tmp.exists());
+}
+
+#[test]
+fn a_stalled_connection_is_cut_and_retried() {
+    let setup = Setup::new("stall");
+    let size = 12 * MIB;
+    let sha = setup.add_file("st.bin", size, 17);
+    let source = setup.source("st.bin");
+    let tmp = setup.tmp("st");
+    let mut opts = options(4, 2);
+    opts.stall_timeout = Duration::from_millis(400);
+    setup.emu.add_fault(
+        setup
+            .fault(
+                "st.bin",
+                FaultKind::Stall {
+                    bytes: 300_000,
+                    seconds: 20.0,
+                },
+            )
+            .times(2),
+    );
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &MemoryLog::default(),
+    );
+    expect_ok(&run, size, sha);
+    assert_same_bytes(&tmp, size, 17);
+    assert!(
+        run.elapsed < Duration::from_secs(5),
+        "took {:?}",
+        run.elapsed
+    );
+}
+
+#[test]
+fn bursts_of_503_and_429_end_in_the_right_file() {
+    let setup = Setup::new("bursts");
+    let size = 12 * MIB;
+    let sha = setup.add_file("b.bin", size, 18);
+    let source = setup.source("b.bin");
+    let tmp = setup.tmp("b");
+    setup
+        .emu
+        .add_fault(Fault::status(503).on(Listener::Cdn).times(6));
+    setup
+        .emu
+        .add_fault(Fault::rate_limited(1).on(Listener::Cdn).times(2));
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(4, 2),
+        &MemoryLog::default(),
+    );
+    expect_ok(&run, size, sha);
+    assert_same_bytes(&tmp, size, 18);
+    let statuses: Vec<u16> = setup
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.listener == Listener::Cdn)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 6);
+    assert_eq!(statuses.iter().filter(|&&s| s == 429).count(), 2);
+}
+
+#[test]
+fn a_missing_file_ends_the_transfer_at_once() {
+    let setup = Setup::new("missing");
+    setup.add_file("present.bin", 10, 19);
+    let url = setup
+        .client
+        .resolve_url(REPO, "main", "absent.bin")
+        .unwrap();
+    let source = setup.client.file_source(&url);
+    let tmp = setup.tmp("a");
+    let run = run(
+        &source,
+        &tmp,
+        Some(40 * MIB),
+        &Expected::Unknown,
+        &options(8, 4),
+        &MemoryLog::default(),
+    );
+    let err = run.result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::EntryNotFound, "{err}");
+    assert!(
+        run.elapsed < Duration::from_secs(2),
+        "took {:?}",
+        run.elapsed
+    );
+    let requests = setup.emu.requests().len();
+    assert!(requests <= 8, "{requests} requests for a missing file");
+}
+
+#[test]
+fn a_stale_resume_record_is_ignored() {
+    let setup = Setup::new("stale");
+    let size = 8 * MIB;
+    let sha = setup.add_file("o.bin", size, 20);
+    let source = setup.source("o.bin");
+    let tmp = setup.tmp("o");
+    // A record for another range size, and a file of the right length full of zeros.
+    fs::write(&tmp, vec![0u8; size as usize]).unwrap();
+    let log = MemoryLog::default();
+    *log.state.lock().unwrap() = Some(PartialState {
+        size,
+        range_size: 4 * MIB,
+        done: vec![0b11],
+    });
+    let run = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(4, 1),
+        &log,
+    );
+    let done = expect_ok(&run, size, sha);
+    assert_eq!(done.bytes_fetched, size);
+    assert_same_bytes(&tmp, size, 20);
+}
