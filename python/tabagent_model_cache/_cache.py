@@ -272,11 +272,11 @@ class ModelCache:
         self.db_path = os.fspath(db_path)
         options = ffi.new("tc_options *")
         lib.tc_options_init(options)
-        # The option strings must outlive tc_cache_open: keep them in this frame.
+        # Struct fields need C arrays that outlive tc_cache_open: this frame keeps them.
         keep = []
 
-        def borrowed(value: Optional[str], what: str) -> Any:
-            text = _text(value, what)
+        def borrowed(value: str, what: str) -> Any:
+            text = ffi.new("char[]", _text(value, what))
             keep.append(text)
             return text
 

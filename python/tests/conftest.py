@@ -78,6 +78,13 @@ class Hub:
     def clear_faults(self) -> None:
         self._control("DELETE", "faults")
 
+    def clear_log(self) -> None:
+        self._control("POST", "log/clear")
+
+    def cdn_get_bytes(self) -> int:
+        """Body bytes of the CDN GETs in the log (counted once each response ended)."""
+        return sum(r["body_bytes"] for r in self.log() if r["listener"] == "cdn" and r["method"] == "GET")
+
     def stats(self) -> Dict[str, int]:
         return self._control("GET", "stats")
 
