@@ -48,7 +48,10 @@ def test_cdef_matches_the_header_as_compiled(tmp_path):
         prints.append(f'printf("{status} %d\\n", (int){status});')
     source = tmp_path / "check.c"
     source.write_text(
-        "#include <stdio.h>\n#include <stddef.h>\n#include \"tabcache.h\"\n"
+        # cffi keeps no const qualifiers, so the compiler is told to drop them too; every
+        # other difference in a type is an error.
+        "#include <stdio.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <stdbool.h>\n"
+        "#define const\n#include \"tabcache.h\"\n#undef const\n"
         + "\n".join(checks)
         + "\nint main(void) {\n"
         + "\n".join(prints)
@@ -58,7 +61,7 @@ def test_cdef_matches_the_header_as_compiled(tmp_path):
     assert compiler, "a C compiler is needed to check the cdef against the header"
     binary = tmp_path / "check"
     subprocess.run(
-        [compiler, "-std=c11", "-Werror", "-Wall", "-Wno-unused-variable", "-I", str(_native.HEADER_PATH.parent), str(source), "-o", str(binary)],
+        [compiler, "-std=c11", "-Werror", "-Wall", "-Wno-unused-variable", "-I", str(_native.HEADER_PATH.parent), str(source), _native.library_path(), f"-Wl,-rpath,{Path(_native.library_path()).parent}", "-o", str(binary)],
         check=True,
     )
     compiled = dict(line.rsplit(" ", 1) for line in subprocess.run([str(binary)], capture_output=True, text=True, check=True).stdout.splitlines())
