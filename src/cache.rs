@@ -148,14 +148,19 @@ impl ModelCache {
     /// variants and store the manifest. Offline, answers from the catalog when it can.
     pub fn scan_repo(&self, repo_id: &str, revision: Option<&str>) -> Result<Manifest> {
         validate::repo_id(repo_id)?;
+        let record = self.scan_record(repo_id, revision)?;
+        Ok(self.manifest_of(&record))
+    }
+
+    /// The work of `scan_repo`, returning the stored record itself (which another thread may
+    /// delete from the catalog the moment it is stored).
+    fn scan_record(&self, repo_id: &str, revision: Option<&str>) -> Result<RepoRecord> {
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
         let inner = &self.inner;
         if inner.hub.is_offline() {
             return match inner.store.repo(repo_id)? {
-                Some(rec) if rec.revision == revision || rec.commit == revision => {
-                    Ok(self.manifest_of(&rec))
-                }
+                Some(rec) if rec.revision == revision || rec.commit == revision => Ok(rec),
                 _ => Err(offline_error(&format!("scan {repo_id}"))),
             };
         }
@@ -218,7 +223,7 @@ impl ModelCache {
         };
         inner.store.put_repo(&record)?;
         self.adopt_held_content(&record)?;
-        Ok(self.manifest_of(&record))
+        Ok(record)
     }
 
     /// Record every listed file whose content the store already holds (from another revision,
@@ -243,7 +248,7 @@ impl ModelCache {
                     size: listed.size,
                     git_oid: listed.git_oid.clone(),
                 };
-                store.record_file(&record.repo_id, &record.commit, path, &rec)?;
+                store.reference_blob(&record.repo_id, &record.commit, path, &rec)?;
             }
         }
         Ok(())
@@ -294,15 +299,25 @@ impl ModelCache {
         validate::repo_path(path)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
-        let plan = match self.cached_commit(repo_id, revision, path)? {
-            Some(commit) => return self.ready_path(repo_id, &commit, path, progress),
-            None => self.plan_file(repo_id, revision, path)?,
-        };
-        let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
-        self.fetch_all(vec![plan], progress, None)?;
-        self.file_path_at(&repo, &commit, path)?.ok_or_else(|| {
-            Error::internal(format!("{path} was downloaded but is not in the catalog"))
-        })
+        let mut progress = progress;
+        let mut report = |loaded, total| progress.as_mut().is_none_or(|p| p(loaded, total));
+        // A delete_model on another thread can remove the file between its landing and our
+        // look-up; the caller asked for it to be cached, so fetch it again (a few times).
+        for _ in 0..3 {
+            let plan = match self.cached_commit(repo_id, revision, path)? {
+                Some(commit) => return self.ready_path(repo_id, &commit, path, Some(&mut report)),
+                None => self.plan_file(repo_id, revision, path)?,
+            };
+            let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
+            self.fetch_all(vec![plan], Some(&mut report), None)?;
+            if let Some(view_path) = self.file_path_at(&repo, &commit, path)? {
+                return Ok(view_path);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Io,
+            format!("{repo_id}: {path} was deleted by another caller each time it downloaded; retry once the deletes stop"),
+        ))
     }
 
     /// The commit at which `path` is already cached for `revision`, if it is.
@@ -343,13 +358,7 @@ impl ModelCache {
         let record = match (self.inner.store.repo(repo_id)?, revision) {
             (Some(rec), None) => rec,
             (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
-            _ => {
-                self.scan_repo(repo_id, revision)?;
-                self.inner
-                    .store
-                    .repo(repo_id)?
-                    .ok_or_else(|| Error::internal("scan stored no manifest"))?
-            }
+            _ => self.scan_record(repo_id, revision)?,
         };
         let Some(files) = record.variants.get(quant) else {
             let known: Vec<&str> = record.variants.keys().map(String::as_str).collect();
@@ -427,13 +436,12 @@ impl ModelCache {
             return Err(offline_error(&format!("download {path} from {repo}")));
         }
         let resolved = self.inner.hub.resolve(repo, revision, path)?;
+        // A server that names no commit (some mirrors) leaves model info to tell us.
         let commit = match resolved.commit {
-            Some(c) => {
-                self.inner.store.set_ref(repo, revision, &c)?;
-                c
-            }
-            None => revision.to_string(),
+            Some(c) => c,
+            None => self.inner.hub.model_info(repo, revision)?.sha,
         };
+        self.inner.store.set_ref(repo, revision, &commit)?;
         let etag = resolved.etag.to_ascii_lowercase();
         Ok(FilePlan {
             repo: repo.to_string(),
@@ -459,16 +467,18 @@ impl ModelCache {
             _ => None,
         };
         let Some(sha256) = sha else { return Ok(None) };
-        let size = std::fs::metadata(store.blob_path(&sha256))
-            .map(|m| m.len())
-            .map_err(|e| Error::io("could not read", &store.blob_path(&sha256), e))?;
+        // Gone since we looked (deleted by another thread): not held after all.
+        let Ok(meta) = std::fs::metadata(store.blob_path(&sha256)) else {
+            return Ok(None);
+        };
         let rec = FileRecord {
             sha256,
-            size,
+            size: meta.len(),
             git_oid: plan.git_oid.clone(),
         };
-        store.record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
-        Ok(Some(rec))
+        Ok(store
+            .reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)?
+            .map(|_| rec))
     }
 
     /// Fetch every plan (several at once), reporting progress for the whole request on this
@@ -520,10 +530,12 @@ impl ModelCache {
                     None => i += 1,
                     Some(Ok(rec)) => {
                         let (plan, _) = running.swap_remove(i);
-                        self.inner
-                            .store
-                            .record_file(&plan.repo, &plan.commit, &plan.path, &rec)?;
-                        loaded_done += rec.size;
+                        let store = &self.inner.store;
+                        match store.reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)? {
+                            Some(_) => loaded_done += rec.size,
+                            // Deleted by another thread since it landed: fetch it again.
+                            None => queue.push_front(plan),
+                        }
                     }
                     // Someone else's cancel stopped a flight we still want: start it again.
                     Some(Err(e)) if e.kind() == ErrorKind::Cancelled => {
@@ -715,6 +727,16 @@ impl ModelCache {
     /// Every repo the catalog knows (scanned or holding files).
     pub fn repo_ids(&self) -> Result<Vec<String>> {
         self.inner.store.repo_ids()
+    }
+
+    /// The store beneath, for the maintenance operations (`crate::maintenance`).
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The content keys of the transfers this process has under way.
+    pub(crate) fn transfers_in_flight(&self) -> Vec<String> {
+        self.inner.flights.keys()
     }
 }
 

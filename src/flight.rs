@@ -67,6 +67,12 @@ impl Flights {
         *flight.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
         flight.landed.notify_all();
     }
+
+    /// The content keys of every flight under way (their `tmp/` files are in use).
+    pub(crate) fn keys(&self) -> Vec<String> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
+    }
 }
 
 /// One requester's interest in a flight. Dropping it unsettled withdraws the interest.

@@ -13,6 +13,7 @@ pub mod ffi;
 mod flight;
 pub mod hub;
 pub mod jobs;
+pub mod maintenance;
 pub mod manifest;
 mod progress;
 pub mod quant;

@@ -619,3 +619,68 @@ except Exception as e:
         "huggingface_hub went online"
     );
 }
+
+#[test]
+fn manifest_statuses_follow_a_download_through_downloading_failed_and_downloaded() {
+    let hub = hub(fill);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    cache.scan_repo(REPO, None).unwrap();
+
+    // A corrupt server: the variant fails, with the reason in the manifest.
+    let fault = hub
+        .emu
+        .add_fault(Fault::new(FaultKind::Corrupt { offset: 100 }).path("model_q4.onnx"));
+    let err = cache.download_quant(REPO, "q4", None, None).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    let q4 = cache.get_manifest(REPO).unwrap().unwrap().quants["q4"].clone();
+    assert_eq!(q4.status, QuantStatus::Failed);
+    assert!(
+        q4.error.as_deref().unwrap_or("").contains("sha256"),
+        "{:?}",
+        q4.error
+    );
+    hub.emu.remove_fault(fault);
+
+    // While it downloads (slowly), another thread sees `downloading` and growing bytes.
+    hub.emu.add_fault(
+        Fault::new(FaultKind::RateLimit {
+            bytes_per_sec: 30_000_000,
+        })
+        .on(Listener::Cdn),
+    );
+    let seen = std::thread::scope(|s| {
+        let watcher = s.spawn(|| {
+            let mut seen = Vec::new();
+            for _ in 0..400 {
+                let q = cache.get_manifest(REPO).unwrap().unwrap().quants["q4"].clone();
+                seen.push((q.status, q.downloaded_size.unwrap_or(0)));
+                if q.status == QuantStatus::Downloaded {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            seen
+        });
+        cache.download_quant(REPO, "q4", None, None).unwrap();
+        watcher.join().unwrap()
+    });
+    let downloading: Vec<u64> = seen
+        .iter()
+        .filter(|(st, _)| *st == QuantStatus::Downloading)
+        .map(|&(_, n)| n)
+        .collect();
+    assert!(downloading.len() >= 2, "never saw `downloading`: {seen:?}");
+    assert!(
+        downloading.windows(2).all(|w| w[0] <= w[1]),
+        "downloaded_size went back: {downloading:?}"
+    );
+    assert!(
+        downloading.last() > downloading.first(),
+        "downloaded_size did not grow"
+    );
+    let q4 = cache.get_manifest(REPO).unwrap().unwrap().quants["q4"].clone();
+    assert_eq!(q4.status, QuantStatus::Downloaded);
+    assert_eq!(q4.error, None);
+    assert_eq!(q4.downloaded_size, q4.total_size);
+}

@@ -361,7 +361,7 @@ fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
 
 #[test]
 #[cfg(unix)]
-fn resumed_ranges_are_hashed_from_disk() {
+fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
     let setup = Setup::new("rehash");
     let size = 16 * MIB;
     let sha = setup.add_file("w.bin", size, 3);
@@ -412,7 +412,32 @@ fn resumed_ranges_are_hashed_from_disk() {
         &opts,
         &log,
     );
-    let err = second.result.unwrap_err();
+    // The damage is caught by the hash, and since resumed bytes may be what is wrong, the
+    // transfer starts once more from nothing: the whole file comes again, right this time.
+    let done = second.result.unwrap();
+    assert_eq!(done.sha256, sha);
+    assert!(
+        done.bytes_fetched >= size,
+        "fetched {} after discarding the resumed bytes",
+        done.bytes_fetched
+    );
+    assert_eq!(fs::read(&tmp).unwrap().len() as u64, size);
+
+    // A server that keeps sending a bad byte is corrupt for good: nothing is kept.
+    let _ = fs::remove_file(&tmp);
+    log.clear().unwrap();
+    setup
+        .emu
+        .add_fault(setup.fault("w.bin", FaultKind::Corrupt { offset: 100 }));
+    let third = run(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &opts,
+        &log,
+    );
+    let err = third.result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(!tmp.exists(), "corrupt partial file removed");
     assert!(log.state.lock().unwrap().is_none(), "resume record cleared");

@@ -1,8 +1,920 @@
-//! The `tabcache` command line (a later issue fills it in).
-fn main() {
-    eprintln!(
-        "tabcache {}: the command line is not built yet",
-        env!("CARGO_PKG_VERSION")
+//! The `tabcache` command line: a thin layer over [`ModelCache`] and its maintenance calls.
+//! It owns only what a terminal needs: argument parsing, the default cache directory, progress
+//! bars (or plain lines when stderr is not a terminal), Ctrl-C, human tables, `--json` output
+//! and the mapping of error kinds to exit codes.
+
+use std::collections::VecDeque;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+
+use tabcache::download::TransferOptions;
+use tabcache::hub::HubOptions;
+use tabcache::maintenance::{FileListing, RepoListing, VerifyReport};
+use tabcache::{CacheOptions, Error, ErrorKind, Manifest, ModelCache};
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_NOT_FOUND: u8 = 3;
+const EXIT_NETWORK: u8 = 4;
+const EXIT_DAMAGED: u8 = 5;
+const EXIT_LOCKED: u8 = 6;
+const EXIT_OFFLINE: u8 = 7;
+const EXIT_INTERRUPTED: u8 = 130;
+
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    other failure (file system, disk full, internal error)
+  2    usage error (bad arguments, invalid repo id or path)
+  3    not found (repo, revision, file or variant; or not cached)
+  4    network or authentication failure (unreachable, refused token, gated, rate limited)
+  5    integrity damage (bytes that do not match their hash; `verify` found damage)
+  6    cache locked by another process
+  7    offline mode and the request needs the network
+  130  interrupted (Ctrl-C); partial downloads are kept and the next run resumes
+
+The cache directory is --cache, else $TABCACHE_HOME, else `tabcache` under the platform cache
+directory ($XDG_CACHE_HOME or ~/.cache, ~/Library/Caches, %LOCALAPPDATA%).";
+
+/// A model cache for HuggingFace repositories.
+#[derive(Parser)]
+#[command(name = "tabcache", version, after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// Cache directory [default: $TABCACHE_HOME, else <platform cache dir>/tabcache]
+    #[arg(long, global = true, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Hub base URL [default: $HF_ENDPOINT, else the public Hub]
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Access token [default: $HF_TOKEN, else the huggingface_hub token file]
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Make no network request; answer from the cache only
+    #[arg(long, global = true)]
+    offline: bool,
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    json: bool,
+    /// Print only results and errors (no progress, no notes)
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Say more (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List a repo's variants (key, files, size, status) from the hub
+    Scan {
+        repo: String,
+        #[arg(long)]
+        revision: Option<String>,
+    },
+    /// Download a variant (default on GGUF repos: Q4_K_M, then Q8_0) and/or single files
+    Download {
+        repo: String,
+        quant: Option<String>,
+        /// A file of the repo to download (repeatable)
+        #[arg(long = "file", value_name = "PATH")]
+        files: Vec<String>,
+        #[arg(long)]
+        revision: Option<String>,
+        /// Connections per large file
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        connections: Option<u16>,
+    },
+    /// List cached repos, or one repo's cached files
+    Ls {
+        repo: Option<String>,
+        #[arg(long, value_enum, default_value_t = SortKey::Name)]
+        sort: SortKey,
+    },
+    /// Print the local path of a cached file (for other programs)
+    Path {
+        repo: String,
+        file: String,
+        #[arg(long)]
+        revision: Option<String>,
+    },
+    /// Write a cached file's bytes to stdout (raw bytes, also with --json)
+    Cat {
+        repo: String,
+        file: String,
+        #[arg(long)]
+        revision: Option<String>,
+    },
+    /// Re-hash every blob against its recorded sha256
+    Verify {
+        repo: Option<String>,
+        /// Drop damaged blobs and download their files again
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Remove a repo, or only one variant's files that no other variant uses
+    Rm {
+        repo: String,
+        #[arg(long, value_name = "Q")]
+        quant: Option<String>,
+    },
+    /// Remove unreferenced blobs and partial downloads; report bytes freed
+    Gc,
+    /// Totals: repos, files, logical and on-disk bytes
+    Stats,
+    /// Adopt the files of a huggingface_hub cache without downloading them again
+    ImportHf {
+        /// [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SortKey {
+    Name,
+    Size,
+}
+
+/// Set by SIGINT; download progress callbacks read it and cancel.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[cfg(unix)]
+extern "C" fn on_sigint(_signal: libc::c_int) {
+    // A second Ctrl-C means "stop now": partial state is durable at every point anyway.
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(EXIT_INTERRUPTED as libc::c_int) };
+    }
+}
+
+fn install_sigint_handler() {
+    #[cfg(unix)]
+    // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
+    unsafe {
+        let handler: extern "C" fn(libc::c_int) = on_sigint;
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+    }
+}
+
+/// How a command failed: the error, or damage it found and reported (`verify`).
+enum Failure {
+    Error(Error),
+    Damaged(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Error(e)
+    }
+}
+
+type CmdResult = Result<(), Failure>;
+
+struct Ctx {
+    json: bool,
+    quiet: bool,
+    verbose: u8,
+}
+
+impl Ctx {
+    /// A note for the person at the terminal (stderr), unless quiet.
+    fn note(&self, text: impl AsRef<str>) {
+        if !self.quiet {
+            eprintln!("{}", text.as_ref());
+        }
+    }
+
+    fn emit_json(&self, value: &impl Serialize) {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer_pretty(&mut out, value);
+        let _ = writeln!(out);
+    }
+}
+
+fn main() -> ExitCode {
+    let json_requested = std::env::args().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // clap's first paragraph ("error: ...", maybe with the missing names on the next
+            // lines) on one line; its usage block is what --help is for.
+            let rendered = e.render().to_string();
+            let first: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let message = first.join(" ");
+            let message = message.trim_start_matches("error: ");
+            report_error(
+                json_requested,
+                "usage",
+                &format!("{message}; see `tabcache --help`"),
+                EXIT_USAGE,
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let ctx = Ctx {
+        json: cli.json,
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+    };
+    match run(&cli, &ctx) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Damaged(message)) => {
+            // The report itself is already on stdout (as JSON with --json).
+            report_error(false, "corrupt", &message, EXIT_DAMAGED);
+            ExitCode::from(EXIT_DAMAGED)
+        }
+        Err(Failure::Error(e)) => {
+            let code = exit_code(e.kind());
+            report_error(ctx.json, e.kind().as_str(), e.message(), code);
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// One line on stderr; with `--json`, also the error as JSON on stdout.
+fn report_error(json: bool, kind: &str, message: &str, code: u8) {
+    if json {
+        let value = json!({"error": {"kind": kind, "message": message, "exit_code": code}});
+        println!("{value}");
+    }
+    eprintln!("error: {}", message.replace('\n', " "));
+}
+
+fn exit_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::InvalidArgument => EXIT_USAGE,
+        ErrorKind::RepoNotFound | ErrorKind::RevisionNotFound | ErrorKind::EntryNotFound => {
+            EXIT_NOT_FOUND
+        }
+        ErrorKind::GatedRepo
+        | ErrorKind::Unauthorized
+        | ErrorKind::RateLimited
+        | ErrorKind::Network
+        | ErrorKind::Http => EXIT_NETWORK,
+        ErrorKind::Corrupt => EXIT_DAMAGED,
+        ErrorKind::Locked => EXIT_LOCKED,
+        ErrorKind::Offline => EXIT_OFFLINE,
+        ErrorKind::Cancelled => EXIT_INTERRUPTED,
+        ErrorKind::Io | ErrorKind::DiskFull | ErrorKind::Internal => EXIT_FAILURE,
+    }
+}
+
+/// `$TABCACHE_HOME`, else `tabcache` under the platform's per-user cache directory.
+fn default_cache_dir() -> Option<PathBuf> {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = env("TABCACHE_HOME") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = if cfg!(windows) {
+        env("LOCALAPPDATA").map(PathBuf::from)
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|h| PathBuf::from(h).join("Library").join("Caches"))
+    } else {
+        env("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    }?;
+    Some(base.join("tabcache"))
+}
+
+fn open_cache(cli: &Cli, ctx: &Ctx, connections: Option<u16>) -> Result<ModelCache, Error> {
+    let dir = match &cli.cache {
+        Some(dir) => dir.clone(),
+        None => default_cache_dir().ok_or_else(|| {
+            Error::invalid(
+                "no cache directory: HOME is not set; pass --cache DIR or set TABCACHE_HOME",
+            )
+        })?,
+    };
+    let mut transfer = TransferOptions::default();
+    if let Some(n) = connections {
+        transfer.connections = n as usize;
+    }
+    let options = CacheOptions {
+        hub: HubOptions {
+            endpoint: cli.endpoint.clone(),
+            token: cli.token.clone(),
+            offline: cli.offline.then_some(true),
+            ..HubOptions::default()
+        },
+        transfer,
+        parallel_files: 0,
+    };
+    let cache = ModelCache::open(&dir, options)?;
+    if ctx.verbose > 0 {
+        eprintln!(
+            "cache {} (hub endpoint {})",
+            cache.cache_dir().display(),
+            cache.hub().endpoint()
+        );
+    }
+    Ok(cache)
+}
+
+fn run(cli: &Cli, ctx: &Ctx) -> CmdResult {
+    let connections = match &cli.command {
+        Command::Download { connections, .. } => *connections,
+        _ => None,
+    };
+    let cache = open_cache(cli, ctx, connections)?;
+    match &cli.command {
+        Command::Scan { repo, revision } => scan(ctx, &cache, repo, revision.as_deref()),
+        Command::Download {
+            repo,
+            quant,
+            files,
+            revision,
+            ..
+        } => download(
+            ctx,
+            &cache,
+            repo,
+            quant.as_deref(),
+            files,
+            revision.as_deref(),
+        ),
+        Command::Ls { repo, sort } => ls(ctx, &cache, repo.as_deref(), *sort),
+        Command::Path {
+            repo,
+            file,
+            revision,
+        } => path(ctx, &cache, repo, file, revision.as_deref()),
+        Command::Cat {
+            repo,
+            file,
+            revision,
+        } => cat(&cache, repo, file, revision.as_deref()),
+        Command::Verify { repo, repair } => verify(ctx, &cache, repo.as_deref(), *repair),
+        Command::Rm { repo, quant } => rm(ctx, &cache, repo, quant.as_deref()),
+        Command::Gc => {
+            let report = cache.gc()?;
+            if ctx.json {
+                ctx.emit_json(&report);
+            } else {
+                println!(
+                    "removed {} unreferenced blob(s) and {} partial download(s); freed {}",
+                    report.blobs_removed,
+                    report.partials_removed,
+                    HumanBytes(report.bytes_freed)
+                );
+            }
+            Ok(())
+        }
+        Command::Stats => {
+            let stats = cache.stats()?;
+            if ctx.json {
+                let mut value = serde_json::to_value(stats).expect("stats serialize");
+                value["cache_dir"] = json!(cache.cache_dir());
+                ctx.emit_json(&value);
+            } else {
+                println!("cache        {}", cache.cache_dir().display());
+                println!("repos        {}", stats.total_repos);
+                println!("files        {}", stats.total_files);
+                println!("total size   {}", HumanBytes(stats.total_size));
+                println!("on disk      {}", HumanBytes(stats.disk_bytes));
+                println!("dedup saved  {}", HumanBytes(stats.dedup_saved_bytes));
+            }
+            Ok(())
+        }
+        Command::ImportHf { dir } => import_hf(ctx, &cache, dir.as_deref()),
+    }
+}
+
+fn scan(ctx: &Ctx, cache: &ModelCache, repo: &str, revision: Option<&str>) -> CmdResult {
+    let manifest = cache.scan_repo(repo, revision)?;
+    if ctx.json {
+        ctx.emit_json(&manifest);
+        return Ok(());
+    }
+    println!(
+        "{} @ {} (commit {}){}",
+        manifest.repo_id,
+        manifest.revision,
+        short(&manifest.commit),
+        manifest
+            .task
+            .as_deref()
+            .map(|t| format!(", task {t}"))
+            .unwrap_or_default()
     );
-    std::process::exit(2);
+    let rows: Vec<[String; 4]> = manifest
+        .quants
+        .iter()
+        .map(|(key, q)| {
+            [
+                key.clone(),
+                q.files.len().to_string(),
+                q.total_size
+                    .map_or("?".into(), |s| HumanBytes(s).to_string()),
+                q.status.as_str().to_string(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        println!("no model variants");
+    } else {
+        print_table(&["KEY", "FILES", "SIZE", "STATUS"], &rows);
+    }
+    for (name, files) in &manifest.addons {
+        println!("add-on {name}: {}", files.join(", "));
+    }
+    Ok(())
+}
+
+/// llama.cpp's default choice on a GGUF repo: Q4_K_M, then Q8_0, then the first GGUF variant.
+/// On another repo, its only variant.
+fn default_quant(manifest: &Manifest) -> Result<String, Error> {
+    let gguf: Vec<&String> = manifest
+        .quants
+        .iter()
+        .filter(|(_, q)| {
+            q.files
+                .iter()
+                .any(|f| f.to_ascii_lowercase().ends_with(".gguf"))
+        })
+        .map(|(k, _)| k)
+        .collect();
+    for preferred in ["Q4_K_M", "Q8_0"] {
+        if let Some(k) = gguf.iter().find(|k| k.as_str() == preferred) {
+            return Ok(k.to_string());
+        }
+    }
+    if let Some(first) = gguf.first() {
+        return Ok(first.to_string());
+    }
+    let keys: Vec<&str> = manifest.quants.keys().map(String::as_str).collect();
+    match keys.as_slice() {
+        [] => Err(Error::new(
+            ErrorKind::EntryNotFound,
+            format!(
+                "{} has no model variants; name the files to fetch with --file PATH",
+                manifest.repo_id
+            ),
+        )),
+        [only] => Ok(only.to_string()),
+        several => Err(Error::invalid(format!(
+            "{} has several variants ({}); name one: tabcache download {} QUANT",
+            manifest.repo_id,
+            several.join(", "),
+            manifest.repo_id
+        ))),
+    }
+}
+
+#[derive(Serialize)]
+struct DownloadedFile {
+    path: String,
+    size: u64,
+    local_path: PathBuf,
+}
+
+#[derive(Serialize)]
+struct DownloadReport {
+    repo_id: String,
+    revision: String,
+    commit: Option<String>,
+    quant: Option<String>,
+    quant_defaulted: bool,
+    files: Vec<DownloadedFile>,
+    total_bytes: u64,
+}
+
+fn download(
+    ctx: &Ctx,
+    cache: &ModelCache,
+    repo: &str,
+    quant: Option<&str>,
+    files: &[String],
+    revision: Option<&str>,
+) -> CmdResult {
+    install_sigint_handler();
+    let revision_name = revision.unwrap_or(tabcache::DEFAULT_REVISION).to_string();
+    let manifest = match cache.scan_repo(repo, revision) {
+        Ok(m) => Some(m),
+        // Named files may be cached already; let each one answer for itself.
+        Err(e) if e.kind() == ErrorKind::Offline && quant.is_none() && !files.is_empty() => None,
+        Err(e) => return Err(e.into()),
+    };
+    let (quant, defaulted) = match (quant, &manifest) {
+        (Some(q), _) => (Some(q.to_string()), false),
+        (None, Some(m)) if files.is_empty() => (Some(default_quant(m)?), true),
+        _ => (None, false),
+    };
+    let mut targets: Vec<String> = Vec::new();
+    if let (Some(q), Some(m)) = (&quant, &manifest) {
+        let Some(info) = m.quants.get(q) else {
+            let known: Vec<&str> = m.quants.keys().map(String::as_str).collect();
+            return Err(Error::new(
+                ErrorKind::EntryNotFound,
+                format!(
+                    "{repo} has no variant {q:?}; its variants are: {} (see `tabcache scan {repo}`)",
+                    known.join(", ")
+                ),
+            )
+            .into());
+        };
+        if defaulted {
+            ctx.note(format!(
+                "no QUANT given: downloading {q} (of {})",
+                m.quants.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        targets.extend(info.files.iter().cloned());
+    }
+    for f in files {
+        if !targets.contains(f) {
+            targets.push(f.clone());
+        }
+    }
+    let sizes = cache.listed_sizes(repo)?.unwrap_or_default();
+    let commit = manifest.as_ref().map(|m| m.commit.clone());
+    let fetch_at = commit.clone().unwrap_or_else(|| revision_name.clone());
+    let fetched = fetch_files(ctx, cache, repo, &fetch_at, &targets, &sizes)?;
+    if let (Some(q), Some(c)) = (&quant, &commit) {
+        // Everything is held now: this records the variant's completion without a transfer.
+        cache.download_quant(repo, q, Some(c), None)?;
+    }
+    let total_bytes = fetched.iter().map(|f| f.size).sum();
+    if ctx.json {
+        ctx.emit_json(&DownloadReport {
+            repo_id: repo.to_string(),
+            revision: revision_name,
+            commit,
+            quant,
+            quant_defaulted: defaulted,
+            files: fetched,
+            total_bytes,
+        });
+    } else {
+        let what = quant.map(|q| format!(" {q}")).unwrap_or_default();
+        println!(
+            "{repo}{what}: {} file(s), {}",
+            fetched.len(),
+            HumanBytes(total_bytes)
+        );
+        if let Some(dir) = fetched
+            .first()
+            .and_then(|f| snapshot_dir(&f.local_path, &f.path))
+        {
+            println!("{}", dir.display());
+        }
+    }
+    Ok(())
+}
+
+/// The snapshot folder that holds `local` (the file `path` of the repo).
+fn snapshot_dir(local: &std::path::Path, path: &str) -> Option<PathBuf> {
+    let mut dir = local.to_path_buf();
+    for _ in path.split('/') {
+        dir = dir.parent()?.to_path_buf();
+    }
+    Some(dir)
+}
+
+/// Fetch `targets` a few at a time, each with its own progress bar (plain lines when stderr
+/// is not a terminal). Stops all on Ctrl-C or the first failure.
+fn fetch_files(
+    ctx: &Ctx,
+    cache: &ModelCache,
+    repo: &str,
+    revision: &str,
+    targets: &[String],
+    sizes: &std::collections::BTreeMap<String, u64>,
+) -> Result<Vec<DownloadedFile>, Error> {
+    const PARALLEL_FILES: usize = 4;
+    let bars = !ctx.quiet && std::io::stderr().is_terminal();
+    let multi = MultiProgress::with_draw_target(if bars {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let file_style = ProgressStyle::with_template(
+        "{msg:30!} [{bar:25}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
+    let total: u64 = targets.iter().filter_map(|t| sizes.get(t)).sum();
+    let overall = multi.add(ProgressBar::new(total));
+    overall.set_style(
+        ProgressStyle::with_template(
+            "{msg:30!} [{bar:25}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+        )
+        .expect("valid template")
+        .progress_chars("## "),
+    );
+    overall.set_message(format!("total ({} files)", targets.len()));
+    let loaded: Vec<AtomicU64> = targets.iter().map(|_| AtomicU64::new(0)).collect();
+    let queue = Mutex::new(targets.iter().enumerate().collect::<VecDeque<_>>());
+    let stop = AtomicBool::new(false);
+    let running = AtomicUsize::new(PARALLEL_FILES.min(targets.len()));
+    let results: Mutex<Vec<(usize, Result<DownloadedFile, Error>)>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_FILES.min(targets.len()) {
+            scope.spawn(|| {
+                while let Some((index, path)) = next(&queue, &stop) {
+                    let bar = multi
+                        .insert_before(&overall, ProgressBar::new(*sizes.get(path).unwrap_or(&0)));
+                    bar.set_style(file_style.clone());
+                    bar.set_message(path.clone());
+                    let mut on_progress = |done: u64, of: u64| {
+                        bar.set_length(of);
+                        bar.set_position(done);
+                        loaded[index].store(done, Ordering::Relaxed);
+                        !INTERRUPTED.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed)
+                    };
+                    let outcome = cache
+                        .download_file(repo, path, Some(revision), Some(&mut on_progress))
+                        .map(|local_path| {
+                            let size = std::fs::metadata(&local_path).map(|m| m.len()).unwrap_or(0);
+                            DownloadedFile {
+                                path: path.clone(),
+                                size,
+                                local_path,
+                            }
+                        });
+                    bar.finish_and_clear();
+                    match &outcome {
+                        Ok(f) if !bars && !ctx.quiet => {
+                            eprintln!("fetched {} ({})", f.path, HumanBytes(f.size))
+                        }
+                        Err(_) => stop.store(true, Ordering::Relaxed),
+                        _ => {}
+                    }
+                    results.lock().unwrap().push((index, outcome));
+                }
+                running.fetch_sub(1, Ordering::Relaxed);
+            });
+        }
+        while running.load(Ordering::Relaxed) > 0 {
+            overall.set_position(loaded.iter().map(|l| l.load(Ordering::Relaxed)).sum());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    overall.finish_and_clear();
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        // Let every transfer save its resume state before the process ends.
+        cache.wait_idle(Duration::from_secs(10));
+        return Err(Error::new(
+            ErrorKind::Cancelled,
+            "interrupted; partial downloads are kept: run the same command again to resume",
+        ));
+    }
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|(i, _)| *i);
+    // The first real failure, not the cancellations it caused in the other workers.
+    if let Some(pos) = results
+        .iter()
+        .position(|(_, r)| matches!(r, Err(e) if e.kind() != ErrorKind::Cancelled))
+    {
+        cache.wait_idle(Duration::from_secs(10));
+        let (_, failed) = results.swap_remove(pos);
+        return Err(failed.err().expect("a failure"));
+    }
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn next<'a>(
+    queue: &Mutex<VecDeque<(usize, &'a String)>>,
+    stop: &AtomicBool,
+) -> Option<(usize, &'a String)> {
+    if stop.load(Ordering::Relaxed) || INTERRUPTED.load(Ordering::Relaxed) {
+        return None;
+    }
+    queue.lock().unwrap().pop_front()
+}
+
+fn ls(ctx: &Ctx, cache: &ModelCache, repo: Option<&str>, sort: SortKey) -> CmdResult {
+    match repo {
+        None => {
+            let mut repos: Vec<RepoListing> = cache.list_repos()?;
+            if let SortKey::Size = sort {
+                repos.sort_by(|a, b| b.size.cmp(&a.size).then(a.repo_id.cmp(&b.repo_id)));
+            }
+            if ctx.json {
+                ctx.emit_json(&repos);
+                return Ok(());
+            }
+            if repos.is_empty() {
+                println!("the cache is empty; `tabcache download REPO` fills it");
+                return Ok(());
+            }
+            let rows: Vec<[String; 4]> = repos
+                .iter()
+                .map(|r| {
+                    let variants: Vec<String> = r
+                        .variants
+                        .iter()
+                        .map(|v| format!("{} ({})", v.key, v.status.as_str()))
+                        .collect();
+                    [
+                        r.repo_id.clone(),
+                        r.files.to_string(),
+                        HumanBytes(r.size).to_string(),
+                        variants.join(", "),
+                    ]
+                })
+                .collect();
+            print_table(&["REPO", "FILES", "SIZE", "VARIANTS"], &rows);
+        }
+        Some(repo) => {
+            let mut files: Vec<FileListing> = cache.list_files(repo)?;
+            if let SortKey::Size = sort {
+                files.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
+            }
+            if ctx.json {
+                ctx.emit_json(&files);
+                return Ok(());
+            }
+            let rows: Vec<[String; 4]> = files
+                .iter()
+                .map(|f| {
+                    [
+                        f.path.clone(),
+                        HumanBytes(f.size).to_string(),
+                        f.variants.join(", "),
+                        short(&f.commit).to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["PATH", "SIZE", "VARIANTS", "COMMIT"], &rows);
+        }
+    }
+    Ok(())
+}
+
+fn not_cached(repo: &str, file: &str) -> Error {
+    Error::new(
+        ErrorKind::EntryNotFound,
+        format!("{file} of {repo} is not cached; fetch it with `tabcache download {repo} --file {file}`"),
+    )
+}
+
+fn path(
+    ctx: &Ctx,
+    cache: &ModelCache,
+    repo: &str,
+    file: &str,
+    revision: Option<&str>,
+) -> CmdResult {
+    let local = cache
+        .file_path(repo, file, revision)?
+        .ok_or_else(|| not_cached(repo, file))?;
+    if ctx.json {
+        ctx.emit_json(&json!({"repo_id": repo, "file": file, "path": local}));
+    } else {
+        println!("{}", local.display());
+    }
+    Ok(())
+}
+
+fn cat(cache: &ModelCache, repo: &str, file: &str, revision: Option<&str>) -> CmdResult {
+    let mut handle = cache
+        .open_file(repo, file, revision)?
+        .ok_or_else(|| not_cached(repo, file))?;
+    let mut out = std::io::stdout().lock();
+    match std::io::copy(&mut handle, &mut out).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // The reader went away (`| head`): that is its choice, not our failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::new(
+            ErrorKind::Io,
+            format!("could not write {file} to stdout: {e}"),
+        )
+        .into()),
+    }
+}
+
+fn verify(ctx: &Ctx, cache: &ModelCache, repo: Option<&str>, repair: bool) -> CmdResult {
+    let report: VerifyReport = cache.verify(repo, repair)?;
+    if ctx.json {
+        ctx.emit_json(&report);
+    } else {
+        println!(
+            "checked {} blob(s), {}: {} damaged",
+            report.blobs_checked,
+            HumanBytes(report.bytes_checked),
+            report.damaged.len()
+        );
+        for blob in &report.damaged {
+            println!("damaged {}: {}", blob.sha256, blob.problem);
+            for f in &blob.files {
+                println!("  held {}@{}:{}", f.repo_id, short(&f.commit), f.path);
+            }
+        }
+        for f in &report.repaired {
+            println!("repaired {}:{}", f.repo_id, f.path);
+        }
+    }
+    for failure in &report.repair_failed {
+        eprintln!(
+            "could not repair {}:{}: {}",
+            failure.file.repo_id, failure.file.path, failure.error
+        );
+    }
+    if report.ok {
+        return Ok(());
+    }
+    let files: usize = report.damaged.iter().map(|b| b.files.len()).sum();
+    Err(Failure::Damaged(if repair {
+        format!(
+            "{} file(s) could not be repaired; check the network (or go online) and run `tabcache verify --repair` again",
+            report.repair_failed.len()
+        )
+    } else {
+        format!(
+            "{} damaged blob(s) holding {files} file(s); run `tabcache verify --repair` to fetch them again",
+            report.damaged.len()
+        )
+    }))
+}
+
+fn rm(ctx: &Ctx, cache: &ModelCache, repo: &str, quant: Option<&str>) -> CmdResult {
+    let report = match quant {
+        Some(q) => cache.remove_quant(repo, q)?,
+        None => cache.remove_repo(repo)?,
+    };
+    if ctx.json {
+        ctx.emit_json(&report);
+    } else {
+        let what = quant.map(|q| format!(" {q}")).unwrap_or_default();
+        println!(
+            "removed {repo}{what}: {} file(s), freed {}",
+            report.files_removed.len(),
+            HumanBytes(report.bytes_freed)
+        );
+    }
+    Ok(())
+}
+
+fn import_hf(ctx: &Ctx, cache: &ModelCache, dir: Option<&std::path::Path>) -> CmdResult {
+    let report = cache.import_hf_cache(dir)?;
+    if ctx.verbose > 0 || !ctx.json {
+        for skip in &report.skipped {
+            ctx.note(format!("skipped {}: {}", skip.path.display(), skip.reason));
+        }
+    }
+    if ctx.json {
+        ctx.emit_json(&report);
+    } else {
+        println!(
+            "imported {} file(s), {}, of {} repo(s) from {} ({} linked, {} copied, {} already cached, {} skipped)",
+            report.files_imported,
+            HumanBytes(report.bytes_imported),
+            report.repos.len(),
+            report.hf_cache.display(),
+            report.blobs_linked,
+            report.blobs_copied,
+            report.files_already_cached,
+            report.skipped.len()
+        );
+    }
+    Ok(())
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(10)]
+}
+
+/// Left-aligned columns, two spaces apart.
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }

@@ -123,7 +123,7 @@ pub struct Transferred {
 /// within about 50 ms.
 ///
 /// Errors: [`ErrorKind::Corrupt`] for a size or hash mismatch, after deleting `tmp_path` and
-/// clearing `resume`; [`ErrorKind::Cancelled`] when cancelled, keeping `tmp_path` and
+/// clearing `resume` (a mismatch on a resumed file is first retried once from scratch); [`ErrorKind::Cancelled`] when cancelled, keeping `tmp_path` and
 /// `resume` so a later call resumes; the source's error when it is not transient (e.g. not
 /// found) or when retries ran out; I/O errors of the temporary file.
 #[allow(clippy::too_many_arguments)]
@@ -147,23 +147,27 @@ pub fn transfer(
         cancel,
         resume,
         fetched: AtomicU64::new(0),
+        resumed: AtomicU64::new(0),
     };
-    let result = match size {
-        Some(size) if size > 0 && size >= opts.parallel_threshold => parallel::run(&job, size),
-        _ => stream::run(&job, None, None),
+    let run = |job: &Job| match size {
+        Some(size) if size > 0 && size >= opts.parallel_threshold => parallel::run(job, size),
+        _ => stream::run(job, None, None),
     };
+    let mut result = run(&job);
+    if matches!(&result, Err(e) if e.kind() == ErrorKind::Corrupt)
+        && job.resumed.load(Ordering::Relaxed) > 0
+    {
+        // Bytes kept from an earlier attempt may be what is wrong (a server that once sent a
+        // bad range): start again from nothing, once, before calling the content corrupt.
+        discard(tmp_path, resume)?;
+        job.resumed.store(0, Ordering::Relaxed);
+        result = run(&job);
+    }
     match result {
         Err(err) if err.kind() == ErrorKind::Corrupt => {
             // The bytes are bad: neither they nor the record of them may be resumed.
-            if let Err(e) = std::fs::remove_file(tmp_path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(
-                        err.context(format!("(and removing {} failed: {e})", tmp_path.display()))
-                    );
-                }
-            }
-            if let Err(e) = resume.clear() {
-                return Err(err.context(format!("(and clearing its resume record failed: {e})")));
+            if let Err(e) = discard(tmp_path, resume) {
+                return Err(err.context(format!("(and discarding the partial file failed: {e})")));
             }
             Err(err)
         }
@@ -186,6 +190,18 @@ pub(crate) struct Job<'a> {
     resume: &'a dyn ResumeLog,
     /// Body bytes received over the network by this call.
     fetched: AtomicU64,
+    /// Bytes taken over from an earlier attempt's partial file.
+    resumed: AtomicU64,
+}
+
+/// Delete a partial file and its resume record: its bytes must not be trusted again.
+fn discard(tmp_path: &Path, resume: &dyn ResumeLog) -> Result<()> {
+    match std::fs::remove_file(tmp_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("could not remove", tmp_path, e)),
+    }
+    resume.clear()
 }
 
 impl Job<'_> {

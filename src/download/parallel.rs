@@ -60,6 +60,7 @@ pub(crate) fn run(job: &Job, size: u64) -> Result<Transferred> {
         .map(|i| AtomicU64::new(if done.get(i) { plan.len(i) } else { 0 }))
         .collect();
     let resumed: u64 = held.iter().map(|h| h.load(Ordering::Relaxed)).sum();
+    job.resumed.store(resumed, Ordering::Relaxed);
     job.report_held(resumed);
     let shared = Shared {
         job,

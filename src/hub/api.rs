@@ -105,7 +105,12 @@ pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInf
         hop.read_json(MAX_JSON, "model info")
     })?;
 
-    let culprit = |what: String| server_fault(&url, what);
+    check_model_info(raw, &url)
+}
+
+/// Check a model-info document the server sent for `url`.
+fn check_model_info(raw: RawModelInfo, url: &str) -> Result<ModelInfo> {
+    let culprit = |what: String| server_fault(url, what);
     validate::repo_id(&raw.id).map_err(|e| culprit(format!("a bad repo id ({})", e.message())))?;
     let sha = raw.sha.ok_or_else(|| culprit("no commit sha".into()))?;
     check_hex(&sha, &[40, 64])
@@ -127,6 +132,40 @@ pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInf
         private: raw.private,
         siblings,
     })
+}
+
+/// Check one page of a tree listing the server sent for `url`: its files (directories
+/// dropped), every path validated and not listed before (`seen` spans all pages).
+fn check_tree_page(
+    entries: Vec<RawTreeEntry>,
+    url: &str,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<RemoteFile>> {
+    let mut files = Vec::new();
+    for entry in entries {
+        if let Some(file) = tree_file(entry, seen).map_err(|why| server_fault(url, why))? {
+            files.push(file);
+        }
+    }
+    Ok(files)
+}
+
+/// [`check_model_info`] over raw bytes, for the fuzzer.
+pub fn parse_model_info(body: &[u8], url: &str) -> Result<ModelInfo> {
+    let raw = serde_json::from_slice(body)
+        .map_err(|e| server_fault(url, format!("invalid model info ({e})")))?;
+    check_model_info(raw, url)
+}
+
+/// [`check_tree_page`] over raw bytes, for the fuzzer.
+pub fn parse_tree_page(
+    body: &[u8],
+    url: &str,
+    seen: &mut HashSet<String>,
+) -> Result<Vec<RemoteFile>> {
+    let entries = serde_json::from_slice(body)
+        .map_err(|e| server_fault(url, format!("an invalid file listing ({e})")))?;
+    check_tree_page(entries, url, seen)
 }
 
 pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<RemoteFile>> {
@@ -170,13 +209,7 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
             let entries: Vec<RawTreeEntry> = hop.read_json(MAX_JSON, "file listing")?;
             Ok((page_url, entries, link))
         })?;
-        for entry in entries {
-            if let Some(file) =
-                tree_file(entry, &mut seen).map_err(|why| server_fault(&page_url, why))?
-            {
-                files.push(file);
-            }
-        }
+        files.extend(check_tree_page(entries, &page_url, &mut seen)?);
         if files.len() > MAX_TREE_ENTRIES {
             return Err(server_fault(
                 &first,

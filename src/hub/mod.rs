@@ -13,6 +13,14 @@
 //! while a slow but live multi-gigabyte transfer is never limited in total.
 
 mod api;
+
+/// Parsers of what a server sends, exposed for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::api::{parse_model_info, parse_tree_page};
+    pub use super::link::next_link;
+}
+
 mod config;
 mod http;
 mod link;

@@ -116,8 +116,21 @@ fn resolve_once(http: &Http, start: &str, subject: Subject<'_>) -> Result<Resolv
             ),
         )
     })?;
+    // The commit names a folder of the snapshot view: only a real commit id will do.
+    if let Some(commit) = found.commit.as_deref() {
+        if !crate::digest::is_hex_of_len(commit, 20) {
+            return Err(Error::new(
+                ErrorKind::Http,
+                format!(
+                    "{} answered with X-Repo-Commit {:?}, which is not a commit id; refusing it (the server or a proxy in between is at fault)",
+                    display_url(start),
+                    commit.chars().take(80).collect::<String>()
+                ),
+            ));
+        }
+    }
     Ok(ResolvedFile {
-        commit: found.commit,
+        commit: found.commit.map(|c| c.to_ascii_lowercase()),
         etag,
         size: found.linked_size.or(found.length),
         url,

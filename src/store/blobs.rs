@@ -81,6 +81,51 @@ impl BlobDir {
         }
         Ok(names)
     }
+
+    /// Bring an existing, already verified file in as blob `sha256`: hard-linked when the file
+    /// system allows (no copy), copied otherwise. `src` is never written, not even its mode:
+    /// a hard link shares it with its other owner, so it keeps the permissions it has.
+    pub(crate) fn adopt(&self, src: &Path, sha256: &str) -> Result<Adopted> {
+        if self.exists(sha256) {
+            return Ok(Adopted::AlreadyHeld);
+        }
+        let tmp = self.tmp.join(format!("adopt-{sha256}"));
+        let _ = fs::remove_file(&tmp);
+        if fs::hard_link(src, &tmp).is_ok() {
+            let dest = self.path(sha256);
+            fs::rename(&tmp, &dest)
+                .map_err(|e| Error::io("could not move the adopted file into", &dest, e))?;
+            sync_dir(&self.blobs);
+            return Ok(Adopted::Linked);
+        }
+        fs::copy(src, &tmp).map_err(|e| Error::io("could not copy into", &tmp, e))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("could not sync", &tmp, e))?;
+        self.commit(&tmp, sha256)?;
+        Ok(Adopted::Copied)
+    }
+
+    /// The files in `tmp/`: (name, bytes).
+    pub(crate) fn tmp_files(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for entry in
+            fs::read_dir(&self.tmp).map_err(|e| Error::io("could not list", &self.tmp, e))?
+        {
+            let entry = entry.map_err(|e| Error::io("could not list", &self.tmp, e))?;
+            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((entry.file_name().to_string_lossy().into_owned(), len));
+        }
+        Ok(out)
+    }
+}
+
+/// How [`BlobDir::adopt`] brought a file in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Adopted {
+    AlreadyHeld,
+    Linked,
+    Copied,
 }
 
 fn make_read_only(path: &Path) -> Result<()> {

@@ -412,6 +412,85 @@ impl Catalog {
         }
         Ok(totals)
     }
+
+    /// Every file record (or those of one repo): `(repo, commit, path, record)`.
+    pub(crate) fn file_records(
+        &self,
+        repo: Option<&str>,
+    ) -> Result<Vec<(String, String, String, FileRecord)>> {
+        let iter = match repo {
+            Some(repo) => self.files.scan_prefix(prefix(repo)),
+            None => self.files.iter(),
+        };
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item.map_err(catalog_err)?;
+            let key = String::from_utf8_lossy(&k);
+            let mut parts = key.splitn(3, '\0');
+            let (Some(r), Some(c), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    "a file key in the catalog is malformed; run `tabcache verify --repair`",
+                ));
+            };
+            out.push((
+                r.to_string(),
+                c.to_string(),
+                p.to_string(),
+                decode(&v, "file")?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Forget one file record. Returns the blobs whose last reference this removed.
+    pub(crate) fn remove_file(&self, repo: &str, commit: &str, path: &str) -> Result<Vec<String>> {
+        let _w = self.write_guard();
+        let key = key3(repo, commit, path);
+        let orphans = (&self.files, &self.blobs, &self.git_oids)
+            .transaction(|(files, blobs, git_oids)| {
+                let mut orphans = Vec::new();
+                if let Some(v) = files.remove(key.as_slice())? {
+                    let rec: FileRecord =
+                        decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
+                    if release(blobs, &rec.sha256)? {
+                        if let Some(oid) = &rec.git_oid {
+                            git_oids.remove(oid.as_bytes())?;
+                        }
+                        orphans.push(rec.sha256);
+                    }
+                }
+                Ok(orphans)
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(orphans)
+    }
+
+    /// Forget blob `sha256` and every file record that names it (its bytes are damaged).
+    /// Returns those files as `(repo, commit, path)`.
+    pub(crate) fn drop_blob(&self, sha256: &str) -> Result<Vec<(String, String, String)>> {
+        let _w = self.write_guard();
+        let holders: Vec<(String, String, String, FileRecord)> = self
+            .file_records(None)?
+            .into_iter()
+            .filter(|(_, _, _, rec)| rec.sha256 == sha256)
+            .collect();
+        (&self.files, &self.blobs, &self.git_oids)
+            .transaction(|(files, blobs, git_oids)| {
+                for (repo, commit, path, rec) in &holders {
+                    files.remove(key3(repo, commit, path))?;
+                    if let Some(oid) = &rec.git_oid {
+                        git_oids.remove(oid.as_bytes())?;
+                    }
+                }
+                blobs.remove(sha256.as_bytes())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.flush()?;
+        Ok(holders.into_iter().map(|(r, c, p, _)| (r, c, p)).collect())
+    }
 }
 
 /// Drop one reference to `sha256`; true when that was the last one (the record is removed).

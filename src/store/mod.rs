@@ -17,6 +17,7 @@ mod view;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use blobs::Adopted;
 pub use catalog::{CatalogTotals, FileRecord};
 
 use crate::download::{PartialState, ResumeLog};
@@ -28,6 +29,7 @@ pub(crate) struct Store {
     catalog: catalog::Catalog,
     blobs: blobs::BlobDir,
     view: view::SnapshotView,
+    gate: std::sync::Mutex<()>,
     // Dropped last: the lock must outlive every other handle into the directory.
     _lock: lock::DirLock,
 }
@@ -47,6 +49,7 @@ impl Store {
             catalog,
             blobs,
             view,
+            gate: std::sync::Mutex::new(()),
             _lock: lock,
         };
         store.recover()?;
@@ -104,6 +107,7 @@ impl Store {
     }
 
     pub(crate) fn put_repo(&self, record: &RepoRecord) -> Result<()> {
+        let _gate = self.gate();
         self.catalog.put_repo(record)?;
         self.view
             .set_ref(&record.repo_id, &record.revision, &record.commit)
@@ -115,6 +119,7 @@ impl Store {
 
     /// Remember that `revision` of `repo` is `commit` (in the catalog and the view's `refs/`).
     pub(crate) fn set_ref(&self, repo: &str, revision: &str, commit: &str) -> Result<()> {
+        let _gate = self.gate();
         if self.catalog.commit_for(repo, revision)?.as_deref() != Some(commit) {
             self.catalog.set_ref(repo, revision, commit)?;
         }
@@ -176,13 +181,30 @@ impl Store {
         tmp: &Path,
         record: &FileRecord,
     ) -> Result<PathBuf> {
+        let _gate = self.gate();
         self.blobs.commit(tmp, &record.sha256)?;
-        self.record_file(repo, commit, path, record)
+        self.add_file(repo, commit, path, record)
     }
 
     /// Record `repo@commit:path` as held by the committed blob `record.sha256` (dedup: no
-    /// transfer), and link it into the view. Returns the view path.
-    pub(crate) fn record_file(
+    /// transfer), and link it into the view. Returns the view path, or None when the blob is
+    /// not (or no longer) in the store, so the caller must fetch the bytes.
+    pub(crate) fn reference_blob(
+        &self,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<Option<PathBuf>> {
+        let _gate = self.gate();
+        if !self.blobs.exists(&record.sha256) {
+            return Ok(None);
+        }
+        self.add_file(repo, commit, path, record).map(Some)
+    }
+
+    /// Callers hold the blob gate.
+    fn add_file(
         &self,
         repo: &str,
         commit: &str,
@@ -197,6 +219,13 @@ impl Store {
             .link(repo, commit, path, &self.blobs.path(&record.sha256))
     }
 
+    /// Taken by everything that deletes blob files, adds references to existing ones or changes
+    /// the view, so a delete can never remove a blob between another thread's "it is there"
+    /// and its record, nor a repo's view folder while another thread links into it.
+    fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Ensure the view entry for a cached file exists (it may have been deleted by hand).
     pub(crate) fn ensure_view(
         &self,
@@ -205,11 +234,13 @@ impl Store {
         path: &str,
         sha256: &str,
     ) -> Result<PathBuf> {
+        let _gate = self.gate();
         self.view.link(repo, commit, path, &self.blobs.path(sha256))
     }
 
     /// Forget `repo` and delete every blob only it referenced. Returns the bytes freed.
     pub(crate) fn remove_repo(&self, repo: &str) -> Result<u64> {
+        let _gate = self.gate();
         let orphans = self.catalog.remove_repo(repo)?;
         let mut freed = 0;
         for sha in orphans {
@@ -225,6 +256,116 @@ impl Store {
     pub(crate) fn totals(&self) -> Result<CatalogTotals> {
         self.catalog.totals()
     }
+
+    /// Every file record (or one repo's): `(repo, commit, path, record)`.
+    pub(crate) fn file_records(
+        &self,
+        repo: Option<&str>,
+    ) -> Result<Vec<(String, String, String, FileRecord)>> {
+        self.catalog.file_records(repo)
+    }
+
+    /// Every recorded blob: (sha256, size).
+    pub(crate) fn blob_sizes(&self) -> Result<Vec<(String, u64)>> {
+        Ok(self
+            .catalog
+            .blobs()?
+            .into_iter()
+            .map(|(sha, rec)| (sha, rec.size))
+            .collect())
+    }
+
+    /// Forget one cached file and delete its blob if nothing else references it. Returns the
+    /// bytes freed.
+    pub(crate) fn remove_file(&self, repo: &str, commit: &str, path: &str) -> Result<u64> {
+        let _gate = self.gate();
+        let orphans = self.catalog.remove_file(repo, commit, path)?;
+        self.view.remove_file(repo, commit, path)?;
+        let mut freed = 0;
+        for sha in orphans {
+            freed += std::fs::metadata(self.blobs.path(&sha))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            self.blobs.remove(&sha)?;
+        }
+        Ok(freed)
+    }
+
+    /// Forget a damaged blob: its record, every file record naming it, their view entries and
+    /// the blob file. Returns the files that must be fetched again, as `(repo, commit, path)`.
+    pub(crate) fn drop_blob(&self, sha256: &str) -> Result<Vec<(String, String, String)>> {
+        let _gate = self.gate();
+        let holders = self.catalog.drop_blob(sha256)?;
+        for (repo, commit, path) in &holders {
+            self.view.remove_file(repo, commit, path)?;
+        }
+        self.blobs.remove(sha256)?;
+        Ok(holders)
+    }
+
+    /// Bring a verified file from elsewhere (another cache) in as blob `record.sha256` and
+    /// record it as `repo@commit:path`. `src` is linked or copied, never written.
+    pub(crate) fn adopt_file(
+        &self,
+        src: &Path,
+        repo: &str,
+        commit: &str,
+        path: &str,
+        record: &FileRecord,
+    ) -> Result<blobs::Adopted> {
+        let _gate = self.gate();
+        let how = self.blobs.adopt(src, &record.sha256)?;
+        self.add_file(repo, commit, path, record)?;
+        Ok(how)
+    }
+
+    /// Delete blob files no record references and every file in `tmp/` whose transfer key is
+    /// not in `busy` (with its resume record).
+    pub(crate) fn sweep(&self, busy: &std::collections::HashSet<String>) -> Result<Swept> {
+        let _gate = self.gate();
+        let mut swept = Swept::default();
+        let recorded: std::collections::HashSet<String> = self
+            .catalog
+            .blobs()?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
+        for name in self.blobs.list()? {
+            if !recorded.contains(&name) {
+                swept.blob_bytes += std::fs::metadata(self.blobs.path(&name))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                swept.blobs += 1;
+                self.blobs.remove(&name)?;
+            }
+        }
+        let tmp = self.blobs.tmp_dir().to_path_buf();
+        for (name, len) in self.blobs.tmp_files()? {
+            let key = name.strip_suffix(".part").unwrap_or(&name);
+            if busy.contains(key) {
+                continue;
+            }
+            self.catalog.clear_partial(key)?;
+            let path = tmp.join(&name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("could not delete", &path, e)),
+            }
+            swept.partials += 1;
+            swept.partial_bytes += len;
+        }
+        Ok(swept)
+    }
+}
+
+/// What [`Store::sweep`] deleted.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Swept {
+    pub(crate) blobs: u64,
+    pub(crate) blob_bytes: u64,
+    pub(crate) partials: u64,
+    pub(crate) partial_bytes: u64,
 }
 
 /// The catalog-backed [`ResumeLog`] of one transfer.

@@ -105,6 +105,16 @@ impl SnapshotView {
             Err(e) => Err(Error::io("could not remove", &dir, e)),
         }
     }
+
+    /// Remove one file's view entry (absent is fine).
+    pub(crate) fn remove_file(&self, repo_id: &str, commit: &str, path: &str) -> Result<()> {
+        let entry = self.file_path(repo_id, commit, path);
+        match fs::remove_file(&entry) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("could not remove", &entry, e)),
+        }
+    }
 }
 
 fn points_to(entry: &Path, blob: &Path) -> bool {

@@ -1,0 +1,695 @@
+//! Cache maintenance on [`ModelCache`], shared by the `tabcache` command line, the C ABI and
+//! Python: `verify` (re-hash every blob, optionally drop and re-fetch what is damaged), `gc`
+//! (unreferenced blobs, stale partial downloads), `import_hf_cache` (adopt the files of an
+//! existing huggingface_hub cache without transferring them again), and the listings and
+//! per-variant removal behind `tabcache ls` and `tabcache rm --quant`. Every report is
+//! serde-serializable: the CLI prints them as its `--json` output.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha1::Digest as _;
+
+use crate::cache::ModelCache;
+use crate::digest::{is_hex_of_len, sha256_file, to_hex};
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::QuantStatus;
+use crate::store::{Adopted, FileRecord};
+use crate::validate;
+
+/// One cached file: `repo_id@commit:path`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileRef {
+    pub repo_id: String,
+    pub commit: String,
+    pub path: String,
+}
+
+/// A blob whose bytes no longer match what was recorded, and the files it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedBlob {
+    pub sha256: String,
+    pub size: u64,
+    /// What is wrong, in words: missing, wrong size, or the hash it has now.
+    pub problem: String,
+    pub files: Vec<FileRef>,
+}
+
+/// A file `verify --repair` could not fetch again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairFailure {
+    pub file: FileRef,
+    pub error: String,
+}
+
+/// What [`ModelCache::verify`] found (and repaired).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub blobs_checked: u64,
+    pub bytes_checked: u64,
+    pub damaged: Vec<DamagedBlob>,
+    /// Whether damaged blobs were dropped and their files fetched again.
+    pub repair: bool,
+    pub repaired: Vec<FileRef>,
+    pub repair_failed: Vec<RepairFailure>,
+    /// True when the cache holds no damaged bytes now (nothing found, or everything repaired).
+    pub ok: bool,
+}
+
+/// What [`ModelCache::gc`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub blobs_removed: u64,
+    pub blob_bytes_freed: u64,
+    pub partials_removed: u64,
+    pub partial_bytes_freed: u64,
+    pub bytes_freed: u64,
+}
+
+/// A file of the huggingface_hub cache that was not imported, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportSkip {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// What [`ModelCache::import_hf_cache`] adopted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// The huggingface_hub cache directory read (never written).
+    pub hf_cache: PathBuf,
+    /// Repos with at least one file now cached.
+    pub repos: Vec<String>,
+    /// Files newly recorded in this cache.
+    pub files_imported: u64,
+    pub bytes_imported: u64,
+    /// Files this cache already held.
+    pub files_already_cached: u64,
+    /// New blobs hard-linked (no bytes copied) or copied.
+    pub blobs_linked: u64,
+    pub blobs_copied: u64,
+    /// Revisions (`refs/`) recorded.
+    pub refs_imported: u64,
+    pub skipped: Vec<ImportSkip>,
+}
+
+/// One repo as `tabcache ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoListing {
+    pub repo_id: String,
+    /// The scanned revision and its commit (None when files came without a scan, e.g. import).
+    pub revision: Option<String>,
+    pub commit: Option<String>,
+    /// Cached files (at every commit) and their logical size.
+    pub files: u64,
+    pub size: u64,
+    pub variants: Vec<VariantListing>,
+}
+
+/// One variant of a scanned repo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariantListing {
+    pub key: String,
+    pub status: QuantStatus,
+    pub files: u64,
+    pub total_size: Option<u64>,
+    pub downloaded_size: Option<u64>,
+}
+
+/// One cached file of a repo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileListing {
+    pub path: String,
+    pub commit: String,
+    pub size: u64,
+    pub sha256: String,
+    /// The variants of the scanned commit that include this file.
+    pub variants: Vec<String>,
+}
+
+/// What [`ModelCache::remove_quant`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveReport {
+    pub repo_id: String,
+    pub quant: Option<String>,
+    /// Paths whose records were removed.
+    pub files_removed: Vec<String>,
+    pub bytes_freed: u64,
+}
+
+/// The huggingface_hub cache directory as huggingface_hub finds it: `$HF_HUB_CACHE`, else
+/// `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
+pub fn default_hf_hub_cache() -> Option<PathBuf> {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = env("HF_HUB_CACHE") {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(home) = env("HF_HOME") {
+        return Some(PathBuf::from(home).join("hub"));
+    }
+    if let Some(xdg) = env("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(xdg).join("huggingface").join("hub"));
+    }
+    let home = env("HOME").or_else(|| env("USERPROFILE"))?;
+    Some(
+        PathBuf::from(home)
+            .join(".cache")
+            .join("huggingface")
+            .join("hub"),
+    )
+}
+
+fn repo_not_cached(repo_id: &str) -> Error {
+    Error::new(
+        ErrorKind::RepoNotFound,
+        format!("{repo_id} is not in the cache; `tabcache ls` lists what is"),
+    )
+}
+
+impl ModelCache {
+    /// Re-hash every blob (or those `repo` references) against its recorded sha256. With
+    /// `repair`, drop each damaged blob (its records, view entries and file) and fetch the
+    /// files it held again.
+    pub fn verify(&self, repo: Option<&str>, repair: bool) -> Result<VerifyReport> {
+        if let Some(repo) = repo {
+            validate::repo_id(repo)?;
+        }
+        let store = self.store();
+        let mut holders: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
+        for (repo_id, commit, path, rec) in store.file_records(None)? {
+            holders.entry(rec.sha256).or_default().push(FileRef {
+                repo_id,
+                commit,
+                path,
+            });
+        }
+        let sizes: BTreeMap<String, u64> = store.blob_sizes()?.into_iter().collect();
+        let wanted: BTreeSet<String> = match repo {
+            None => sizes.keys().chain(holders.keys()).cloned().collect(),
+            Some(repo) => holders
+                .iter()
+                .filter(|(_, files)| files.iter().any(|f| f.repo_id == repo))
+                .map(|(sha, _)| sha.clone())
+                .collect(),
+        };
+        let mut report = VerifyReport {
+            repair,
+            ..VerifyReport::default()
+        };
+        for sha in wanted {
+            let path = store.blob_path(&sha);
+            let size = sizes.get(&sha).copied().unwrap_or(0);
+            let problem = match fs::metadata(&path) {
+                Err(_) => Some("the blob file is missing".to_string()),
+                Ok(meta) if meta.len() != size => Some(format!(
+                    "the blob file has {} bytes, {size} were recorded",
+                    meta.len()
+                )),
+                Ok(meta) => {
+                    report.bytes_checked += meta.len();
+                    let actual = to_hex(&sha256_file(&path)?);
+                    (actual != sha).then(|| format!("its content now hashes to {actual}"))
+                }
+            };
+            report.blobs_checked += 1;
+            if let Some(problem) = problem {
+                report.damaged.push(DamagedBlob {
+                    files: holders.get(&sha).cloned().unwrap_or_default(),
+                    sha256: sha,
+                    size,
+                    problem,
+                });
+            }
+        }
+        if repair {
+            for blob in &report.damaged {
+                for (repo_id, commit, path) in store.drop_blob(&blob.sha256)? {
+                    let file = FileRef {
+                        repo_id,
+                        commit,
+                        path,
+                    };
+                    match self.download_file(&file.repo_id, &file.path, Some(&file.commit), None) {
+                        Ok(_) => report.repaired.push(file),
+                        Err(e) => report.repair_failed.push(RepairFailure {
+                            file,
+                            error: e.message().to_string(),
+                        }),
+                    }
+                }
+            }
+        }
+        report.ok = report.damaged.is_empty() || (repair && report.repair_failed.is_empty());
+        Ok(report)
+    }
+
+    /// Delete blob files no record references and partial downloads no transfer of this
+    /// process is using (an interrupted download then starts from zero).
+    pub fn gc(&self) -> Result<GcReport> {
+        let busy: HashSet<String> = self.transfers_in_flight().into_iter().collect();
+        let swept = self.store().sweep(&busy)?;
+        Ok(GcReport {
+            blobs_removed: swept.blobs,
+            blob_bytes_freed: swept.blob_bytes,
+            partials_removed: swept.partials,
+            partial_bytes_freed: swept.partial_bytes,
+            bytes_freed: swept.blob_bytes + swept.partial_bytes,
+        })
+    }
+
+    /// Adopt what a huggingface_hub cache holds (`dir`, default [`default_hf_hub_cache`]):
+    /// every `models--org--name/snapshots/<commit>/<path>` whose bytes match the hash its blob
+    /// is named by (sha256 for LFS files, the git blob sha1 otherwise) is hard-linked (or
+    /// copied) into this cache and recorded for that repo and commit, with the revisions in
+    /// `refs/` this cache does not know yet. The huggingface_hub cache is only read.
+    pub fn import_hf_cache(&self, dir: Option<&Path>) -> Result<ImportReport> {
+        let dir = match dir {
+            Some(d) => d.to_path_buf(),
+            None => default_hf_hub_cache().ok_or_else(|| {
+                Error::invalid(
+                    "cannot find the huggingface_hub cache: HOME is not set; pass its directory",
+                )
+            })?,
+        };
+        if !dir.is_dir() {
+            return Err(Error::new(
+                ErrorKind::EntryNotFound,
+                format!(
+                    "no huggingface_hub cache at {}; pass the directory that holds the `models--*` folders",
+                    dir.display()
+                ),
+            ));
+        }
+        let mut report = ImportReport {
+            hf_cache: dir.clone(),
+            ..ImportReport::default()
+        };
+        let mut repos = BTreeSet::new();
+        for entry in read_dir_sorted(&dir)? {
+            let name = entry
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let Some(folder) = name.strip_prefix("models--") else {
+                continue; // datasets, spaces, .locks: not ours to adopt
+            };
+            let repo_id = folder.replacen("--", "/", 1);
+            if let Err(e) = validate::repo_id(&repo_id) {
+                report.skipped.push(ImportSkip {
+                    path: entry,
+                    reason: e.message().to_string(),
+                });
+                continue;
+            }
+            if self.import_hf_repo(&repo_id, &entry, &mut report)? {
+                repos.insert(repo_id);
+            }
+        }
+        report.repos = repos.into_iter().collect();
+        Ok(report)
+    }
+
+    /// Import one `models--*` folder. Returns whether the repo has any file cached afterwards.
+    fn import_hf_repo(
+        &self,
+        repo_id: &str,
+        folder: &Path,
+        report: &mut ImportReport,
+    ) -> Result<bool> {
+        let store = self.store();
+        let mut any = false;
+        let mut commits = BTreeSet::new();
+        let snapshots = folder.join("snapshots");
+        if snapshots.is_dir() {
+            for snapshot in read_dir_sorted(&snapshots)? {
+                let commit = snapshot
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
+                if !is_hex_of_len(&commit, 20) || commit != commit.to_ascii_lowercase() {
+                    report.skipped.push(ImportSkip {
+                        path: snapshot,
+                        reason: "a snapshot folder must be named by a 40-hex commit sha".into(),
+                    });
+                    continue;
+                }
+                let mut files = Vec::new();
+                collect_files(&snapshot, "", &mut files)?;
+                for (path, on_disk) in files {
+                    match self.import_hf_file(repo_id, &commit, &path, &on_disk, report) {
+                        Ok(()) => {
+                            any = true;
+                            commits.insert(commit.clone());
+                        }
+                        Err(e)
+                            if e.kind() == ErrorKind::InvalidArgument
+                                || e.kind() == ErrorKind::Corrupt =>
+                        {
+                            report.skipped.push(ImportSkip {
+                                path: on_disk,
+                                reason: e.message().to_string(),
+                            })
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        let refs = folder.join("refs");
+        if refs.is_dir() {
+            let mut ref_files = Vec::new();
+            collect_files(&refs, "", &mut ref_files)?;
+            for (revision, file) in ref_files {
+                let commit = fs::read_to_string(&file)
+                    .map_err(|e| Error::io("could not read", &file, e))?
+                    .trim()
+                    .to_string();
+                let known = store.commit_for(repo_id, &revision)?.is_some();
+                if validate::revision(&revision).is_ok() && commits.contains(&commit) && !known {
+                    store.set_ref(repo_id, &revision, &commit)?;
+                    report.refs_imported += 1;
+                }
+            }
+        }
+        Ok(any)
+    }
+
+    /// Check one snapshot file against its blob name and adopt it. InvalidArgument and Corrupt
+    /// errors mean "skip this file"; others stop the import.
+    fn import_hf_file(
+        &self,
+        repo_id: &str,
+        commit: &str,
+        path: &str,
+        on_disk: &Path,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        validate::repo_path(path)?;
+        let store = self.store();
+        if store.cached_file(repo_id, commit, path)?.is_some() {
+            report.files_already_cached += 1;
+            return Ok(());
+        }
+        let link = fs::read_link(on_disk).map_err(|_| {
+            Error::invalid(
+                "not a link into the cache's blobs/, so there is no hash to check it against",
+            )
+        })?;
+        let blob_name = link
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let lfs = is_hex_of_len(&blob_name, 32);
+        if !lfs && !is_hex_of_len(&blob_name, 20) {
+            return Err(Error::invalid(format!(
+                "its blob name {blob_name:?} is neither a sha256 nor a git sha1"
+            )));
+        }
+        let real = fs::canonicalize(on_disk)
+            .map_err(|e| Error::invalid(format!("its blob is missing ({e})")))?;
+        // Content this cache already verified needs no second hashing.
+        let held = if lfs {
+            store.has_blob(&blob_name)?.then(|| blob_name.clone())
+        } else {
+            store.blob_for_git_oid(&blob_name)?
+        };
+        let record = match held {
+            Some(sha256) => FileRecord {
+                size: fs::metadata(store.blob_path(&sha256))
+                    .map_err(|e| Error::io("could not read", &store.blob_path(&sha256), e))?
+                    .len(),
+                sha256,
+                git_oid: (!lfs).then(|| blob_name.clone()),
+            },
+            None => {
+                let (sha256, git_sha1, size) = hash_for_import(&real)?;
+                let matches = if lfs {
+                    sha256 == blob_name
+                } else {
+                    git_sha1 == blob_name
+                };
+                if !matches {
+                    return Err(Error::new(
+                        ErrorKind::Corrupt,
+                        format!(
+                            "its content does not match its {} {blob_name} (damaged in the huggingface_hub cache); not imported",
+                            if lfs { "sha256" } else { "git blob sha1" }
+                        ),
+                    ));
+                }
+                FileRecord {
+                    sha256,
+                    size,
+                    git_oid: (!lfs).then_some(git_sha1),
+                }
+            }
+        };
+        match store.adopt_file(&real, repo_id, commit, path, &record)? {
+            Adopted::Linked => report.blobs_linked += 1,
+            Adopted::Copied => report.blobs_copied += 1,
+            Adopted::AlreadyHeld => {}
+        }
+        report.files_imported += 1;
+        report.bytes_imported += record.size;
+        Ok(())
+    }
+
+    /// Every repo in the cache (scanned, or holding files) with its cached files' count and
+    /// size and, when scanned, its variants.
+    pub fn list_repos(&self) -> Result<Vec<RepoListing>> {
+        let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for (repo_id, _, _, rec) in self.store().file_records(None)? {
+            let t = totals.entry(repo_id).or_default();
+            t.0 += 1;
+            t.1 += rec.size;
+        }
+        for id in self.repo_ids()? {
+            totals.entry(id).or_default();
+        }
+        let mut out = Vec::new();
+        for (repo_id, (files, size)) in totals {
+            let manifest = self.get_manifest(&repo_id)?;
+            let variants = manifest
+                .as_ref()
+                .map(|m| {
+                    m.quants
+                        .iter()
+                        .map(|(key, q)| VariantListing {
+                            key: key.clone(),
+                            status: q.status,
+                            files: q.files.len() as u64,
+                            total_size: q.total_size,
+                            downloaded_size: q.downloaded_size,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(RepoListing {
+                revision: manifest.as_ref().map(|m| m.revision.clone()),
+                commit: manifest.as_ref().map(|m| m.commit.clone()),
+                repo_id,
+                files,
+                size,
+                variants,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The cached files of `repo_id` (at every commit), sorted by path.
+    pub fn list_files(&self, repo_id: &str) -> Result<Vec<FileListing>> {
+        validate::repo_id(repo_id)?;
+        let record = self.store().repo(repo_id)?;
+        let records = self.store().file_records(Some(repo_id))?;
+        if record.is_none() && records.is_empty() {
+            return Err(repo_not_cached(repo_id));
+        }
+        let mut out: Vec<FileListing> = records
+            .into_iter()
+            .map(|(_, commit, path, rec)| {
+                let variants = record
+                    .as_ref()
+                    .filter(|r| r.commit == commit)
+                    .map(|r| {
+                        r.variants
+                            .iter()
+                            .filter(|(_, files)| files.contains(&path))
+                            .map(|(k, _)| k.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                FileListing {
+                    path,
+                    commit,
+                    size: rec.size,
+                    sha256: rec.sha256,
+                    variants,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path).then(a.commit.cmp(&b.commit)));
+        Ok(out)
+    }
+
+    /// Remove the cached files of one variant that no other variant of the scanned commit
+    /// uses (shared config and tokenizer files stay), deleting blobs nothing else references.
+    pub fn remove_quant(&self, repo_id: &str, quant: &str) -> Result<RemoveReport> {
+        validate::repo_id(repo_id)?;
+        let store = self.store();
+        let record = store
+            .repo(repo_id)?
+            .ok_or_else(|| repo_not_cached(repo_id))?;
+        let Some(files) = record.variants.get(quant) else {
+            let known: Vec<&str> = record.variants.keys().map(String::as_str).collect();
+            return Err(Error::new(
+                ErrorKind::EntryNotFound,
+                format!(
+                    "{repo_id} has no variant {quant:?}; its variants are: {}",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let kept: HashSet<&String> = record
+            .variants
+            .iter()
+            .filter(|(k, _)| k.as_str() != quant)
+            .flat_map(|(_, f)| f)
+            .collect();
+        let mut report = RemoveReport {
+            repo_id: repo_id.to_string(),
+            quant: Some(quant.to_string()),
+            ..RemoveReport::default()
+        };
+        for path in files.iter().filter(|p| !kept.contains(p)) {
+            if store.cached_file(repo_id, &record.commit, path)?.is_some() {
+                report.bytes_freed += store.remove_file(repo_id, &record.commit, path)?;
+                report.files_removed.push(path.clone());
+            }
+        }
+        Ok(report)
+    }
+
+    /// The size of every file in the scanned listing of `repo_id` (None when never scanned).
+    pub fn listed_sizes(&self, repo_id: &str) -> Result<Option<BTreeMap<String, u64>>> {
+        validate::repo_id(repo_id)?;
+        Ok(self.store().repo(repo_id)?.map(|r| {
+            r.files
+                .into_iter()
+                .map(|(path, f)| (path, f.size))
+                .collect()
+        }))
+    }
+
+    /// Wait (at most `timeout`) until no transfer of this process is under way, so that after a
+    /// cancel every partial download has saved its resume state. Returns whether it is idle.
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.transfers_in_flight().is_empty() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// Forget `repo_id` entirely (as [`ModelCache::delete_model`]), reporting what went.
+    pub fn remove_repo(&self, repo_id: &str) -> Result<RemoveReport> {
+        validate::repo_id(repo_id)?;
+        let files: Vec<String> = self
+            .store()
+            .file_records(Some(repo_id))?
+            .into_iter()
+            .map(|(_, _, path, _)| path)
+            .collect();
+        if files.is_empty() && self.store().repo(repo_id)?.is_none() {
+            return Err(repo_not_cached(repo_id));
+        }
+        let bytes_freed = self.delete_model(repo_id)?;
+        Ok(RemoveReport {
+            repo_id: repo_id.to_string(),
+            quant: None,
+            files_removed: files,
+            bytes_freed,
+        })
+    }
+}
+
+/// The entries of `dir`, sorted so reports are stable.
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("could not list", dir, e))? {
+        out.push(
+            entry
+                .map_err(|e| Error::io("could not list", dir, e))?
+                .path(),
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every non-directory under `dir` (symlinks not followed), as (`/`-joined relative path, path).
+fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
+    for entry in read_dir_sorted(dir)? {
+        let name = entry
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let meta =
+            fs::symlink_metadata(&entry).map_err(|e| Error::io("could not read", &entry, e))?;
+        if meta.is_dir() {
+            collect_files(&entry, &rel, out)?;
+        } else {
+            out.push((rel, entry));
+        }
+    }
+    Ok(())
+}
+
+/// One pass over a file: its sha256, its git blob sha1 (`blob <len>\0` + content), its size.
+fn hash_for_import(path: &Path) -> Result<(String, String, u64)> {
+    let size = fs::metadata(path)
+        .map_err(|e| Error::io("could not read", path, e))?
+        .len();
+    let mut file = fs::File::open(path).map_err(|e| Error::io("could not open", path, e))?;
+    let mut sha256 = sha2::Sha256::new();
+    let mut git = sha1::Sha1::new();
+    git.update(format!("blob {size}\0").as_bytes());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::io("could not read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        sha256.update(&buf[..n]);
+        git.update(&buf[..n]);
+        read += n as u64;
+    }
+    if read != size {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "{} changed size while it was read; not imported",
+                path.display()
+            ),
+        ));
+    }
+    Ok((to_hex(&sha256.finalize()), to_hex(&git.finalize()), size))
+}

@@ -1,0 +1,111 @@
+//! Disk full: a cache on a small tmpfs (mounted in a private mount namespace of a child
+//! process, so the test needs no cleanup and leaves nothing mounted) runs out of space during a
+//! download. The error must say so, nothing half-done may be visible, what was cached must stay
+//! intact, and once space is freed the same download must succeed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use hub_emulator::{pseudo_random_sha256, write_pseudo_random_file};
+use tabcache::{ErrorKind, ModelCache};
+
+const REPO: &str = "org/fat";
+const SMALL_LEN: u64 = 20 << 20;
+const LARGE_LEN: u64 = 30 << 20;
+/// Room for the small file and the catalog, not for both files.
+const TMPFS_SIZE: &str = "40m";
+
+fn fill(root: &Path) {
+    write_pseudo_random_file(root, REPO, "small.onnx", SMALL_LEN, 1).unwrap();
+    write_pseudo_random_file(root, REPO, "large.onnx", LARGE_LEN, 2).unwrap();
+}
+
+/// Runs inside the child, on the tmpfs.
+fn child(cache_dir: &str, endpoint: &str) {
+    let cache = ModelCache::open(cache_dir, options_for(endpoint)).unwrap();
+    cache.download_file(REPO, "small.onnx", None, None).unwrap();
+    let err = cache
+        .download_file(REPO, "large.onnx", None, None)
+        .unwrap_err();
+    println!("KIND {:?}", err.kind());
+    println!("MESSAGE {}", err.message());
+    assert!(!cache.has_file(REPO, "large.onnx", None).unwrap());
+    assert_eq!(cache.get_file(REPO, "large.onnx", None).unwrap(), None);
+    let small = cache.get_file(REPO, "small.onnx", None).unwrap().unwrap();
+    println!(
+        "SMALL-INTACT {}",
+        sha256_hex(&small) == pseudo_random_sha256(SMALL_LEN, 1)
+    );
+    drop(small);
+    // Free the space and try again.
+    cache.delete_model(REPO).unwrap();
+    cache.download_file(REPO, "large.onnx", None, None).unwrap();
+    let large = cache.get_file(REPO, "large.onnx", None).unwrap().unwrap();
+    println!(
+        "LARGE-AFTER-FREEING {}",
+        sha256_hex(&large) == pseudo_random_sha256(LARGE_LEN, 2)
+    );
+    drop(cache);
+    // A reopened cache is consistent.
+    let cache = ModelCache::open(cache_dir, options_for(endpoint)).unwrap();
+    println!(
+        "REOPENED {}",
+        cache.has_file(REPO, "large.onnx", None).unwrap()
+    );
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_that_loses_nothing() {
+    if let (Ok(dir), Ok(endpoint)) = (
+        std::env::var("TABCACHE_DISKFULL_CACHE"),
+        std::env::var("TABCACHE_DISKFULL_ENDPOINT"),
+    ) {
+        return child(&dir, &endpoint);
+    }
+    let hub = hub(fill);
+    let mount = tempfile::tempdir().unwrap();
+    let cache_dir = mount.path().join("cache");
+    let exe = std::env::current_exe().unwrap();
+    // Root (as in CI) can mount in a new mount namespace; others map themselves to root in a
+    // new user namespace first.
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let ns_flags = if is_root { "-m" } else { "-rm" };
+    let script = format!(
+        "mount -t tmpfs -o size={TMPFS_SIZE} tmpfs '{}' && exec '{}' a_full_disk_is_a_clear_error_that_loses_nothing --exact --nocapture",
+        mount.path().display(),
+        exe.display()
+    );
+    let out = Command::new("unshare")
+        .args([ns_flags, "sh", "-c", &script])
+        .env("TABCACHE_DISKFULL_CACHE", &cache_dir)
+        .env("TABCACHE_DISKFULL_ENDPOINT", hub.emu.url())
+        .output()
+        .expect("`unshare` (util-linux) is needed for the disk-full test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in:\n{stdout}\n{stderr}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(line("KIND"), format!("{:?}", ErrorKind::DiskFull));
+    let message = line("MESSAGE");
+    assert!(
+        message.contains("disk full") && message.contains("free some space"),
+        "{message}"
+    );
+    assert_eq!(line("SMALL-INTACT"), "true");
+    assert_eq!(line("LARGE-AFTER-FREEING"), "true");
+    assert_eq!(line("REOPENED"), "true");
+    assert!(
+        !cache_dir.exists(),
+        "the tmpfs was not private to the child"
+    );
+}
