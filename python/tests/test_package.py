@@ -232,3 +232,29 @@ def test_logging(phi_repo, tmp_path, caplog):
         with tmc.ModelCache(str(tmp_path / "db")) as cache:
             cache.scan_repo(phi_repo)
     assert any(r.name == "tabagent_model_cache" and phi_repo in r.getMessage() for r in caplog.records)
+
+
+def test_callbacks_are_released_after_the_call(phi_repo, tmp_path):
+    import gc
+    import weakref
+
+    class Callback:
+        def __init__(self, fail):
+            self.fail = fail
+
+        def __call__(self, loaded, total):
+            if self.fail:
+                raise RuntimeError("fail")
+
+    with tmc.ModelCache(str(tmp_path / "db")) as cache:
+        ok = Callback(False)
+        ok_ref = weakref.ref(ok)
+        cache.download_file(phi_repo, "config.json", ok)
+        failing = Callback(True)
+        failing_ref = weakref.ref(failing)
+        with pytest.raises(RuntimeError):
+            cache.download_file(phi_repo, "onnx/model.onnx", failing)
+        del ok, failing
+        gc.collect()
+        # Nothing (no handle, no stored exception) keeps a callback alive after its call.
+        assert ok_ref() is None and failing_ref() is None
