@@ -541,3 +541,39 @@ fn path_text(path: &std::path::Path) -> Result<String, Failure> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_from_an_older_header_take_defaults_for_the_fields_it_lacks() {
+        let mut caller = TcOptions::defaults();
+        caller.endpoint = c"http://127.0.0.1:9".as_ptr();
+        caller.connections = 3;
+        // A caller compiled when tc_options ended after `endpoint`.
+        caller.struct_size = std::mem::offset_of!(TcOptions, token);
+        let read = unsafe { TcOptions::read(&caller) }.unwrap();
+        assert_eq!(read.endpoint, caller.endpoint);
+        assert_eq!(read.connections, 0);
+        assert_eq!(read.max_retries, -1);
+    }
+
+    #[test]
+    fn options_map_onto_cache_options() {
+        let mut caller = TcOptions::defaults();
+        caller.offline = 1;
+        caller.connections = 2;
+        caller.range_size = 1 << 20;
+        caller.read_timeout_ms = 1500;
+        caller.max_retries = 0;
+        let o = unsafe { caller.to_cache_options() }.unwrap();
+        assert_eq!(o.hub.offline, Some(true));
+        assert_eq!(o.transfer.connections, 2);
+        assert_eq!(o.transfer.range_size, 1 << 20);
+        assert_eq!(o.hub.read_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(o.transfer.stall_timeout, Duration::from_millis(1500));
+        assert_eq!(o.hub.max_retries, Some(0));
+        assert_eq!(o.transfer.max_attempts, 1);
+    }
+}

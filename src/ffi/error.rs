@@ -224,3 +224,66 @@ pub extern "C" fn tc_status_name(status: u32) -> *const c_char {
         .find(|s| **s as u32 == status)
         .map_or(c"unknown".as_ptr(), |s| s.name().as_ptr())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn last_message() -> String {
+        unsafe { CStr::from_ptr(tc_last_error_message()) }
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn a_panic_becomes_internal_with_a_message() {
+        let status = call("tc_test", || panic!("invariant broken"));
+        assert_eq!(status, TcStatus::Internal);
+        let message = last_message();
+        assert!(
+            message.contains("tc_test") && message.contains("invariant broken"),
+            "{message}"
+        );
+        assert_eq!(call("tc_test", || Ok(TcStatus::Ok)), TcStatus::Ok);
+        assert_eq!(last_message(), "");
+    }
+
+    #[test]
+    fn every_error_kind_has_its_own_status_and_name() {
+        use std::collections::HashSet;
+        let kinds = [
+            ErrorKind::InvalidArgument,
+            ErrorKind::RepoNotFound,
+            ErrorKind::RevisionNotFound,
+            ErrorKind::EntryNotFound,
+            ErrorKind::GatedRepo,
+            ErrorKind::Unauthorized,
+            ErrorKind::RateLimited,
+            ErrorKind::Network,
+            ErrorKind::Http,
+            ErrorKind::Io,
+            ErrorKind::DiskFull,
+            ErrorKind::Corrupt,
+            ErrorKind::Locked,
+            ErrorKind::Offline,
+            ErrorKind::Cancelled,
+            ErrorKind::Internal,
+        ];
+        let statuses: HashSet<u32> = kinds.iter().map(|k| TcStatus::from(*k) as u32).collect();
+        assert_eq!(statuses.len(), kinds.len());
+        assert!(!statuses.contains(&0));
+        for kind in kinds {
+            // The C name of a kind's status is the kind's own stable name.
+            let name = unsafe { CStr::from_ptr(tc_status_name(TcStatus::from(kind) as u32)) };
+            assert_eq!(name.to_str().unwrap(), kind.as_str());
+        }
+    }
+
+    #[test]
+    fn interior_nul_in_a_message_is_shown_not_truncated() {
+        call("tc_test", || Err(Failure::invalid("before\0after")));
+        assert_eq!(last_message(), "before\\0after");
+    }
+}
