@@ -682,6 +682,80 @@ static void test_delete_and_close(void) {
     CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
 }
 
+/* Hostile names through every function that takes one: each must be refused as
+ * INVALID_ARGUMENT with a message, before any request, and write nothing anywhere. */
+static void test_hostile_names(tc_cache *cache) {
+    section("hostile repo ids, paths and revisions are refused");
+    static char overlong[6000];
+    memset(overlong, 'a', sizeof overlong - 1);
+    overlong[sizeof overlong - 1] = '\0';
+    const char *bad_ids[] = {
+        "", " ", "/", "a/", "/a", "a//b", "a/b/c", "..", "../x", "x/..", "a/../b", ".a/b", "a/.b", "-a/b",
+        "a/b.", "a--b/c", "a..b/c", "a b/c", "a\tb/c", "a\nb/c", "a\\b", "C:/x", "a:b/c", "a?b/c", "a/b#c",
+        "%2e%2e/x", "a/b*", "a/<b>", "a/b|c", "\xc3\x28/b", "a/\xff", "\xed\xa0\x80/x", "\xe2\x80\xae/x",
+        "a/b\r", "\x7f" "a/b", overlong,
+    };
+    const char *bad_paths[] = {
+        "", "/", ".", "..", "../x", "../../x", "../../../../../../etc/passwd", "a/../../x", "a/./b", "./a",
+        "a/.", "a/..", "a//b", "a/", "/a", "/etc/passwd", "//server/share/x", "\\\\server\\share\\x", "a\\b",
+        "..\\..\\x", "C:/x", "C:\\x", "c:x", "a/C:/b", "a\nb", "a\rb", "a\tb", "\x1b[31m", "a/\x7f",
+        "\xc3\x28", "a/\xff\xfe", "\xf0\x28\x8c\x28", overlong,
+    };
+    const char *bad_revisions[] = {
+        "", " ", "..", "../main", "main/..", "a/../b", "/main", "main/", "a\\b", "ma in", "main\n",
+        "\xff", "refs/../../x", overlong,
+    };
+    int refused = 0, cases = 0;
+#define REFUSED(expr)                                                                   \
+    do {                                                                               \
+        cases++;                                                                       \
+        tc_status got_ = (expr);                                                       \
+        if (got_ == TC_STATUS_INVALID_ARGUMENT && tc_last_error_message()[0] != '\0') \
+            refused++;                                                                 \
+        else                                                                           \
+            printf("#   not refused (%s): %s\n", tc_status_name(got_), #expr);       \
+    } while (0)
+    char *json = NULL, *path = NULL;
+    bool has = false;
+    tc_bytes bytes = {NULL, 0};
+    tc_reader *reader = NULL;
+    tc_job *job = NULL;
+    for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
+        const char *id = bad_ids[i];
+        REFUSED(tc_cache_scan_repo(cache, id, NULL, &json));
+        REFUSED(tc_cache_get_manifest(cache, id, &json));
+        REFUSED(tc_cache_download_file(cache, id, "config.json", NULL, NULL, NULL, NULL));
+        REFUSED(tc_cache_download_quant(cache, id, "Q4_K_M", NULL, NULL, NULL));
+        REFUSED(tc_cache_has_file(cache, id, "config.json", NULL, &has));
+        REFUSED(tc_cache_get_file(cache, id, "config.json", NULL, &bytes));
+        REFUSED(tc_cache_file_path(cache, id, "config.json", NULL, &path));
+        REFUSED(tc_cache_open_reader(cache, id, "config.json", NULL, &reader));
+        REFUSED(tc_cache_delete_model(cache, id, NULL));
+        REFUSED(tc_cache_download_quant_start(cache, id, "Q4_K_M", NULL, &job));
+    }
+    for (size_t i = 0; i < sizeof bad_paths / sizeof *bad_paths; i++) {
+        const char *p = bad_paths[i];
+        REFUSED(tc_cache_download_file(cache, "org/tiny-gguf", p, NULL, NULL, NULL, NULL));
+        REFUSED(tc_cache_has_file(cache, "org/tiny-gguf", p, NULL, &has));
+        REFUSED(tc_cache_get_file(cache, "org/tiny-gguf", p, NULL, &bytes));
+        REFUSED(tc_cache_file_path(cache, "org/tiny-gguf", p, NULL, &path));
+        REFUSED(tc_cache_open_reader(cache, "org/tiny-gguf", p, NULL, &reader));
+        REFUSED(tc_cache_download_file_start(cache, "org/tiny-gguf", p, NULL, &job));
+    }
+    for (size_t i = 0; i < sizeof bad_revisions / sizeof *bad_revisions; i++) {
+        const char *r = bad_revisions[i];
+        REFUSED(tc_cache_scan_repo(cache, "org/tiny-gguf", r, &json));
+        REFUSED(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", r, NULL, NULL, NULL));
+        REFUSED(tc_cache_download_quant(cache, "org/tiny-gguf", "Q4_K_M", r, NULL, NULL));
+        REFUSED(tc_cache_has_file(cache, "org/tiny-gguf", "config.json", r, &has));
+    }
+#undef REFUSED
+    printf("# hostile names: %d/%d refused\n", refused, cases);
+    CHECK(cases >= 200);
+    CHECK(refused == cases);
+    CHECK(json == NULL && path == NULL && bytes.data == NULL && reader == NULL && job == NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: %s ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE\n", argv[0]);
@@ -699,6 +773,7 @@ int main(int argc, char **argv) {
     tc_options options = test_options(endpoint);
     tc_cache *cache = open_cache("main", &options);
     test_bad_handles(cache);
+    test_hostile_names(cache);
     test_not_cached(cache);
     test_scan(cache);
     test_hub_errors(cache);
