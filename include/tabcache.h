@@ -615,6 +615,22 @@ tc_status tc_reader_size(const struct tc_reader *reader,
                          uint64_t *out_size);
 
 /**
+ * Move the reader's position, as lseek/fseek do, and give the new position.
+ *
+ * - whence: 0 = from the start of the file (offset must be >= 0), 1 = from the current
+ *   position, 2 = from the end of the file. Positions past the end are allowed (reads there
+ *   return 0 bytes); a position before the start is an error.
+ * - out_position: may be NULL; else receives the new position from the start of the file.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (bad handle, unknown whence, or a
+ * position before the start; the position is then unchanged); TC_STATUS_IO.
+ */
+tc_status tc_reader_seek(struct tc_reader *reader,
+                         int64_t offset,
+                         int32_t whence,
+                         uint64_t *out_position);
+
+/**
  * Close a reader. NULL is ignored; a reader already closed, or a pointer that is not a
  * tc_reader, is detected and ignored (tc_last_error_message() says so).
  */

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 
 use super::args::{optional_str, out_ptr, required_str};
 use super::cache::{not_cached_file, TcCache, CACHES};
@@ -99,6 +99,57 @@ pub unsafe extern "C" fn tc_reader_size(reader: *const TcReader, out_size: *mut 
         let handle = READERS.get(reader)?;
         out_ptr(out_size, "out_size")?;
         *out_size = handle.size;
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// Move the reader's position, as lseek/fseek do, and give the new position.
+///
+/// - whence: 0 = from the start of the file (offset must be >= 0), 1 = from the current
+///   position, 2 = from the end of the file. Positions past the end are allowed (reads there
+///   return 0 bytes); a position before the start is an error.
+/// - out_position: may be NULL; else receives the new position from the start of the file.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (bad handle, unknown whence, or a
+/// position before the start; the position is then unchanged); TC_STATUS_IO.
+#[no_mangle]
+pub unsafe extern "C" fn tc_reader_seek(
+    reader: *mut TcReader,
+    offset: i64,
+    whence: i32,
+    out_position: *mut u64,
+) -> TcStatus {
+    call("tc_reader_seek", || {
+        let handle = READERS.get(reader)?;
+        let target = match whence {
+            0 => SeekFrom::Start(u64::try_from(offset).map_err(|_| {
+                Failure::invalid(format!(
+                    "offset {offset} is before the start of the file; pass an offset >= 0 with whence 0"
+                ))
+            })?),
+            1 => SeekFrom::Current(offset),
+            2 => SeekFrom::End(offset),
+            other => {
+                return Err(Failure::invalid(format!(
+                    "whence {other} is not 0 (start), 1 (current) or 2 (end)"
+                )))
+            }
+        };
+        let position = (&handle.file).seek(target).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                Failure::invalid(format!(
+                    "seeking by {offset} (whence {whence}) would move before the start of the file"
+                ))
+            } else {
+                Failure {
+                    status: TcStatus::Io,
+                    message: format!("seeking in a cached file failed: {e}"),
+                }
+            }
+        })?;
+        if !out_position.is_null() {
+            *out_position = position;
+        }
         Ok(TcStatus::Ok)
     })
 }

@@ -282,6 +282,7 @@ static void test_bad_handles(tc_cache *cache) {
     CHECK_STATUS(tc_reader_read(NULL, NULL, 0, NULL), TC_STATUS_INVALID_ARGUMENT);
     uint64_t size = 0;
     CHECK_STATUS(tc_reader_size(NULL, &size), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_reader_seek(NULL, 0, 0, NULL), TC_STATUS_INVALID_ARGUMENT);
 
     CHECK_STATUS(tc_cache_delete_model(NULL, "org/x", NULL), TC_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(tc_cache_delete_model(cache, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
@@ -479,6 +480,20 @@ static void test_reads(tc_cache *cache) {
     }
     CHECK(magic_ok);
     CHECK(total == q4_size);
+    uint64_t pos = 1;
+    CHECK_STATUS(tc_reader_seek(reader, 0, 1, &pos), TC_STATUS_OK);
+    CHECK(pos == (uint64_t)q4_size);
+    CHECK_STATUS(tc_reader_seek(reader, 0, 0, &pos), TC_STATUS_OK);
+    CHECK(pos == 0);
+    CHECK_STATUS(tc_reader_read(reader, buf, 4, &n), TC_STATUS_OK);
+    CHECK(n == 4 && memcmp(buf, "GGUF", 4) == 0);
+    CHECK_STATUS(tc_reader_seek(reader, -4, 2, &pos), TC_STATUS_OK);
+    CHECK(pos == (uint64_t)q4_size - 4);
+    CHECK_STATUS(tc_reader_seek(reader, -1, 0, &pos), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_reader_seek(reader, -(int64_t)q4_size, 1, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_reader_seek(reader, 0, 3, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_reader_seek(reader, 0, 1, &pos), TC_STATUS_OK);
+    CHECK(pos == (uint64_t)q4_size - 4);
     tc_reader_close(reader);
     CHECK(strcmp(tc_last_error_message(), "") == 0);
     tc_reader_close(reader);

@@ -1,0 +1,637 @@
+"""``ModelCache``: the seed README's API over libtabcache's C ABI, plus what Python users expect
+(keyword-only ``revision=`` and connection options, ``file_path``, streaming ``open``, asyncio
+variants, ``close()`` and ``with``).
+
+Native calls run with the GIL released (cffi releases it around every call into the library),
+so downloads in several threads overlap. Progress callbacks run on the calling thread for
+blocking calls, and on the event loop's thread for the ``*_async`` variants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import logging
+import os
+import sys
+import threading
+from typing import Any, Callable, Dict, Optional, Union
+
+from ._errors import InvalidArgumentError, ModelCacheError, error_for_status
+from ._native import ffi, lib
+
+logger = logging.getLogger("tabagent_model_cache")
+
+ProgressCallback = Callable[[int, int], Any]
+
+_OK = 0
+_NOT_CACHED = 17
+_PENDING = 18
+
+#: Bytes the BufferedReader returned by ``open`` asks the library for at once.
+_OPEN_BUFFER_SIZE = 256 * 1024
+
+
+def _error(status: int) -> ModelCacheError:
+    """The exception for ``status``; must run right after the failed call, on its thread,
+    because the library keeps the message per thread."""
+    message = ffi.string(lib.tc_last_error_message()).decode("utf-8", "replace")
+    name = ffi.string(lib.tc_status_name(status)).decode("ascii")
+    return error_for_status(status, message, name)
+
+
+def _check(status: int) -> None:
+    if status != _OK:
+        raise _error(status)
+
+
+def _text(value: Optional[str], what: str) -> Any:
+    """A borrowed C string argument (``None`` -> NULL)."""
+    if value is None:
+        return ffi.NULL
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    if "\0" in value:
+        raise InvalidArgumentError(f"{what} contains a NUL character; pass a plain string")
+    return value.encode("utf-8")
+
+
+def _take_string(pointer: Any) -> str:
+    """Copy a library-owned string and free it."""
+    try:
+        return ffi.string(pointer).decode("utf-8")
+    finally:
+        lib.tc_string_free(pointer)
+
+
+def _progress_bars_disabled() -> bool:
+    value = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+class _Bar:
+    """A tqdm bar fed by (loaded, total) reports."""
+
+    def __init__(self, description: str) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=description)
+
+    def __call__(self, loaded: int, total: int) -> None:
+        if total and self._bar.total != total:
+            self._bar.total = total
+            self._bar.refresh()
+        if loaded > self._bar.n:
+            self._bar.update(loaded - self._bar.n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _default_progress(description: str) -> Optional[_Bar]:
+    """A tqdm bar when nobody asked for progress and a person watches stderr."""
+    if _progress_bars_disabled():
+        return None
+    try:
+        if not sys.stderr.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    try:
+        return _Bar(description)
+    except ImportError:
+        return None
+
+
+class _ProgressState:
+    """What one native call's progress trampoline needs; kept alive by the call's frame for
+    exactly as long as the library may call back."""
+
+    __slots__ = ("callback", "error")
+
+    def __init__(self, callback: Optional[ProgressCallback]) -> None:
+        self.callback = callback
+        self.error: Optional[BaseException] = None
+
+
+@ffi.callback("tc_progress_fn")
+def _progress_trampoline(user_data: Any, loaded: int, total: int) -> int:
+    # One C callback for every call; the per-call state travels in user_data. Any exception
+    # (KeyboardInterrupt too) is kept for the caller and cancels the download: it must not
+    # unwind through Rust frames, and printing and swallowing it would hide the failure.
+    state = ffi.from_handle(user_data)
+    try:
+        if state.callback is not None:
+            state.callback(loaded, total)
+    except BaseException as exc:  # noqa: B902 - re-raised by the caller
+        state.error = exc
+        return 1
+    return 0
+
+
+class CachedFile(io.RawIOBase):
+    """A read-only binary stream over one cached file (what ``ModelCache.open`` wraps in an
+    ``io.BufferedReader``). Reads go straight from the cached file into the caller's buffer."""
+
+    def __init__(self, reader: Any, size: int, name: str) -> None:
+        super().__init__()
+        self._reader = reader
+        self._size = size
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        """``"repo_id/path"`` of the file (for messages; not a file-system path)."""
+        return self._name
+
+    @property
+    def mode(self) -> str:
+        """Always ``"rb"``."""
+        return "rb"
+
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return self._size
+
+    def readable(self) -> bool:
+        """True: the stream can be read."""
+        return True
+
+    def seekable(self) -> bool:
+        """True: the stream supports ``seek`` and ``tell``."""
+        return True
+
+    def writable(self) -> bool:
+        """False: cached files are read-only."""
+        return False
+
+    def _handle(self) -> Any:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        return self._reader
+
+    def readinto(self, buffer: Any) -> int:
+        """Read up to ``len(buffer)`` bytes into ``buffer``; 0 at the end of the file."""
+        reader = self._handle()
+        view = memoryview(buffer).cast("B")
+        if len(view) == 0:
+            return 0
+        out_read = ffi.new("size_t *")
+        _check(lib.tc_reader_read(reader, ffi.from_buffer("uint8_t[]", view, require_writable=True), len(view), out_read))
+        return int(out_read[0])
+
+    def readall(self) -> bytes:
+        """Read from the current position to the end of the file."""
+        remaining = max(self._size - self.tell(), 0)
+        chunks = []
+        while True:
+            chunk = self.read(max(remaining, _OPEN_BUFFER_SIZE))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            remaining = max(remaining - len(chunk), 0)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` relative to ``whence`` (``io.SEEK_SET``/``SEEK_CUR``/``SEEK_END``)
+        and return the new position."""
+        reader = self._handle()
+        if whence not in (io.SEEK_SET, io.SEEK_CUR, io.SEEK_END):
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if whence == io.SEEK_SET and offset < 0:
+            raise ValueError(f"negative seek position {offset}")
+        position = ffi.new("uint64_t *")
+        status = lib.tc_reader_seek(reader, offset, whence, position)
+        if status != _OK:
+            raise _error(status)
+        return int(position[0])
+
+    def tell(self) -> int:
+        """The current position."""
+        return self.seek(0, io.SEEK_CUR)
+
+    def close(self) -> None:
+        """Release the native reader. Safe to call twice."""
+        if not self.closed:
+            reader, self._reader = self._reader, ffi.NULL
+            lib.tc_reader_close(reader)
+        super().close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing useful to do in a finalizer
+            pass
+
+
+class ModelCache:
+    """A HuggingFace model cache in one directory.
+
+    ``ModelCache(db_path)`` opens (creating if needed) the cache in ``db_path``. Everything else
+    is keyword-only and optional:
+
+    - ``endpoint``: Hub base URL (default: ``HF_ENDPOINT``, else the public Hub);
+    - ``token``: access token (default: ``HF_TOKEN``, then huggingface_hub's token file);
+      ``False`` sends no token;
+    - ``offline``: ``True`` makes no network request at all (default: ``HF_HUB_OFFLINE``);
+    - ``connections``: connections used at once for one large file (default 8);
+    - ``range_size``: largest byte range per request, the unit of resume (default 16 MiB);
+    - ``parallel_files``: files fetched at once by one call (default 4);
+    - ``connect_timeout`` / ``read_timeout``: seconds (defaults 10 s / 30 s);
+    - ``max_retries``: retries of a transient failure (default 5);
+    - ``retry_base_delay``: first wait between retries in seconds, doubled each time (default 1 s);
+    - ``user_agent``: the User-Agent header.
+
+    A second ``ModelCache`` on the same directory (in this or another process) raises
+    :class:`CacheLockedError`. One instance may be shared by any number of threads. Use
+    ``close()`` or ``with ModelCache(...) as cache:`` to release the directory.
+    """
+
+    def __init__(
+        self,
+        db_path: Union[str, "os.PathLike[str]"],
+        *,
+        endpoint: Optional[str] = None,
+        token: Union[str, bool, None] = None,
+        offline: Optional[bool] = None,
+        connections: Optional[int] = None,
+        range_size: Optional[int] = None,
+        parallel_files: Optional[int] = None,
+        connect_timeout: Optional[float] = None,
+        read_timeout: Optional[float] = None,
+        max_retries: Optional[int] = None,
+        retry_base_delay: Optional[float] = None,
+        user_agent: Optional[str] = None,
+    ) -> None:
+        self._handle: Any = ffi.NULL
+        self._close_lock = threading.Lock()
+        self.db_path = os.fspath(db_path)
+        options = ffi.new("tc_options *")
+        lib.tc_options_init(options)
+        # Struct fields need C arrays that outlive tc_cache_open: this frame keeps them.
+        keep = []
+
+        def borrowed(value: str, what: str) -> Any:
+            text = ffi.new("char[]", _text(value, what))
+            keep.append(text)
+            return text
+
+        if endpoint is not None:
+            options.endpoint = borrowed(endpoint, "endpoint")
+        if token is False:
+            options.token = borrowed("", "token")
+        elif token is not None and token is not True:
+            options.token = borrowed(token, "token")
+        if offline is not None:
+            options.offline = 1 if offline else 0
+        if connections is not None:
+            options.connections = _positive(connections, "connections")
+        if range_size is not None:
+            options.range_size = _positive(range_size, "range_size")
+        if parallel_files is not None:
+            options.parallel_files = _positive(parallel_files, "parallel_files")
+        if connect_timeout is not None:
+            options.connect_timeout_ms = _milliseconds(connect_timeout, "connect_timeout")
+        if read_timeout is not None:
+            options.read_timeout_ms = _milliseconds(read_timeout, "read_timeout")
+        if max_retries is not None:
+            if max_retries < 0:
+                raise InvalidArgumentError(f"max_retries must be >= 0, not {max_retries}")
+            options.max_retries = max_retries
+        if retry_base_delay is not None:
+            options.retry_base_delay_ms = _milliseconds(retry_base_delay, "retry_base_delay")
+        if user_agent is not None:
+            options.user_agent = borrowed(user_agent, "user_agent")
+
+        out = ffi.new("tc_cache **")
+        _check(lib.tc_cache_open(_text(self.db_path, "db_path"), options, out))
+        self._handle = out[0]
+        logger.debug("opened model cache at %s", self.db_path)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the cache and release its directory. Calls running in other threads finish
+        first; streams from ``open`` stay readable. Safe to call twice."""
+        with self._close_lock:
+            handle, self._handle = self._handle, ffi.NULL
+        if handle != ffi.NULL:
+            lib.tc_cache_close(handle)
+            logger.debug("closed model cache at %s", self.db_path)
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._handle == ffi.NULL
+
+    def __enter__(self) -> "ModelCache":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - nothing useful to do in a finalizer
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<ModelCache {self.db_path!r} ({state})>"
+
+    def _cache(self) -> Any:
+        handle = self._handle
+        if handle == ffi.NULL:
+            raise InvalidArgumentError(f"this ModelCache ({self.db_path}) is closed; open a new one")
+        return handle
+
+    # -- manifests -------------------------------------------------------------------------
+
+    def scan_repo(self, repo_id: str, *, revision: Optional[str] = None) -> Dict[str, Any]:
+        """Scan ``repo_id`` on the Hub (list its files, group them into quantization variants)
+        and store its manifest. Offline, returns the stored manifest.
+
+        Returns the manifest dict: ``repo_id``, ``task``, ``created_at``, ``updated_at``,
+        ``quants`` (``{key: {status, files, total_size, downloaded_size, last_updated}}``),
+        plus ``revision``, ``commit`` and ``addons``.
+        """
+        out = ffi.new("char **")
+        logger.debug("scanning %s", repo_id)
+        _check(lib.tc_cache_scan_repo(self._cache(), _text(repo_id, "repo_id"), _text(revision, "revision"), out))
+        return json.loads(_take_string(out[0]))
+
+    def get_manifest(self, repo_id: str) -> Optional[Dict[str, Any]]:
+        """The stored manifest of ``repo_id`` (same shape as ``scan_repo``), or ``None`` when
+        it was never scanned. Makes no network request."""
+        out = ffi.new("char **")
+        status = lib.tc_cache_get_manifest(self._cache(), _text(repo_id, "repo_id"), out)
+        if status == _NOT_CACHED:
+            return None
+        _check(status)
+        return json.loads(_take_string(out[0]))
+
+    # -- downloads -------------------------------------------------------------------------
+
+    def _with_progress(self, description: str, callback: Optional[ProgressCallback], start: Callable[[Any, Any], int]) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"progress_callback must be callable, not {type(callback).__name__}")
+        bar = _default_progress(description) if callback is None else None
+        state = _ProgressState(callback if callback is not None else bar)
+        user_data = ffi.new_handle(state)
+        try:
+            status = start(_progress_trampoline, user_data)
+            failure = _error(status) if status != _OK else None
+        finally:
+            if bar is not None:
+                bar.close()
+        # The callback's own exception explains the cancellation better than "cancelled".
+        if state.error is not None:
+            error, state.error = state.error, None
+            raise error
+        if failure is not None:
+            raise failure
+
+    def download_file(
+        self,
+        repo_id: str,
+        file_path: str,
+        progress_callback: Optional[ProgressCallback] = None,
+        *,
+        revision: Optional[str] = None,
+    ) -> str:
+        """Download one file of ``repo_id`` into the cache (nothing is transferred when its
+        content is already cached).
+
+        ``progress_callback(loaded, total)`` is called on this thread, throttled, with a final
+        call where ``loaded == total``. If it raises, the download stops (partial data is kept
+        for a resume) and the exception propagates from this call.
+
+        Returns the file's path in the snapshot view (as ``file_path`` does).
+        """
+        out = ffi.new("char **")
+        cache = self._cache()
+        logger.debug("downloading %s from %s", file_path, repo_id)
+        self._with_progress(
+            file_path,
+            progress_callback,
+            lambda progress, user_data: lib.tc_cache_download_file(
+                cache, _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), progress, user_data, out
+            ),
+        )
+        return _take_string(out[0])
+
+    def download_quant(
+        self,
+        repo_id: str,
+        quant_key: str,
+        progress_callback: Optional[ProgressCallback] = None,
+        *,
+        revision: Optional[str] = None,
+    ) -> None:
+        """Download every file of the quantization variant ``quant_key`` (a key of the
+        manifest's ``quants``, e.g. ``"q4f16"`` or ``"Q4_K_M"``) of ``repo_id``. Scans first
+        when the repo was never scanned.
+
+        ``progress_callback(loaded, total)`` reports over all the variant's bytes; see
+        ``download_file`` for its rules. Raises :class:`EntryNotFoundError` (listing the
+        variants) when the repo has no such variant.
+        """
+        cache = self._cache()
+        logger.debug("downloading variant %s of %s", quant_key, repo_id)
+        self._with_progress(
+            f"{repo_id} {quant_key}",
+            progress_callback,
+            lambda progress, user_data: lib.tc_cache_download_quant(
+                cache, _text(repo_id, "repo_id"), _text(quant_key, "quant_key"), _text(revision, "revision"), progress, user_data
+            ),
+        )
+
+    # -- reading the cache -----------------------------------------------------------------
+
+    def has_file(self, repo_id: str, file_path: str, *, revision: Optional[str] = None) -> bool:
+        """Whether ``file_path`` of ``repo_id`` is cached. Makes no network request."""
+        out = ffi.new("bool *")
+        _check(lib.tc_cache_has_file(self._cache(), _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), out))
+        return bool(out[0])
+
+    def get_file(self, repo_id: str, file_path: str, *, revision: Optional[str] = None) -> Optional[bytes]:
+        """The whole content of a cached file as ``bytes``, or ``None`` when it is not cached.
+        For large files prefer ``file_path`` (mmap) or ``open`` (streaming)."""
+        out = ffi.new("tc_bytes *")
+        status = lib.tc_cache_get_file(self._cache(), _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), out)
+        if status == _NOT_CACHED:
+            return None
+        _check(status)
+        try:
+            return ffi.buffer(out.data, out.len)[:] if out.len else b""
+        finally:
+            lib.tc_bytes_free(out)
+
+    def file_path(self, repo_id: str, file_path: str, *, revision: Optional[str] = None) -> Optional[str]:
+        """The path of a cached file in the snapshot view (a HuggingFace hub cache layout with
+        the repo's own file names side by side, so ONNX external data and split GGUF shards
+        find their siblings), or ``None`` when it is not cached. The file is read-only."""
+        out = ffi.new("char **")
+        status = lib.tc_cache_file_path(self._cache(), _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), out)
+        if status == _NOT_CACHED:
+            return None
+        _check(status)
+        return _take_string(out[0])
+
+    def open(self, repo_id: str, file_path: str, *, revision: Optional[str] = None, buffering: int = -1) -> Union[io.BufferedReader, CachedFile]:
+        """Open a cached file for streaming reads, without loading it into memory.
+
+        Returns an ``io.BufferedReader`` (``read``, ``readinto``, ``seek``, ``tell``, context
+        manager); ``buffering=0`` returns the unbuffered :class:`CachedFile`. The stream stays
+        readable after ``close()`` of the cache. Raises :class:`NotCachedError` (a
+        ``FileNotFoundError``) when the file is not cached.
+        """
+        out = ffi.new("tc_reader **")
+        _check(lib.tc_cache_open_reader(self._cache(), _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), out))
+        size = ffi.new("uint64_t *")
+        status = lib.tc_reader_size(out[0], size)
+        if status != _OK:
+            failure = _error(status)
+            lib.tc_reader_close(out[0])
+            raise failure
+        raw = CachedFile(out[0], int(size[0]), f"{repo_id}/{file_path}")
+        if buffering == 0:
+            return raw
+        return io.BufferedReader(raw, buffer_size=buffering if buffering > 0 else _OPEN_BUFFER_SIZE)
+
+    # -- maintenance -----------------------------------------------------------------------
+
+    def delete_model(self, repo_id: str) -> int:
+        """Forget ``repo_id`` (every revision) and delete the files no other repo shares.
+        Returns the bytes freed on disk (0 when the repo was not cached)."""
+        freed = ffi.new("uint64_t *")
+        _check(lib.tc_cache_delete_model(self._cache(), _text(repo_id, "repo_id"), freed))
+        logger.debug("deleted %s (%d bytes freed)", repo_id, freed[0])
+        return int(freed[0])
+
+    def get_stats(self) -> Dict[str, int]:
+        """The cache's counters: ``total_repos`` and ``total_size`` (as in the seed), plus
+        ``total_files``, ``disk_bytes`` (each distinct content once) and
+        ``dedup_saved_bytes``."""
+        out = ffi.new("char **")
+        _check(lib.tc_cache_get_stats_json(self._cache(), out))
+        return json.loads(_take_string(out[0]))
+
+    # -- asyncio ---------------------------------------------------------------------------
+
+    async def scan_repo_async(self, repo_id: str, *, revision: Optional[str] = None) -> Dict[str, Any]:
+        """``scan_repo`` on a worker thread, without blocking the event loop. Cancelling the
+        task abandons the result; the scan itself (short) runs to its end."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(self.scan_repo, repo_id, revision=revision))
+
+    async def download_file_async(
+        self,
+        repo_id: str,
+        file_path: str,
+        progress_callback: Optional[ProgressCallback] = None,
+        *,
+        revision: Optional[str] = None,
+        poll_interval: float = 0.05,
+    ) -> str:
+        """``download_file`` as a coroutine: the transfer runs on the library's worker thread
+        and the event loop stays free. ``progress_callback`` runs on the loop's thread.
+        ``task.cancel()`` stops the transfer (partial data is kept for a resume) and raises
+        ``asyncio.CancelledError``. Returns the file's snapshot-view path."""
+        job = self._start_job(lib.tc_cache_download_file_start, repo_id, _text(file_path, "file_path"), revision)
+        try:
+            await self._await_job(job, progress_callback, file_path, poll_interval)
+            out = ffi.new("char **")
+            _check(lib.tc_job_file_path(job, out))
+            return _take_string(out[0])
+        finally:
+            lib.tc_job_free(job)
+
+    async def download_quant_async(
+        self,
+        repo_id: str,
+        quant_key: str,
+        progress_callback: Optional[ProgressCallback] = None,
+        *,
+        revision: Optional[str] = None,
+        poll_interval: float = 0.05,
+    ) -> None:
+        """``download_quant`` as a coroutine; see ``download_file_async`` for threads,
+        progress and cancellation."""
+        job = self._start_job(lib.tc_cache_download_quant_start, repo_id, _text(quant_key, "quant_key"), revision)
+        try:
+            await self._await_job(job, progress_callback, f"{repo_id} {quant_key}", poll_interval)
+        finally:
+            lib.tc_job_free(job)
+
+    def _start_job(self, start: Any, repo_id: str, what: Any, revision: Optional[str]) -> Any:
+        out = ffi.new("tc_job **")
+        _check(start(self._cache(), _text(repo_id, "repo_id"), what, _text(revision, "revision"), out))
+        return out[0]
+
+    async def _await_job(self, job: Any, callback: Optional[ProgressCallback], description: str, poll_interval: float) -> None:
+        if callback is not None and not callable(callback):
+            raise TypeError(f"progress_callback must be callable, not {type(callback).__name__}")
+        bar = _default_progress(description) if callback is None else None
+        report = callback if callback is not None else bar
+        loaded = ffi.new("uint64_t *")
+        total = ffi.new("uint64_t *")
+        last = (-1, -1)
+        try:
+            while True:
+                # A poll, never a wait: the loop must not block.
+                status = lib.tc_job_wait(job, 0)
+                if status != _PENDING:
+                    failure = _error(status) if status != _OK else None
+                    break
+                if report is not None and lib.tc_job_progress(job, loaded, total) == _OK:
+                    current = (int(loaded[0]), int(total[0]))
+                    if current != last:
+                        last = current
+                        report(*current)
+                await asyncio.sleep(poll_interval)
+        except BaseException:
+            # Cancelled task or a raising callback: stop the transfer, and wait (without
+            # blocking the loop) until it has stopped so its partial state is durable.
+            lib.tc_job_cancel(job)
+            await _job_stopped(job, poll_interval)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if failure is None and report is not None and lib.tc_job_progress(job, loaded, total) == _OK:
+            if (int(loaded[0]), int(total[0])) != last:
+                report(int(loaded[0]), int(total[0]))
+        if failure is not None:
+            raise failure
+
+
+async def _job_stopped(job: Any, poll_interval: float) -> None:
+    cancelled_again = False
+    while lib.tc_job_wait(job, 0) == _PENDING:
+        try:
+            await asyncio.sleep(poll_interval)
+        except asyncio.CancelledError:
+            cancelled_again = True
+    if cancelled_again:
+        raise asyncio.CancelledError()
+
+
+def _positive(value: int, what: str) -> int:
+    if not isinstance(value, int) or value <= 0:
+        raise InvalidArgumentError(f"{what} must be a positive integer, not {value!r}")
+    return value
+
+
+def _milliseconds(seconds: float, what: str) -> int:
+    if seconds <= 0:
+        raise InvalidArgumentError(f"{what} must be a positive number of seconds, not {seconds!r}")
+    return max(1, round(seconds * 1000))
+
+
+__all__ = ["ModelCache", "CachedFile", "ProgressCallback"]
