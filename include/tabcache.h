@@ -208,6 +208,12 @@ typedef struct tc_options {
    * User-Agent header. NULL: "tabcache/<version>".
    */
   const char *user_agent;
+  /**
+   * Files at least this many bytes are fetched in ranges over several connections, and
+   * resume from their durable ranges after a crash; smaller ones in one stream. 0:
+   * default (32 MiB). (Added after 0.1's first fields: read only when struct_size covers it.)
+   */
+  uint64_t parallel_threshold;
 } tc_options;
 
 /**

@@ -58,6 +58,7 @@ class ModelCache:
         offline: Optional[bool] = ...,
         connections: Optional[int] = ...,
         range_size: Optional[int] = ...,
+        parallel_threshold: Optional[int] = ...,
         parallel_files: Optional[int] = ...,
         connect_timeout: Optional[float] = ...,
         read_timeout: Optional[float] = ...,

@@ -240,6 +240,8 @@ class ModelCache:
     - ``offline``: ``True`` makes no network request at all (default: ``HF_HUB_OFFLINE``);
     - ``connections``: connections used at once for one large file (default 8);
     - ``range_size``: largest byte range per request, the unit of resume (default 16 MiB);
+    - ``parallel_threshold``: files at least this big are fetched in ranges and resume after a
+      crash; smaller ones in one stream (default 32 MiB);
     - ``parallel_files``: files fetched at once by one call (default 4);
     - ``connect_timeout`` / ``read_timeout``: seconds (defaults 10 s / 30 s);
     - ``max_retries``: retries of a transient failure (default 5);
@@ -260,6 +262,7 @@ class ModelCache:
         offline: Optional[bool] = None,
         connections: Optional[int] = None,
         range_size: Optional[int] = None,
+        parallel_threshold: Optional[int] = None,
         parallel_files: Optional[int] = None,
         connect_timeout: Optional[float] = None,
         read_timeout: Optional[float] = None,
@@ -292,6 +295,8 @@ class ModelCache:
             options.connections = _positive(connections, "connections")
         if range_size is not None:
             options.range_size = _positive(range_size, "range_size")
+        if parallel_threshold is not None:
+            options.parallel_threshold = _positive(parallel_threshold, "parallel_threshold")
         if parallel_files is not None:
             options.parallel_files = _positive(parallel_files, "parallel_files")
         if connect_timeout is not None:

@@ -160,11 +160,13 @@ def test_download_quant_async(phi_repo, tmp_path):
 
 
 def test_cancelled_task_leaves_resumable_state(hub, tmp_path):
-    # Resume works for the ranged transfer, which the library uses from 32 MiB on.
-    size = 40 << 20
+    # Resume works for the ranged transfer, which parallel_threshold switches on.
+    size = 12 << 20
     path = "big-Q4_K_M.gguf"
-    repo = paced_repo(hub, "resume", {path: size}, 8 << 20)
-    cache = tmc.ModelCache(str(tmp_path / "db"), connections=2, range_size=1 << 20)
+    repo = paced_repo(hub, "resume", {path: size}, 4 << 20)
+    cache = tmc.ModelCache(
+        str(tmp_path / "db"), connections=2, range_size=1 << 20, parallel_threshold=4 << 20
+    )
 
     async def start_then_cancel():
         progressed = asyncio.Event()

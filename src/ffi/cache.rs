@@ -51,6 +51,10 @@ pub struct TcOptions {
     pub retry_base_delay_ms: u32,
     /// User-Agent header. NULL: "tabcache/<version>".
     pub user_agent: *const c_char,
+    /// Files at least this many bytes are fetched in ranges over several connections, and
+    /// resume from their durable ranges after a crash; smaller ones in one stream. 0:
+    /// default (32 MiB). (Added after 0.1's first fields: read only when struct_size covers it.)
+    pub parallel_threshold: u64,
 }
 
 impl TcOptions {
@@ -68,6 +72,7 @@ impl TcOptions {
             max_retries: -1,
             retry_base_delay_ms: 0,
             user_agent: std::ptr::null(),
+            parallel_threshold: 0,
         }
     }
 
@@ -114,6 +119,9 @@ impl TcOptions {
         }
         if self.range_size > 0 {
             o.transfer.range_size = self.range_size;
+        }
+        if self.parallel_threshold > 0 {
+            o.transfer.parallel_threshold = self.parallel_threshold;
         }
         o.parallel_files = self.parallel_files as usize;
         if self.connect_timeout_ms > 0 {
@@ -565,9 +573,11 @@ mod tests {
         caller.offline = 1;
         caller.connections = 2;
         caller.range_size = 1 << 20;
+        caller.parallel_threshold = 4 << 20;
         caller.read_timeout_ms = 1500;
         caller.max_retries = 0;
         let o = unsafe { caller.to_cache_options() }.unwrap();
+        assert_eq!(o.transfer.parallel_threshold, 4 << 20);
         assert_eq!(o.hub.offline, Some(true));
         assert_eq!(o.transfer.connections, 2);
         assert_eq!(o.transfer.range_size, 1 << 20);
