@@ -29,7 +29,7 @@ fn main() {
         .collect();
     let result = match args.as_slice() {
         ["file", cache, repo, path] => file(cache, repo, path, progress),
-        ["quant", cache, repo, quant] => quant(cache, repo, quant),
+        ["quant", cache, repo, key] => quant(cache, repo, key),
         ["warm", cache, repo, path, calls] => match calls.parse() {
             Ok(calls) => warm(cache, repo, path, calls),
             Err(_) => Err(format!("CALLS wants a number, got {calls:?}").into()),
