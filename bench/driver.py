@@ -31,12 +31,17 @@ OUT = DATA / "out"
 FETCH = ROOT / "target" / "release" / "examples" / "fetch"
 EMULATOR = ROOT / "target" / "release" / "hub-emulator"
 PYTHON = sys.executable
+# --before BIN: an older build of examples/fetch, run as one more contender of cases 1 and 2,
+# to measure a change in the same run as everything else.
+BEFORE = None
+BEFORE_ROW = "tabcache, build before the change"
 
 BIG_REPO, BIG_FILE = "bench/big", "model.gguf"
 WARM_REPO, WARM_FILE = "bench/warm", "model.gguf"
 ONNX_REPO, ONNX_QUANT = "bench/onnx-30", "fp16"
 MANY_REPO, MANY_QUANT, MANY_FILES = "bench/many", "Q4_0", 10_000
 MIB = 1 << 20
+SETUP_BUDGET_S = 180  # per run, for caching the 10,000 files of case 5
 THROTTLE = "40m"  # nginx limit_rate per connection: 40 MiB/s
 
 # The 30-file variant: 12 ONNX components (graph + external data) in fp16, plus 6 shared
@@ -88,6 +93,10 @@ def generate(big_size: int, warm_size: int):
         path = REPOS / repo / name
         if not path.exists() or path.stat().st_size != size:
             write_random(path, size)
+    small = DATA / "generated-small.json"
+    if small.exists() and json.loads(small.read_text()) == {"version": 3}:
+        stamp.write_text(json.dumps(want))
+        return
     onnx = REPOS / ONNX_REPO
     shutil.rmtree(onnx, ignore_errors=True)
     (onnx / "onnx").mkdir(parents=True)
@@ -107,6 +116,7 @@ def generate(big_size: int, warm_size: int):
     shutil.rmtree(CACHES, ignore_errors=True)  # caches of older data are stale
     CACHES.mkdir()
     shutil.rmtree(CDN, ignore_errors=True)
+    small.write_text(json.dumps({"version": 3}))
     stamp.write_text(json.dumps(want))
 
 
@@ -146,7 +156,7 @@ class Servers:
     """nginx with a full-speed and a throttled server block, and one hub emulator per block."""
 
     def __init__(self):
-        self.prefix = DATA / "nginx"
+        self.prefix = DATA / f"nginx-{os.getpid()}"
         self.fast_port, self.slow_port = free_port(), free_port()
         self.access_log = self.prefix / "access.log"
         self.emulators = {}
@@ -211,6 +221,8 @@ http {{
             proc.wait(timeout=10)
         subprocess.run(["nginx", "-c", str(self.prefix / "nginx.conf"), "-p", str(self.prefix),
                         "-s", "quit"], check=False)
+        time.sleep(0.5)
+        shutil.rmtree(self.prefix, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- contenders
@@ -278,6 +290,12 @@ def file_contenders(endpoint, size):
         settle(d)
         return {"tabcache (Rust API, fetch example)": (wall, rss)}
 
+    def before():
+        d = scratch("before")
+        wall, rss, _ = timed([str(BEFORE), "file", str(d), BIG_REPO, BIG_FILE], env)
+        settle(d)
+        return {BEFORE_ROW: (wall, rss)}
+
     def curl():
         d = scratch("curl")
         out = d / BIG_FILE
@@ -303,11 +321,12 @@ def file_contenders(endpoint, size):
         settle(d)
         return {"hf_hub_download": (wall, rss)}
 
-    return [ours, curl, aria2, hf]
+    return [ours, curl, aria2, hf] + ([before] if BEFORE else [])
 
 
 VERIFY_SYNC = {
     "tabcache (Rust API, fetch example)": ("sha256", "yes (fdatasync + dir)"),
+    BEFORE_ROW: ("sha256", "yes (fdatasync + dir)"),
     "curl -o": ("no", "no"),
     "curl -o && sync FILE": ("no", "yes"),
     "aria2c -x8 -s8": ("no", "no"),
@@ -370,11 +389,12 @@ def case_warm(servers, warm_size, calls):
     log("case 5: warm serving")
     env = hf_env(servers.url("fast"))
     warm = CACHES / "warm"
-    if not (warm / "ok").exists():
+    marker = warm / "ok"
+    if not marker.exists() or marker.read_text() != str(warm_size):
         shutil.rmtree(warm, ignore_errors=True)
         subprocess.run([str(FETCH), "file", str(warm), WARM_REPO, WARM_FILE], env=env, check=True,
                        capture_output=True)
-        (warm / "ok").write_text("")
+        marker.write_text(str(warm_size))
     _, _, out = timed([str(FETCH), "warm", str(warm), WARM_REPO, WARM_FILE, str(calls)], env)
     result = json.loads(out)
     # The same file read by Python, as a Python caller of the cache would read it.
@@ -391,13 +411,20 @@ def case_warm(servers, warm_size, calls):
 
     many = CACHES / "many"
     if not (many / "ok").exists():
-        log(f"  one-time set-up: caching {MANY_FILES} files ...")
-        shutil.rmtree(many, ignore_errors=True)
+        # download_quant commits each file as it lands, so a stopped set-up resumes where it
+        # was; it is bounded per run because each file costs several fsyncs (see RESULTS.md).
+        log(f"  set-up: caching {MANY_FILES} files (resumable, at most {SETUP_BUDGET_S} s this run) ...")
         start = time.perf_counter()
-        subprocess.run([str(FETCH), "quant", str(many), MANY_REPO, MANY_QUANT], env=env, check=True)
-        log(f"  ... took {time.perf_counter() - start:.1f} s")
-        (many / "ok").write_text("")
-    probe = f"{MANY_QUANT}/part-00000.gguf"
+        proc = subprocess.Popen([str(FETCH), "quant", str(many), MANY_REPO, MANY_QUANT], env=env,
+                                stdout=subprocess.DEVNULL)
+        try:
+            if proc.wait(timeout=SETUP_BUDGET_S) == 0:
+                (many / "ok").write_text("")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log(f"  ... {time.perf_counter() - start:.1f} s")
+    probe = f"{MANY_QUANT}/part-00000.gguf"  # fetched first: the variant's files are sorted
     opens = []
     for _ in range(7):
         _, _, out = timed([str(FETCH), "open", str(many), MANY_REPO, probe], env)
@@ -506,7 +533,7 @@ def table(results):
                   f"| Python open().read() of the same file | {w['python_open_read_s']:.3f} s |",
                   f"| get_file / fs::read | {w['get_file_s'] / w['fs_read_s']:.2f} |",
                   f"| open_file streamed (1 MiB reads) | {w['bytes'] / w['open_file_stream_s'] / 1e9:.2f} GB/s |",
-                  f"| ModelCache::open with {w['open_10k_files']} files | {w['open_10k_s'] * 1e3:.1f} ms |",
+                  f"| ModelCache::open with {w['open_10k_files']} files in the catalog | {w['open_10k_s'] * 1e3:.1f} ms |",
                   f"| open + first has_file | {w['open_10k_first_has_file_s'] * 1e3:.1f} ms |",
                   f"| whole process (exec, open, has_file, exit; hyperfine) | {w['open_10k_process_s'] * 1e3:.1f} ms |"]
     r = results.get("6 resume")
@@ -523,12 +550,18 @@ def table(results):
 
 
 def main():
+    # Ctrl-C and kill go through Servers.__exit__, so nginx never outlives the driver.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="512 MiB file, one run each")
+    ap.add_argument("--big-mib", type=int, help="size of the case 1/2/6 file (default 2048)")
     ap.add_argument("--runs", type=int)
     ap.add_argument("--cases", default="1,2,3,5,6", help="comma-separated case numbers (4 rides on 1)")
+    ap.add_argument("--before", type=Path, help="an older build of examples/fetch to compare")
     args = ap.parse_args()
-    big = (512 if args.quick else 2048) * MIB
+    global BEFORE
+    BEFORE = args.before.resolve() if args.before else None
+    big = (args.big_mib or (512 if args.quick else 2048)) * MIB
     warm = (256 if args.quick else 1024) * MIB
     runs = args.runs or (1 if args.quick else 3)
     cases = set(args.cases.split(","))

@@ -35,9 +35,11 @@ fn main() {
             Err(_) => Err(format!("CALLS wants a number, got {calls:?}").into()),
         },
         ["open", cache, repo, path] => open(cache, repo, path),
-        _ => Err("usage: fetch file|quant|warm|open CACHE REPO PATH|QUANT [CALLS] [--progress]\n\
+        _ => Err(
+            "usage: fetch file|quant|warm|open CACHE REPO PATH|QUANT [CALLS] [--progress]\n\
                   (see the comment at the top of examples/fetch.rs)"
-            .into()),
+                .into(),
+        ),
     };
     if let Err(err) = result {
         eprintln!("fetch: {err}");
@@ -57,11 +59,8 @@ fn file(cache: &str, repo: &str, path: &str, progress: bool) -> Result<(), Failu
         let _ = writeln!(std::io::stderr(), "progress {loaded} {total}");
         true
     };
-    let callback: Option<tabcache::ProgressFn<'_>> = if progress {
-        Some(&mut report)
-    } else {
-        None
-    };
+    let callback: Option<tabcache::ProgressFn<'_>> =
+        if progress { Some(&mut report) } else { None };
     let landed = cache.download_file(repo, path, None, callback)?;
     println!(
         r#"{{"seconds": {}, "path": {:?}}}"#,
@@ -89,7 +88,10 @@ fn per_call(calls: u32, mut call: impl FnMut() -> Result<(), Failure>) -> Result
 }
 
 /// Best of a few runs: the page cache is warm in both, so the minimum shows the code's cost.
-fn best_of(runs: u32, mut run: impl FnMut() -> Result<u64, Failure>) -> Result<(f64, u64), Failure> {
+fn best_of(
+    runs: u32,
+    mut run: impl FnMut() -> Result<u64, Failure>,
+) -> Result<(f64, u64), Failure> {
     let mut best = f64::INFINITY;
     let mut bytes = 0;
     for _ in 0..runs {
