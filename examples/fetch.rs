@@ -107,6 +107,10 @@ fn warm(cache: &str, repo: &str, path: &str, calls: u32) -> Result<(), Failure> 
     if !cache.has_file(repo, path, None)? {
         return Err(format!("{repo}/{path} is not cached; download it first").into());
     }
+    if cache.get_manifest(repo)?.is_none() {
+        // download_file alone records no manifest; time get_manifest on a real one.
+        cache.scan_repo(repo, None)?;
+    }
     let has_file = per_call(calls, || {
         std::hint::black_box(cache.has_file(repo, path, None)?);
         Ok(())
