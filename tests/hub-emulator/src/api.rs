@@ -425,12 +425,15 @@ fn resolve(
     };
     match lfs_info(file) {
         Some((sha256, _)) => {
-            let location = format!(
-                "http://{}/cdn/{sha256}?repo={}&file={}",
-                shared.cdn_addr,
-                encode_query_value(repo_id),
-                encode_query_value(&file.path)
-            );
+            let location = match &shared.cdn_base {
+                Some(base) => format!("{base}/{sha256}"),
+                None => format!(
+                    "http://{}/cdn/{sha256}?repo={}&file={}",
+                    shared.cdn_addr,
+                    encode_query_value(repo_id),
+                    encode_query_value(&file.path)
+                ),
+            };
             Response::text(302, format!("Found. Redirecting to {location}"))
                 .header("Location", location)
                 .header("X-Repo-Commit", snapshot.commit.as_str())

@@ -54,6 +54,7 @@ pub struct EmulatorBuilder {
     lfs_threshold: u64,
     tree_redirect: bool,
     log_to_stderr: bool,
+    cdn_base: Option<String>,
 }
 
 impl EmulatorBuilder {
@@ -87,6 +88,14 @@ impl EmulatorBuilder {
         self
     }
 
+    /// Redirect LFS files to `<base>/<sha256>` on another server (a real CDN stand-in such as
+    /// nginx serving a folder of blobs named by sha256) instead of this emulator's CDN
+    /// listener, which still runs but is no longer linked. A trailing `/` is ignored.
+    pub fn cdn_base(mut self, base: impl Into<String>) -> Self {
+        self.cdn_base = Some(base.into().trim_end_matches('/').to_owned());
+        self
+    }
+
     /// Print one line per request to stderr.
     pub fn log_to_stderr(mut self, on: bool) -> Self {
         self.log_to_stderr = on;
@@ -102,6 +111,7 @@ impl EmulatorBuilder {
             self.page_size,
             self.tree_redirect,
             self.log_to_stderr,
+            self.cdn_base,
             api.local_addr()?,
             cdn.local_addr()?,
         ));
@@ -137,6 +147,7 @@ impl Emulator {
             lfs_threshold: DEFAULT_LFS_THRESHOLD,
             tree_redirect: false,
             log_to_stderr: false,
+            cdn_base: None,
         }
     }
 

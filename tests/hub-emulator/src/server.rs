@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub page_size: AtomicUsize,
     pub tree_redirect: AtomicBool,
     pub log_to_stderr: bool,
+    /// Where LFS redirects point instead of the CDN listener (no trailing `/`).
+    pub cdn_base: Option<String>,
     pub api_addr: SocketAddr,
     pub cdn_addr: SocketAddr,
     shutdown: AtomicBool,
@@ -144,6 +146,7 @@ impl Shared {
         page_size: usize,
         tree_redirect: bool,
         log_to_stderr: bool,
+        cdn_base: Option<String>,
         api_addr: SocketAddr,
         cdn_addr: SocketAddr,
     ) -> Shared {
@@ -154,6 +157,7 @@ impl Shared {
             page_size: AtomicUsize::new(page_size.max(1)),
             tree_redirect: AtomicBool::new(tree_redirect),
             log_to_stderr,
+            cdn_base,
             api_addr,
             cdn_addr,
             shutdown: AtomicBool::new(false),

@@ -7,8 +7,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{agent, get, Scratch};
-use hub_emulator::{write_file, write_pseudo_random_file, Emulator};
+use common::{agent, call, get, Scratch};
+use hub_emulator::{pseudo_random_sha256, write_file, write_pseudo_random_file, Emulator};
 
 const REPO: &str = "org/model";
 
@@ -198,6 +198,38 @@ fn binary_exits_when_stdin_closes() {
     drop(child.stdin.take());
     let status = wait_with_timeout(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn binary_redirects_lfs_files_to_the_cdn_base_it_is_given() {
+    let scratch = Scratch::new("bin-cdn-base");
+    write_pseudo_random_file(scratch.path(), REPO, "model.gguf", 1000, 3).unwrap();
+    let (mut child, url) = spawn_binary(
+        scratch.path(),
+        &["--cdn-base", "http://127.0.0.1:9/b", "--exit-on-stdin-eof"],
+    );
+    let redirect = call(
+        &agent(),
+        "HEAD",
+        &format!("{url}/{REPO}/resolve/main/model.gguf"),
+        &[],
+    );
+    assert_eq!(redirect.status, 302);
+    assert_eq!(
+        redirect.header("location").unwrap(),
+        format!("http://127.0.0.1:9/b/{}", pseudo_random_sha256(1000, 3))
+    );
+    drop(child.stdin.take());
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(10)).success());
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_hub-emulator"))
+        .arg("--root")
+        .arg(scratch.path())
+        .args(["--cdn-base", "127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--cdn-base wants an http://"));
 }
 
 #[test]

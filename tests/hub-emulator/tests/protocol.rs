@@ -285,6 +285,43 @@ fn tree_redirect_sends_clients_to_the_trailing_slash_form() {
 }
 
 #[test]
+fn cdn_base_sends_lfs_redirects_to_another_server_by_sha256() {
+    let scratch = Scratch::new("cdn-base");
+    sample_repo(&scratch);
+    let emu = Emulator::builder(scratch.path())
+        .cdn_base("http://127.0.0.1:9/blobs/")
+        .start()
+        .unwrap();
+    let agent = agent();
+    let sha256 = pseudo_random_sha256(WEIGHTS_LEN, WEIGHTS_SEED);
+    for method in ["HEAD", "GET"] {
+        let redirect = call(
+            &agent,
+            method,
+            &format!("{}/{REPO}/resolve/main/onnx/model.onnx", emu.url()),
+            &[],
+        );
+        assert_eq!(redirect.status, 302, "{method}");
+        assert_eq!(
+            redirect.header("location").unwrap(),
+            format!("http://127.0.0.1:9/blobs/{sha256}"),
+            "{method}"
+        );
+        assert_eq!(
+            redirect.header("x-linked-etag").unwrap(),
+            format!("\"{sha256}\"")
+        );
+    }
+    // Small files are still served by the emulator itself.
+    let small = get(
+        &agent,
+        &format!("{}/{REPO}/resolve/main/config.json", emu.url()),
+    );
+    assert_eq!(small.status, 200);
+    assert_eq!(small.body, CONFIG_JSON);
+}
+
+#[test]
 fn resolve_serves_small_files_and_redirects_lfs_to_the_cdn() {
     let scratch = Scratch::new("resolve");
     sample_repo(&scratch);

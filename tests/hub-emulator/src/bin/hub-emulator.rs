@@ -14,7 +14,7 @@ use hub_emulator::Emulator;
 static STOP: AtomicBool = AtomicBool::new(false);
 
 const USAGE: &str = "usage: hub-emulator --root DIR [--port N] [--cdn-port N] [--page-size N] \
-[--lfs-threshold BYTES] [--tree-redirect] [--log-requests] [--exit-on-stdin-eof]";
+[--lfs-threshold BYTES] [--cdn-base URL] [--tree-redirect] [--log-requests] [--exit-on-stdin-eof]";
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -29,6 +29,7 @@ struct Options {
     tree_redirect: bool,
     log_requests: bool,
     exit_on_stdin_eof: bool,
+    cdn_base: Option<String>,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -42,6 +43,7 @@ fn parse_args() -> Result<Options, String> {
         tree_redirect: false,
         log_requests: false,
         exit_on_stdin_eof: false,
+        cdn_base: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -56,6 +58,15 @@ fn parse_args() -> Result<Options, String> {
             "--page-size" => options.page_size = number("--page-size", &value("--page-size")?)?,
             "--lfs-threshold" => {
                 options.lfs_threshold = number("--lfs-threshold", &value("--lfs-threshold")?)?
+            }
+            "--cdn-base" => {
+                let base = value("--cdn-base")?;
+                if !base.starts_with("http://") && !base.starts_with("https://") {
+                    return Err(format!(
+                        "--cdn-base wants an http:// or https:// URL, got {base:?}\n{USAGE}"
+                    ));
+                }
+                options.cdn_base = Some(base);
             }
             "--tree-redirect" => options.tree_redirect = true,
             "--log-requests" => options.log_requests = true,
@@ -80,7 +91,7 @@ fn number<T: std::str::FromStr>(name: &str, text: &str) -> Result<T, String> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
+    let mut options = match parse_args() {
         Ok(options) => options,
         Err(message) => {
             eprintln!("hub-emulator: {message}");
@@ -98,7 +109,11 @@ fn main() -> ExitCode {
             request_stop as *const () as libc::sighandler_t,
         );
     }
-    let emulator = match Emulator::builder(&options.root)
+    let mut builder = Emulator::builder(&options.root);
+    if let Some(base) = options.cdn_base.take() {
+        builder = builder.cdn_base(base);
+    }
+    let emulator = match builder
         .port(options.port)
         .cdn_port(options.cdn_port)
         .page_size(options.page_size)

@@ -1,0 +1,604 @@
+#!/usr/bin/env python3
+"""The benchmark driver that bench/run starts: generates the data, starts nginx (the "CDN")
+behind the hub emulator, runs every case alternating the contenders, and prints a table of
+medians and ratios. Standard library only, plus huggingface_hub for its contenders.
+
+Everything it writes goes under bench/data/ (never committed): repos/, cdn/ (links named by
+sha256, nginx's root), caches/, out/ (results JSON and the Markdown table), nginx/.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data"
+REPOS = DATA / "repos"
+CDN = DATA / "cdn"
+CACHES = DATA / "caches"
+OUT = DATA / "out"
+FETCH = ROOT / "target" / "release" / "examples" / "fetch"
+EMULATOR = ROOT / "target" / "release" / "hub-emulator"
+PYTHON = sys.executable
+# --before BIN: an older build of examples/fetch, run as one more contender of cases 1 and 2,
+# to measure a change in the same run as everything else.
+BEFORE = None
+BEFORE_ROW = "tabcache, build before the change"
+
+BIG_REPO, BIG_FILE = "bench/big", "model.gguf"
+WARM_REPO, WARM_FILE = "bench/warm", "model.gguf"
+ONNX_REPO, ONNX_QUANT = "bench/onnx-30", "fp16"
+MANY_REPO, MANY_QUANT, MANY_FILES = "bench/many", "Q4_0", 10_000
+MIB = 1 << 20
+SETUP_BUDGET_S = 180  # per run, for caching the 10,000 files of case 5
+THROTTLE = "40m"  # nginx limit_rate per connection: 40 MiB/s
+
+# The 30-file variant: 12 ONNX components (graph + external data) in fp16, plus 6 shared
+# files; an fp32 copy of every component is listed too (small), so the allow-pattern matters.
+ONNX_COMPONENTS = [
+    ("encoder_model", 96), ("decoder_model", 64), ("decoder_model_merged", 48),
+    ("decoder_with_past_model", 40), ("vision_encoder", 32), ("text_encoder", 24),
+    ("embed_tokens", 16), ("audio_encoder", 16), ("prompt_encoder", 8),
+    ("lm_head", 8), ("pooler", 4), ("projector", 4),
+]
+SHARED_FILES = {
+    "config.json": 2_000, "generation_config.json": 300, "tokenizer.json": 700_000,
+    "tokenizer_config.json": 20_000, "special_tokens_map.json": 500,
+    "preprocessor_config.json": 400,
+}
+HF_ALLOW = ["onnx/*_fp16.onnx", "onnx/*_fp16.onnx_data", *SHARED_FILES]
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- data
+
+def write_random(path: Path, size: int):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, 16 * MIB)
+            f.write(os.urandom(n))
+            left -= n
+
+
+def generate(big_size: int, warm_size: int):
+    """Write the repos once; files already there at their size are kept."""
+    stamp = DATA / "generated.json"
+    want = {"big": big_size, "warm": warm_size, "version": 3}
+    if stamp.exists() and json.loads(stamp.read_text()) == want:
+        return
+    log(f"generating data in {DATA} (one time) ...")
+    for repo, name, size in [(BIG_REPO, BIG_FILE, big_size), (WARM_REPO, WARM_FILE, warm_size)]:
+        path = REPOS / repo / name
+        if not path.exists() or path.stat().st_size != size:
+            write_random(path, size)
+    small = DATA / "generated-small.json"
+    if small.exists() and json.loads(small.read_text()) == {"version": 3}:
+        stamp.write_text(json.dumps(want))
+        return
+    onnx = REPOS / ONNX_REPO
+    shutil.rmtree(onnx, ignore_errors=True)
+    (onnx / "onnx").mkdir(parents=True)
+    for name, size in SHARED_FILES.items():
+        (onnx / name).write_bytes(b"{" + os.urandom(size // 2).hex()[: size - 2].encode() + b"}")
+    (onnx / "README.md").write_text("# 30-file ONNX variant (benchmark data)\n")
+    for name, mib in ONNX_COMPONENTS:
+        write_random(onnx / "onnx" / f"{name}_fp16.onnx", 256 * 1024)
+        write_random(onnx / "onnx" / f"{name}_fp16.onnx_data", mib * MIB)
+        write_random(onnx / "onnx" / f"{name}.onnx", 4096)
+        write_random(onnx / "onnx" / f"{name}.onnx_data", 4096)
+    many = REPOS / MANY_REPO / MANY_QUANT
+    shutil.rmtree(many, ignore_errors=True)
+    many.mkdir(parents=True)
+    for i in range(MANY_FILES):
+        (many / f"part-{i:05}.gguf").write_bytes(b"GGUF" + i.to_bytes(4, "little") + os.urandom(24))
+    shutil.rmtree(CACHES, ignore_errors=True)  # caches of older data are stale
+    CACHES.mkdir()
+    shutil.rmtree(CDN, ignore_errors=True)
+    small.write_text(json.dumps({"version": 3}))
+    stamp.write_text(json.dumps(want))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 * MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def link_cdn():
+    """nginx's root: every repo file linked under its sha256, as the CDN names blobs."""
+    index = DATA / "cdn-index.json"
+    known = json.loads(index.read_text()) if index.exists() else {}
+    files = [p for p in REPOS.rglob("*") if p.is_file() and p.name != ".emulator.json"]
+    CDN.mkdir(parents=True, exist_ok=True)
+    fresh = {}
+    for path in files:
+        key = str(path.relative_to(REPOS))
+        st = path.stat()
+        sig = f"{st.st_size}:{st.st_mtime_ns}"
+        sha = known.get(key, {}).get("sig") == sig and known[key]["sha"] or sha256_file(path)
+        fresh[key] = {"sig": sig, "sha": sha}
+        link = CDN / sha
+        if not link.is_symlink():
+            link.symlink_to(path)
+    # Deduplicated files would make the counts of case 3 and 6 ambiguous.
+    assert len({v["sha"] for v in fresh.values()}) == len(fresh), "two data files share content"
+    index.write_text(json.dumps(fresh))
+    return fresh
+
+
+# ---------------------------------------------------------------- servers
+
+class Servers:
+    """nginx with a full-speed and a throttled server block, and one hub emulator per block."""
+
+    def __init__(self):
+        self.prefix = DATA / f"nginx-{os.getpid()}"
+        self.fast_port, self.slow_port = free_port(), free_port()
+        self.access_log = self.prefix / "access.log"
+        self.emulators = {}
+
+    def __enter__(self):
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        (self.prefix / "tmp").mkdir(parents=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(f"""
+user root;
+worker_processes 2;
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    default_type application/octet-stream;
+    log_format bench '$request_uri $status $body_bytes_sent "$http_range" $server_port';
+    access_log {self.access_log} bench;
+    client_body_temp_path {self.prefix}/tmp/body;
+    proxy_temp_path {self.prefix}/tmp/proxy;
+    fastcgi_temp_path {self.prefix}/tmp/fastcgi;
+    uwsgi_temp_path {self.prefix}/tmp/uwsgi;
+    scgi_temp_path {self.prefix}/tmp/scgi;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    gzip off;
+    server {{ listen 127.0.0.1:{self.fast_port}; root {CDN}; }}
+    server {{ listen 127.0.0.1:{self.slow_port}; root {CDN}; limit_rate {THROTTLE}; }}
+}}
+""")
+        subprocess.run(["nginx", "-c", str(conf), "-p", str(self.prefix)], check=True)
+        for name, port in [("fast", self.fast_port), ("slow", self.slow_port)]:
+            proc = subprocess.Popen(
+                [str(EMULATOR), "--root", str(REPOS), "--cdn-base", f"http://127.0.0.1:{port}",
+                 "--exit-on-stdin-eof"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            url = proc.stdout.readline().strip()
+            self.emulators[name] = (proc, url)
+        # The emulator hashes each file once; do it now, not inside the first timed run.
+        for _, url in self.emulators.values():
+            for repo in [BIG_REPO, WARM_REPO, ONNX_REPO, MANY_REPO]:
+                subprocess.run(["curl", "-sSf", "-o", "/dev/null",
+                                f"{url}/api/models/{repo}/tree/main?recursive=true"], check=True)
+        return self
+
+    def url(self, speed):
+        return self.emulators[speed][1]
+
+    def log_mark(self):
+        return self.access_log.stat().st_size if self.access_log.exists() else 0
+
+    def bytes_sent_since(self, mark, sha):
+        with open(self.access_log, "rb") as f:
+            f.seek(mark)
+            lines = f.read().decode().splitlines()
+        return sum(int(l.split()[2]) for l in lines if l.startswith(f"/{sha}"))
+
+    def __exit__(self, *exc):
+        for proc, _ in self.emulators.values():
+            proc.stdin.close()
+            proc.wait(timeout=10)
+        subprocess.run(["nginx", "-c", str(self.prefix / "nginx.conf"), "-p", str(self.prefix),
+                        "-s", "quit"], check=False)
+        time.sleep(0.5)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- contenders
+
+HF_FILE = """
+import sys, time
+from huggingface_hub import hf_hub_download
+t = time.perf_counter()
+hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3])
+print(time.perf_counter() - t)
+"""
+HF_SNAPSHOT = """
+import json, sys, time
+from huggingface_hub import snapshot_download
+t = time.perf_counter()
+snapshot_download(sys.argv[1], cache_dir=sys.argv[2], allow_patterns=json.loads(sys.argv[3]))
+print(time.perf_counter() - t)
+"""
+
+
+def timed(cmd, env=None):
+    """Run `cmd` under /usr/bin/time; returns (wall seconds, peak RSS MiB, stdout)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tf.name, *cmd],
+                              env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        rss_kib = int(tf.read().strip().splitlines()[-1])
+    return wall, rss_kib / 1024, proc.stdout
+
+
+def hf_env(endpoint):
+    env = dict(os.environ, HF_ENDPOINT=endpoint, HF_HUB_DISABLE_TELEMETRY="1",
+               HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env.pop("HF_HUB_ENABLE_HF_TRANSFER", None)
+    env.pop("HF_TOKEN", None)
+    return env
+
+
+def scratch(name):
+    path = CACHES / "scratch" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+def settle(*paths):
+    """Between runs: delete outputs (their pages go with them) and flush what is still dirty,
+    so one run's write-back never lands in the next one's time."""
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+    subprocess.run(["sync"], check=True)
+
+
+def file_contenders(endpoint, size):
+    """Case 1/2 contenders: name -> function returning {row name: (seconds, rss)}."""
+    url = f"{endpoint}/{BIG_REPO}/resolve/main/{BIG_FILE}"
+    env = hf_env(endpoint)
+
+    def ours():
+        d = scratch("ours")
+        wall, rss, _ = timed([str(FETCH), "file", str(d), BIG_REPO, BIG_FILE], env)
+        settle(d)
+        return {"tabcache (Rust API, fetch example)": (wall, rss)}
+
+    def before():
+        d = scratch("before")
+        wall, rss, _ = timed([str(BEFORE), "file", str(d), BIG_REPO, BIG_FILE], env)
+        settle(d)
+        return {BEFORE_ROW: (wall, rss)}
+
+    def curl():
+        d = scratch("curl")
+        out = d / BIG_FILE
+        wall, rss, _ = timed(["curl", "-sSfL", "-o", str(out), url])
+        start = time.perf_counter()
+        subprocess.run(["sync", str(out)], check=True)
+        synced = wall + time.perf_counter() - start
+        assert out.stat().st_size == size
+        settle(d)
+        return {"curl -o": (wall, rss), "curl -o && sync FILE": (synced, rss)}
+
+    def aria2():
+        d = scratch("aria2")
+        wall, rss, _ = timed(["aria2c", "-x8", "-s8", "-q", "--allow-overwrite=true",
+                              "--auto-file-renaming=false", "-d", str(d), "-o", BIG_FILE, url])
+        assert (d / BIG_FILE).stat().st_size == size
+        settle(d)
+        return {"aria2c -x8 -s8": (wall, rss)}
+
+    def hf():
+        d = scratch("hf")
+        wall, rss, _ = timed([PYTHON, "-c", HF_FILE, BIG_REPO, BIG_FILE, str(d)], env)
+        settle(d)
+        return {"hf_hub_download": (wall, rss)}
+
+    return [ours, curl, aria2, hf] + ([before] if BEFORE else [])
+
+
+VERIFY_SYNC = {
+    "tabcache (Rust API, fetch example)": ("sha256", "yes (fdatasync + dir)"),
+    BEFORE_ROW: ("sha256", "yes (fdatasync + dir)"),
+    "curl -o": ("no", "no"),
+    "curl -o && sync FILE": ("no", "yes"),
+    "aria2c -x8 -s8": ("no", "no"),
+    "hf_hub_download": ("size only", "no"),
+    "download_quant (fetch example)": ("sha256 / git sha1", "yes"),
+    "snapshot_download (allow_patterns)": ("size only", "no"),
+}
+
+
+def alternate(contenders, runs):
+    """Run every contender `runs` times, rotating the order each round."""
+    samples = {}
+    for r in range(runs):
+        order = contenders[r % len(contenders):] + contenders[:r % len(contenders)]
+        for c in order:
+            for row, value in c().items():
+                samples.setdefault(row, []).append(value)
+                log(f"  run {r + 1}/{runs} {row}: {value[0]:.2f} s, {value[1]:.0f} MiB")
+    return samples
+
+
+def summarize(samples):
+    return {row: {"median_s": statistics.median(v[0] for v in vals),
+                  "runs_s": [round(v[0], 3) for v in vals],
+                  "peak_rss_mib": max(v[1] for v in vals)} for row, vals in samples.items()}
+
+
+# ---------------------------------------------------------------- cases
+
+def case_file(servers, speed, size, runs):
+    log(f"case {'1' if speed == 'fast' else '2'}: {size / MIB:.0f} MiB file, CDN {speed}")
+    return summarize(alternate(file_contenders(servers.url(speed), size), runs))
+
+
+def case_variant(servers, runs):
+    log("case 3: the 30-file ONNX variant")
+    endpoint = servers.url("fast")
+    env = hf_env(endpoint)
+
+    def ours():
+        d = scratch("ours-quant")
+        wall, rss, _ = timed([str(FETCH), "quant", str(d), ONNX_REPO, ONNX_QUANT], env)
+        settle(d)
+        return {"download_quant (fetch example)": (wall, rss)}
+
+    def hf():
+        d = scratch("hf-snapshot")
+        wall, rss, _ = timed([PYTHON, "-c", HF_SNAPSHOT, ONNX_REPO, str(d), json.dumps(HF_ALLOW)],
+                             env)
+        got = [p for p in (d / "models--bench--onnx-30" / "blobs").iterdir()]
+        if len(got) != 30:
+            raise RuntimeError(f"snapshot_download fetched {len(got)} files, expected 30")
+        settle(d)
+        return {"snapshot_download (allow_patterns)": (wall, rss)}
+
+    return summarize(alternate([ours, hf], runs))
+
+
+def case_warm(servers, warm_size, calls):
+    log("case 5: warm serving")
+    env = hf_env(servers.url("fast"))
+    warm = CACHES / "warm"
+    marker = warm / "ok"
+    if not marker.exists() or marker.read_text() != str(warm_size):
+        shutil.rmtree(warm, ignore_errors=True)
+        subprocess.run([str(FETCH), "file", str(warm), WARM_REPO, WARM_FILE], env=env, check=True,
+                       capture_output=True)
+        marker.write_text(str(warm_size))
+    _, _, out = timed([str(FETCH), "warm", str(warm), WARM_REPO, WARM_FILE, str(calls)], env)
+    result = json.loads(out)
+    # The same file read by Python, as a Python caller of the cache would read it.
+    path = json.loads(subprocess.run([str(FETCH), "file", str(warm), WARM_REPO, WARM_FILE],
+                                     env=env, check=True, capture_output=True,
+                                     text=True).stdout)["path"]
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        with open(path, "rb") as f:
+            assert len(f.read()) == warm_size
+        best = min(best, time.perf_counter() - start)
+    result["python_open_read_s"] = best
+
+    many = CACHES / "many"
+    if not (many / "ok").exists():
+        # download_quant commits each file as it lands, so a stopped set-up resumes where it
+        # was; it is bounded per run because each file costs several fsyncs (see RESULTS.md).
+        log(f"  set-up: caching {MANY_FILES} files (resumable, at most {SETUP_BUDGET_S} s this run) ...")
+        start = time.perf_counter()
+        proc = subprocess.Popen([str(FETCH), "quant", str(many), MANY_REPO, MANY_QUANT], env=env,
+                                stdout=subprocess.DEVNULL)
+        try:
+            if proc.wait(timeout=SETUP_BUDGET_S) == 0:
+                (many / "ok").write_text("")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log(f"  ... {time.perf_counter() - start:.1f} s")
+    probe = f"{MANY_QUANT}/part-00000.gguf"  # fetched first: the variant's files are sorted
+    opens = []
+    for _ in range(7):
+        _, _, out = timed([str(FETCH), "open", str(many), MANY_REPO, probe], env)
+        opens.append(json.loads(out))
+    result["open_10k_s"] = statistics.median(o["open_s"] for o in opens)
+    result["open_10k_first_has_file_s"] = statistics.median(o["first_has_file_s"] for o in opens)
+    result["open_10k_files"] = opens[0]["files"]
+    hf = subprocess.run(["hyperfine", "-N", "--warmup", "2", "--runs", "10", "--export-json",
+                         str(OUT / "open.json"),
+                         f"{FETCH} open {many} {MANY_REPO} {probe}"],
+                        env=env, check=True, capture_output=True)
+    result["open_10k_process_s"] = json.loads((OUT / "open.json").read_text())["results"][0]["median"]
+    return result
+
+
+def case_resume(servers, size, sha):
+    log("case 6: kill at 50 % and resume")
+    env = hf_env(servers.url("fast"))
+    d = scratch("resume")
+    mark = servers.log_mark()
+    proc = subprocess.Popen([str(FETCH), "file", "--progress", str(d), BIG_REPO, BIG_FILE],
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    killed_at = None
+    for line in proc.stderr:
+        parts = line.split()
+        if parts[:1] == ["progress"] and int(parts[1]) >= size // 2:
+            proc.send_signal(signal.SIGKILL)
+            killed_at = int(parts[1])
+            break
+    proc.wait()
+    if killed_at is None:
+        raise RuntimeError("the download ended before reaching 50 %")
+    time.sleep(1.0)  # nginx logs a request when it notices the closed connection
+    first = servers.bytes_sent_since(mark, sha)
+    mark = servers.log_mark()
+    wall, _, _ = timed([str(FETCH), "file", str(d), BIG_REPO, BIG_FILE], env)
+    time.sleep(0.5)
+    second = servers.bytes_sent_since(mark, sha)
+    settle(d)
+    return {"size": size, "progress_at_kill": killed_at, "sent_before_kill": first,
+            "sent_on_resume": second, "refetched": first + second - size,
+            "resume_seconds": wall}
+
+
+# ---------------------------------------------------------------- report
+
+def machine(write_probe):
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.processor())
+    flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
+    mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+    fs = subprocess.run(["df", "-T", str(DATA)], capture_output=True, text=True).stdout.splitlines()[-1]
+    probe = DATA / "dd-probe"
+    dd = subprocess.run(["dd", "if=/dev/zero", f"of={probe}", "bs=1M", f"count={write_probe // MIB}",
+                         "conv=fdatasync"], capture_output=True, text=True).stderr.strip().splitlines()[-1]
+    probe.unlink()
+    return {"cpu": cpu, "cores": os.cpu_count(), "sha_extensions": " sha_ni" in flags,
+            "memory_gib": round(mem / 1024 / 1024, 1), "kernel": platform.release(),
+            "filesystem": " ".join(fs.split()[:2]), "dd_fdatasync": dd,
+            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+            "load_average": open("/proc/loadavg").read().split()[:3]}
+
+
+def versions():
+    def first_line(cmd):
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    hf = subprocess.run([PYTHON, "-c", "import huggingface_hub; print(huggingface_hub.__version__)"],
+                        capture_output=True, text=True).stdout.strip()
+    return {"curl": first_line(["curl", "--version"]), "aria2c": first_line(["aria2c", "--version"]),
+            "nginx": first_line(["nginx", "-v"]), "huggingface_hub": hf}
+
+
+def table(results):
+    m = results["machine"]
+    lines = [f"Date: {m['date']}. Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+             f"SHA extensions: {'yes' if m['sha_extensions'] else 'no'}, {m['filesystem']}, "
+             f"kernel {m['kernel']}, load average at start {' '.join(m['load_average'])}. "
+             f"Disk: `dd conv=fdatasync`: {m['dd_fdatasync']}.",
+             f"Peers: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}. "
+             f"Runs per contender: {results['runs']}; medians.", ""]
+    if any(case in results for case in ("1 full speed", "2 40 MiB/s per conn", "3 30-file variant")):
+        lines += ["| case | contender | verifies | syncs | median s | MB/s | peak RSS MiB | ours / this |",
+                  "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for case, ours_row, size in [("1 full speed", "tabcache (Rust API, fetch example)", results["big_size"]),
+                                 ("2 40 MiB/s per conn", "tabcache (Rust API, fetch example)", results["big_size"]),
+                                 ("3 30-file variant", "download_quant (fetch example)", results["variant_size"])]:
+        rows = results.get(case)
+        if not rows:
+            continue
+        ours = rows[ours_row]["median_s"]
+        for row, r in rows.items():
+            verifies, syncs = VERIFY_SYNC[row]
+            ratio = "—" if row == ours_row else f"{ours / r['median_s']:.2f}"
+            lines.append(f"| {case} | {row} | {verifies} | {syncs} | {r['median_s']:.2f} | "
+                         f"{size / r['median_s'] / 1e6:.0f} | {r['peak_rss_mib']:.0f} | {ratio} |")
+    w = results.get("5 warm")
+    if w:
+        lines += ["", "| case 5 (warm, Rust API) | value |", "| --- | ---: |",
+                  f"| has_file per call | {w['has_file_s'] * 1e6:.2f} µs |",
+                  f"| get_manifest per call | {w['get_manifest_s'] * 1e6:.1f} µs |",
+                  f"| get_file, {w['bytes'] / MIB:.0f} MiB | {w['get_file_s']:.3f} s |",
+                  f"| std::fs::read of the same file | {w['fs_read_s']:.3f} s |",
+                  f"| Python open().read() of the same file | {w['python_open_read_s']:.3f} s |",
+                  f"| get_file / fs::read | {w['get_file_s'] / w['fs_read_s']:.2f} |",
+                  f"| open_file streamed (1 MiB reads) | {w['bytes'] / w['open_file_stream_s'] / 1e9:.2f} GB/s |",
+                  f"| ModelCache::open with {w['open_10k_files']} files in the catalog | {w['open_10k_s'] * 1e3:.1f} ms |",
+                  f"| open + first has_file | {w['open_10k_first_has_file_s'] * 1e3:.1f} ms |",
+                  f"| whole process (exec, open, has_file, exit; hyperfine) | {w['open_10k_process_s'] * 1e3:.1f} ms |"]
+    r = results.get("6 resume")
+    if r:
+        one_range = 16 * MIB
+        lines += ["", "| case 6 (kill at 50 %, resume) | bytes |", "| --- | ---: |",
+                  f"| file | {r['size']:,} |",
+                  f"| held when killed (progress) | {r['progress_at_kill']:,} |",
+                  f"| sent by nginx before the kill | {r['sent_before_kill']:,} |",
+                  f"| sent by nginx on resume | {r['sent_on_resume']:,} ({r['sent_on_resume'] / r['size']:.1%}) |",
+                  f"| re-fetched (both runs − file) | {r['refetched']:,} ({r['refetched'] / one_range:.1f} × 16 MiB range) |",
+                  f"| resume wall time | {r['resume_seconds']:.2f} s |"]
+    return "\n".join(lines)
+
+
+def main():
+    # Ctrl-C and kill go through Servers.__exit__, so nginx never outlives the driver.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true",
+                    help="512 MiB file, one run each, 60 s towards the 10k-file cache")
+    ap.add_argument("--big-mib", type=int, help="size of the case 1/2/6 file (default 2048)")
+    ap.add_argument("--runs", type=int)
+    ap.add_argument("--cases", default="1,2,3,5,6", help="comma-separated case numbers (4 rides on 1)")
+    ap.add_argument("--before", type=Path, help="an older build of examples/fetch to compare")
+    args = ap.parse_args()
+    global BEFORE, SETUP_BUDGET_S
+    BEFORE = args.before.resolve() if args.before else None
+    if args.quick:
+        SETUP_BUDGET_S = 60
+    big = (args.big_mib or (512 if args.quick else 2048)) * MIB
+    warm = (256 if args.quick else 1024) * MIB
+    runs = args.runs or (1 if args.quick else 3)
+    cases = set(args.cases.split(","))
+    for d in (DATA, CACHES, OUT):
+        d.mkdir(parents=True, exist_ok=True)
+    generate(big, warm)
+    index = link_cdn()
+    big_sha = index[f"{BIG_REPO}/{BIG_FILE}"]["sha"]
+    variant_size = sum(v for v in SHARED_FILES.values()) + sum(
+        256 * 1024 + mib * MIB for _, mib in ONNX_COMPONENTS)
+    results = {"machine": machine(512 * MIB if args.quick else 1024 * MIB), "versions": versions(),
+               "runs": runs, "big_size": big, "variant_size": variant_size}
+    log(json.dumps(results["machine"]))
+    # Keep the source blobs in the page cache, as a CDN serves from memory.
+    subprocess.run(["cat", str(REPOS / BIG_REPO / BIG_FILE)], stdout=subprocess.DEVNULL, check=True)
+    with Servers() as servers:
+        if "1" in cases:
+            results["1 full speed"] = case_file(servers, "fast", big, runs)
+        if "2" in cases:
+            results["2 40 MiB/s per conn"] = case_file(servers, "slow", big, runs)
+        if "3" in cases:
+            results["3 30-file variant"] = case_variant(servers, max(runs, 3))
+        if "5" in cases:
+            results["5 warm"] = case_warm(servers, warm, 100_000)
+        if "6" in cases:
+            results["6 resume"] = case_resume(servers, big, big_sha)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
+    text = table(results)
+    (OUT / f"table-{stamp}.md").write_text(text + "\n")
+    print(text)
+    log(f"\nwritten: {OUT}/results-{stamp}.json and table-{stamp}.md")
+
+
+if __name__ == "__main__":
+    main()
