@@ -65,20 +65,11 @@ impl Store {
     }
 
     /// Bring disk and catalog back in line after a crash: drop blob files no record names (a
-    /// crash between rename and record), records whose blob file is gone, and partial files no
-    /// resume record describes (their durable ranges are unknown, so they cannot be trusted).
+    /// crash between rename and record), resume records whose partial file is gone, and
+    /// partial files no resume record describes (their durable ranges are unknown, so they
+    /// cannot be trusted). Records whose blob file is gone are left: reads check the file.
     fn recover(&self) -> Result<()> {
-        let recorded: std::collections::HashSet<String> = self
-            .catalog
-            .blobs()?
-            .into_iter()
-            .map(|(sha, _)| sha)
-            .collect();
-        for name in self.blobs.list()? {
-            if !recorded.contains(&name) {
-                self.blobs.remove(&name)?;
-            }
-        }
+        self.remove_unrecorded_blobs()?;
         let partials: std::collections::HashSet<String> =
             self.catalog.partial_keys()?.into_iter().collect();
         for key in &partials {
@@ -324,21 +315,7 @@ impl Store {
     pub(crate) fn sweep(&self, busy: &std::collections::HashSet<String>) -> Result<Swept> {
         let _gate = self.gate();
         let mut swept = Swept::default();
-        let recorded: std::collections::HashSet<String> = self
-            .catalog
-            .blobs()?
-            .into_iter()
-            .map(|(sha, _)| sha)
-            .collect();
-        for name in self.blobs.list()? {
-            if !recorded.contains(&name) {
-                swept.blob_bytes += std::fs::metadata(self.blobs.path(&name))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
-                swept.blobs += 1;
-                self.blobs.remove(&name)?;
-            }
-        }
+        (swept.blobs, swept.blob_bytes) = self.remove_unrecorded_blobs()?;
         let tmp = self.blobs.tmp_dir().to_path_buf();
         for (name, len) in self.blobs.tmp_files()? {
             let key = name.strip_suffix(".part").unwrap_or(&name);
@@ -356,6 +333,29 @@ impl Store {
             swept.partial_bytes += len;
         }
         Ok(swept)
+    }
+}
+
+impl Store {
+    /// Delete every file in `blobs/` that no blob record names; returns (files, bytes).
+    fn remove_unrecorded_blobs(&self) -> Result<(u64, u64)> {
+        let recorded: std::collections::HashSet<String> = self
+            .catalog
+            .blobs()?
+            .into_iter()
+            .map(|(sha, _)| sha)
+            .collect();
+        let (mut files, mut bytes) = (0, 0);
+        for name in self.blobs.list()? {
+            if !recorded.contains(&name) {
+                bytes += std::fs::metadata(self.blobs.path(&name))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                files += 1;
+                self.blobs.remove(&name)?;
+            }
+        }
+        Ok((files, bytes))
     }
 }
 
