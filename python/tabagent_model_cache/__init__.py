@@ -15,6 +15,7 @@ import logging
 
 from . import _native
 from ._cache import CachedFile, ModelCache, ProgressCallback
+from . import _errors
 from ._errors import (
     CacheIOError,
     CacheLockedError,
@@ -69,25 +70,7 @@ __all__ = [
     "ModelCache",
     "CachedFile",
     "ProgressCallback",
-    "ModelCacheError",
-    "InvalidArgumentError",
-    "HubError",
-    "RepositoryNotFoundError",
-    "RevisionNotFoundError",
-    "EntryNotFoundError",
-    "GatedRepoError",
-    "UnauthorizedError",
-    "RateLimitedError",
-    "HubHTTPError",
-    "NetworkError",
-    "OfflineModeIsEnabled",
-    "CacheIOError",
-    "DiskFullError",
-    "IntegrityError",
-    "CacheLockedError",
-    "DownloadCancelled",
-    "InternalError",
-    "NotCachedError",
+    *_errors.__all__,
     "__version__",
     "library_version",
 ]
