@@ -114,7 +114,8 @@ pub(crate) fn git_blob_sha1_of_file(
 /// still writing: `frontier()` says how many bytes from the start are written, and a writer
 /// may `unpark` this thread when it moves. The bytes were just written, so the reads come
 /// from the page cache, and hashing finishes shortly after the last byte lands instead of
-/// re-reading the whole file at the end. Returns `None` when `stop()` turns true first.
+/// re-reading the whole file at the end. `on_hashed(n)` is told each time the first `n` bytes
+/// are hashed. Returns `None` when `stop()` turns true first.
 pub(crate) fn hash_in_file_order(
     file: &File,
     path: &std::path::Path,
@@ -122,6 +123,7 @@ pub(crate) fn hash_in_file_order(
     expected: &Expected,
     frontier: impl Fn() -> u64,
     stop: impl Fn() -> bool,
+    on_hashed: impl Fn(u64),
 ) -> Result<Option<Digests>> {
     let mut hasher = ContentHasher::new(expected, Some(size));
     let mut buf = vec![0u8; READ_BACK_CHUNK];
@@ -139,6 +141,7 @@ pub(crate) fn hash_in_file_order(
         read_exact_at(file, &mut buf[..n], hashed)
             .map_err(|e| Error::io("reading back for hashing", path, e))?;
         hasher.update(&buf[..n]);
+        on_hashed(hasher.len());
     }
     Ok(Some(hasher.finish()))
 }
@@ -287,6 +290,7 @@ mod tests {
             .collect();
         file.set_len(data.len() as u64).unwrap();
         let written = AtomicU64::new(0);
+        let reported = AtomicU64::new(0);
         let got = std::thread::scope(|s| {
             let hasher = s.spawn(|| {
                 hash_in_file_order(
@@ -296,6 +300,11 @@ mod tests {
                     &Expected::Unknown,
                     || written.load(Ordering::Acquire),
                     || false,
+                    |n| {
+                        // Reported hashed prefixes only grow and never pass what was written.
+                        assert!(n > reported.swap(n, Ordering::Relaxed));
+                        assert!(n <= written.load(Ordering::Acquire));
+                    },
                 )
             });
             for piece in data.chunks(300_001) {
@@ -308,6 +317,7 @@ mod tests {
         });
         let want: [u8; 32] = Sha256::digest(&data).into();
         assert_eq!(got.unwrap().unwrap().sha256, want);
+        assert_eq!(reported.load(Ordering::Relaxed), data.len() as u64);
         // And it gives up when told to stop.
         let stopped = hash_in_file_order(
             &file,
@@ -316,6 +326,7 @@ mod tests {
             &Expected::Unknown,
             || 0,
             || true,
+            |_| panic!("nothing may be hashed after a stop"),
         )
         .unwrap();
         assert!(stopped.is_none());
