@@ -466,6 +466,30 @@ tc_status tc_cache_get_stats_json(struct tc_cache *cache,
                                   char **out_json);
 
 /**
+ * Adopt the files an existing huggingface_hub cache already holds, so that downloading them
+ * transfers nothing: each models--org--name/snapshots/<commit>/<path> whose bytes match the
+ * hash its blob is named by is hard-linked (or copied) into this cache and recorded for that
+ * repo and commit, with the revisions of its refs/ folder. The huggingface_hub cache is only
+ * read. Makes no network request; a file that fails its hash check is skipped and listed.
+ * Callable from any thread.
+ *
+ * - hf_cache_dir: borrowed, UTF-8; the directory holding the models--* folders. NULL: the
+ *   HF_HUB_CACHE environment variable, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub,
+ *   else ~/.cache/huggingface/hub (as huggingface_hub finds it).
+ * - out_json: on TC_STATUS_OK receives the report as a JSON object (hf_cache, repos,
+ *   files_imported, bytes_imported, files_already_cached, blobs_linked, blobs_copied,
+ *   refs_imported, skipped [{path, reason}]). The caller owns it: free with tc_string_free.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL cache or out_json, bad handle,
+ * non-UTF-8 hf_cache_dir, or NULL when no default directory can be found);
+ * TC_STATUS_ENTRY_NOT_FOUND when hf_cache_dir is not a directory (the message names it);
+ * TC_STATUS_IO; TC_STATUS_DISK_FULL.
+ */
+tc_status tc_cache_import_hf(struct tc_cache *cache,
+                             const char *hf_cache_dir,
+                             char **out_json);
+
+/**
  * The message of the last failed call on this thread: what went wrong and what to do. A
  * call that succeeds clears it (the result is then ""). Never NULL. The string is owned
  * by the library and stays valid until the next tabcache call on this thread: copy it if

@@ -148,6 +148,42 @@ fn start_emulator(root: &Path) -> Emulator {
     emulator
 }
 
+/// The repo of the huggingface_hub cache that api_test.c imports: two files whose blobs match
+/// their names (an LFS weight named by its sha256, a small file by its git blob sha1) and one
+/// whose bytes were damaged after download, all at this commit, which `refs/main` names.
+const HF_REPO_FOLDER: &str = "models--org--imported";
+const HF_COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// Lay out a huggingface_hub cache at `dir` as huggingface_hub writes it: content in
+/// `blobs/<hash>`, `snapshots/<commit>/<path>` symlinks to them, `refs/main` naming the commit.
+fn write_hf_cache(dir: &Path) {
+    let repo = dir.join(HF_REPO_FOLDER);
+    let snapshot = repo.join("snapshots").join(HF_COMMIT);
+    for folder in [repo.join("blobs"), repo.join("refs"), snapshot.clone()] {
+        std::fs::create_dir_all(folder).expect("create the hf cache folders");
+    }
+    let weights = gguf(50_000, 5, 2, 6);
+    let config = b"{\"model_type\": \"llama\"}\n".to_vec();
+    let mut damaged = gguf(20_000, 5, 2, 7);
+    let damaged_name = hub_emulator::sha256_reader(damaged.as_slice()).unwrap();
+    damaged[100] ^= 0xff;
+    let files = [
+        (
+            "model-Q4_K_M.gguf",
+            hub_emulator::sha256_reader(weights.as_slice()).unwrap(),
+            weights,
+        ),
+        ("config.json", hub_emulator::git_blob_sha1(&config), config),
+        ("damaged.gguf", damaged_name, damaged),
+    ];
+    for (path, blob, bytes) in files {
+        std::fs::write(repo.join("blobs").join(&blob), bytes).expect("write a blob");
+        std::os::unix::fs::symlink(format!("../../blobs/{blob}"), snapshot.join(path))
+            .expect("link a snapshot file to its blob");
+    }
+    std::fs::write(repo.join("refs").join("main"), HF_COMMIT).expect("write refs/main");
+}
+
 /// A URL on 127.0.0.1 where nothing listens.
 fn dead_endpoint() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
@@ -228,6 +264,8 @@ fn c_api_under_valgrind() {
     compile(&crate_dir().join("tests/c/api_test.c"), &binary, false);
     let caches = work.0.join("caches");
     std::fs::create_dir_all(&caches).unwrap();
+    let hf_cache = work.0.join("hf-hub-cache");
+    write_hf_cache(&hf_cache);
 
     let output = run(valgrind()
         .arg(&binary)
@@ -235,15 +273,18 @@ fn c_api_under_valgrind() {
         .arg(dead_endpoint())
         .arg(&caches)
         .arg(Q4_SIZE.to_string())
+        .arg(&hf_cache)
         .env_remove("HF_TOKEN")
         .env_remove("HF_HUB_OFFLINE")
-        .env("HF_HOME", work.0.join("hf-home")));
+        .env("HF_HOME", work.0.join("hf-home"))
+        // What tc_cache_import_hf reads when given no directory.
+        .env("HF_HUB_CACHE", &hf_cache));
     assert_success("api_test under valgrind", &output);
     let stdout = text(&output.stdout);
     println!("{stdout}");
     let sections: Vec<&str> = stdout.lines().filter(|l| l.starts_with("ok - ")).collect();
     assert!(!stdout.contains("not ok"), "{stdout}");
-    assert_eq!(sections.len(), 16, "every section ran:\n{stdout}");
+    assert_eq!(sections.len(), 17, "every section ran:\n{stdout}");
     let tally = stdout.lines().last().unwrap_or_default();
     let passed: usize = tally
         .strip_suffix(" passed, 0 failed")

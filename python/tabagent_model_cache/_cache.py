@@ -527,6 +527,27 @@ class ModelCache:
         _check(lib.tc_cache_get_stats_json(self._cache(), out))
         return json.loads(_take_string(out[0]))
 
+    def import_hf_cache(self, hf_cache_dir: Union[str, "os.PathLike[str]", None] = None) -> Dict[str, Any]:
+        """Adopt the files an existing huggingface_hub cache already holds, so downloading them
+        transfers nothing. Each ``models--org--name/snapshots/<commit>/<path>`` whose bytes
+        match the hash its blob is named by is hard-linked (or copied) into this cache and
+        recorded for that repo and commit, with its ``refs/`` revisions. The huggingface_hub
+        cache is only read, and no network request is made.
+
+        ``hf_cache_dir`` defaults to huggingface_hub's own: ``HF_HUB_CACHE``, else
+        ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+
+        Returns the report dict: ``hf_cache``, ``repos``, ``files_imported``,
+        ``bytes_imported``, ``files_already_cached``, ``blobs_linked``, ``blobs_copied``,
+        ``refs_imported`` and ``skipped`` (``[{path, reason}]``: files whose hash did not
+        match, or that are not links to a blob). Raises :class:`EntryNotFoundError` naming the
+        directory when it does not exist.
+        """
+        out = ffi.new("char **")
+        logger.debug("importing the huggingface_hub cache %s", hf_cache_dir if hf_cache_dir is not None else "(default)")
+        _check(lib.tc_cache_import_hf(self._cache(), _text(hf_cache_dir, "hf_cache_dir"), out))
+        return json.loads(_take_string(out[0]))
+
     # -- asyncio ---------------------------------------------------------------------------
 
     async def scan_repo_async(self, repo_id: str, *, revision: Optional[str] = None) -> Dict[str, Any]:

@@ -12,7 +12,12 @@
  *   org/unauth      every request answers 401
  *   org/corrupt     model-Q4_K_M.gguf whose CDN bytes are corrupted
  *
- * Usage: api_test ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE
+ * and a huggingface_hub cache at HF_CACHE (also in the HF_HUB_CACHE environment variable)
+ * holding org/imported at one commit, which refs/main names: model-Q4_K_M.gguf (an LFS blob
+ * named by its sha256), config.json (named by its git blob sha1), and damaged.gguf, whose
+ * bytes no longer match its blob's name.
+ *
+ * Usage: api_test ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE HF_CACHE
  * Prints one "ok - NAME" line per section and a final "N passed, M failed" line.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -80,6 +85,7 @@ static const char *endpoint;
 static const char *dead_endpoint;
 static const char *workdir;
 static unsigned long long q4_size;
+static const char *hf_cache;
 
 static char *join(const char *dir, const char *name) {
     size_t len = strlen(dir) + strlen(name) + 2;
@@ -756,15 +762,98 @@ static void test_hostile_names(tc_cache *cache) {
     CHECK(json == NULL && path == NULL && bytes.data == NULL && reader == NULL && job == NULL);
 }
 
+/* The number after "key": in a flat JSON report; -1 when the key is missing. */
+static long long json_number(const char *json, const char *key) {
+    char needle[64];
+    snprintf(needle, sizeof needle, "\"%s\":", key);
+    const char *at = json == NULL ? NULL : strstr(json, needle);
+    return at == NULL ? -1 : strtoll(at + strlen(needle), NULL, 10);
+}
+
+/* Size of a file of the huggingface_hub cache (stat follows the snapshot link to its blob). */
+static long long hf_file_size(const char *snapshot_path) {
+    char *path = join(hf_cache, snapshot_path);
+    struct stat st;
+    long long size = stat(path, &st) == 0 ? (long long)st.st_size : -1;
+    free(path);
+    return size;
+}
+
+#define HF_SNAPSHOT "models--org--imported/snapshots/0123456789abcdef0123456789abcdef01234567/"
+
+static void test_import_hf(void) {
+    section("import a huggingface_hub cache, then serve it with no network");
+    /* The dead endpoint: whatever is served afterwards came from the import. */
+    tc_options options = test_options(dead_endpoint);
+    tc_cache *cache = open_cache("import", &options);
+    char *json = (char *)"untouched";
+
+    CHECK_STATUS(tc_cache_import_hf(NULL, hf_cache, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "NULL") != NULL);
+    CHECK_STATUS(tc_cache_import_hf(cache, hf_cache, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "out_json") != NULL);
+    CHECK_STATUS(tc_cache_import_hf(cache, "bad-\xff-utf8", &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "hf_cache_dir") != NULL);
+    char *missing = join(workdir, "no-such-hf-cache");
+    CHECK_STATUS(tc_cache_import_hf(cache, missing, &json), TC_STATUS_ENTRY_NOT_FOUND);
+    CHECK(strstr(tc_last_error_message(), missing) != NULL);
+    CHECK(strstr(tc_last_error_message(), "huggingface_hub") != NULL);
+    free(missing);
+    CHECK(strcmp(json, "untouched") == 0);
+
+    /* NULL: the directory HF_HUB_CACHE names. */
+    json = NULL;
+    CHECK_STATUS(tc_cache_import_hf(cache, NULL, &json), TC_STATUS_OK);
+    CHECK(json != NULL && strstr(json, "\"repos\":[\"org/imported\"]") != NULL);
+    CHECK(json != NULL && strstr(json, hf_cache) != NULL);
+    long long weights = hf_file_size(HF_SNAPSHOT "model-Q4_K_M.gguf");
+    long long config = hf_file_size(HF_SNAPSHOT "config.json");
+    CHECK(weights > 0 && config > 0);
+    CHECK(json_number(json, "files_imported") == 2);
+    CHECK(json_number(json, "bytes_imported") == weights + config);
+    CHECK(json_number(json, "blobs_linked") + json_number(json, "blobs_copied") == 2);
+    CHECK(json_number(json, "files_already_cached") == 0);
+    CHECK(json_number(json, "refs_imported") == 1);
+    CHECK(json != NULL && strstr(json, "damaged.gguf") != NULL && strstr(json, "does not match") != NULL);
+    tc_string_free(json);
+
+    bool has = false;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/imported", "model-Q4_K_M.gguf", NULL, &has), TC_STATUS_OK);
+    CHECK(has);
+    has = false;
+    CHECK_STATUS(tc_cache_has_file(cache, "org/imported", "config.json", "0123456789abcdef0123456789abcdef01234567", &has), TC_STATUS_OK);
+    CHECK(has);
+    CHECK_STATUS(tc_cache_has_file(cache, "org/imported", "damaged.gguf", NULL, &has), TC_STATUS_OK);
+    CHECK(!has);
+    /* Served from the import: the endpoint is dead, so nothing was transferred. */
+    char *path = NULL;
+    CHECK_STATUS(tc_cache_download_file(cache, "org/imported", "model-Q4_K_M.gguf", NULL, NULL, NULL, &path), TC_STATUS_OK);
+    CHECK(path != NULL && strstr(path, "model-Q4_K_M.gguf") != NULL);
+    tc_string_free(path);
+    tc_bytes bytes = {NULL, 0};
+    CHECK_STATUS(tc_cache_get_file(cache, "org/imported", "model-Q4_K_M.gguf", NULL, &bytes), TC_STATUS_OK);
+    CHECK((long long)bytes.len == weights && bytes.data != NULL && memcmp(bytes.data, "GGUF", 4) == 0);
+    tc_bytes_free(&bytes);
+
+    /* Again, by name: everything is already cached. */
+    json = NULL;
+    CHECK_STATUS(tc_cache_import_hf(cache, hf_cache, &json), TC_STATUS_OK);
+    CHECK(json_number(json, "files_imported") == 0);
+    CHECK(json_number(json, "files_already_cached") == 2);
+    tc_string_free(json);
+    tc_cache_close(cache);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE\n", argv[0]);
+    if (argc != 6) {
+        fprintf(stderr, "usage: %s ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE HF_CACHE\n", argv[0]);
         return 2;
     }
     endpoint = argv[1];
     dead_endpoint = argv[2];
     workdir = argv[3];
     q4_size = strtoull(argv[4], NULL, 10);
+    hf_cache = argv[5];
 
     test_version_and_names();
     test_open_errors();
@@ -787,6 +876,7 @@ int main(int argc, char **argv) {
 
     test_offline();
     test_delete_and_close();
+    test_import_hf();
     section(NULL);
 
     printf("%d passed, %d failed\n", passed, failed);
