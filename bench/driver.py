@@ -29,6 +29,7 @@ CDN = DATA / "cdn"
 CACHES = DATA / "caches"
 OUT = DATA / "out"
 FETCH = ROOT / "target" / "release" / "examples" / "fetch"
+CLI = ROOT / "target" / "release" / "tabcache"
 EMULATOR = ROOT / "target" / "release" / "hub-emulator"
 PYTHON = sys.executable
 # --before BIN: an older build of examples/fetch, run as one more contender of cases 1 and 2,
@@ -191,7 +192,7 @@ http {{
         subprocess.run(["nginx", "-c", str(conf), "-p", str(self.prefix)], check=True)
         for name, port in [("fast", self.fast_port), ("slow", self.slow_port)]:
             proc = subprocess.Popen(
-                [str(EMULATOR), "--root", str(REPOS), "--cdn-base", f"http://127.0.0.1:{port}",
+                [str(EMULATOR), "--root", str(REPOS), "--cdn-base", f"http://127.0.0.1:{port}", "--frozen",
                  "--exit-on-stdin-eof"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             url = proc.stdout.readline().strip()
@@ -243,6 +244,81 @@ print(time.perf_counter() - t)
 """
 
 
+# The Python package (tabagent_model_cache over cffi, through the C ABI), as a host application
+# calls it; `bench/run` installs it into the bench venv.
+PY_FILE = """
+import sys, time
+from tabagent_model_cache import ModelCache
+t = time.perf_counter()
+with ModelCache(sys.argv[1]) as cache:
+    cache.download_file(sys.argv[2], sys.argv[3])
+print(time.perf_counter() - t)
+"""
+PY_QUANT = """
+import sys, time
+from tabagent_model_cache import ModelCache
+t = time.perf_counter()
+with ModelCache(sys.argv[1]) as cache:
+    cache.scan_repo(sys.argv[2])
+    cache.download_quant(sys.argv[2], sys.argv[3])
+print(time.perf_counter() - t)
+"""
+# Case 5 from Python: per-call latency of the warm calls, reading a cached file three ways, and
+# the time to open a cache whose catalog holds the 10,000-file variant.
+PY_WARM = """
+import json, sys, time
+from tabagent_model_cache import ModelCache
+cache_dir, repo, path, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+out = {}
+with ModelCache(cache_dir) as cache:
+    assert cache.has_file(repo, path)
+    t = time.perf_counter()
+    for _ in range(calls):
+        cache.has_file(repo, path)
+    out["has_file_s"] = (time.perf_counter() - t) / calls
+    assert cache.get_manifest(repo) is not None
+    t = time.perf_counter()
+    for _ in range(calls):
+        cache.get_manifest(repo)
+    out["get_manifest_s"] = (time.perf_counter() - t) / calls
+    size = len(cache.get_file(repo, path))
+    out["bytes"] = size
+    best = {"get_file_s": float("inf"), "open_read_s": float("inf"), "stream_s": float("inf")}
+    file_path = cache.file_path(repo, path)
+    for _ in range(3):
+        t = time.perf_counter()
+        assert len(cache.get_file(repo, path)) == size
+        best["get_file_s"] = min(best["get_file_s"], time.perf_counter() - t)
+        t = time.perf_counter()
+        with open(file_path, "rb") as f:
+            assert len(f.read()) == size
+        best["open_read_s"] = min(best["open_read_s"], time.perf_counter() - t)
+        t = time.perf_counter()
+        n = 0
+        with cache.open(repo, path) as f:
+            while True:
+                piece = f.read(1 << 20)
+                if not piece:
+                    break
+                n += len(piece)
+        assert n == size
+        best["stream_s"] = min(best["stream_s"], time.perf_counter() - t)
+    out.update(best)
+print(json.dumps(out))
+"""
+PY_OPEN = """
+import json, sys, time
+from tabagent_model_cache import ModelCache
+t = time.perf_counter()
+cache = ModelCache(sys.argv[1])
+opened = time.perf_counter() - t
+assert cache.has_file(sys.argv[2], sys.argv[3])
+first = time.perf_counter() - t
+cache.close()
+print(json.dumps({"open_s": opened, "first_has_file_s": first}))
+"""
+
+
 def timed(cmd, env=None):
     """Run `cmd` under /usr/bin/time; returns (wall seconds, peak RSS MiB, stdout)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
@@ -290,6 +366,19 @@ def file_contenders(endpoint, size):
         settle(d)
         return {"tabcache (Rust API, fetch example)": (wall, rss)}
 
+    def cli():
+        d = scratch("cli")
+        wall, rss, _ = timed([str(CLI), "--cache", str(d), "-q", "download", BIG_REPO,
+                              "--file", BIG_FILE], env)
+        settle(d)
+        return {CLI_ROW: (wall, rss)}
+
+    def python():
+        d = scratch("python")
+        wall, rss, _ = timed([PYTHON, "-c", PY_FILE, str(d), BIG_REPO, BIG_FILE], env)
+        settle(d)
+        return {PY_ROW: (wall, rss)}
+
     def before():
         d = scratch("before")
         wall, rss, _ = timed([str(BEFORE), "file", str(d), BIG_REPO, BIG_FILE], env)
@@ -321,11 +410,22 @@ def file_contenders(endpoint, size):
         settle(d)
         return {"hf_hub_download": (wall, rss)}
 
-    return [ours, curl, aria2, hf] + ([before] if BEFORE else [])
+    return [ours, cli, python, curl, aria2, hf] + ([before] if BEFORE else [])
 
+
+OURS_ROW = "tabcache (Rust API, fetch example)"
+CLI_ROW = "tabcache CLI (download --file)"
+PY_ROW = "tabagent_model_cache (Python, C ABI)"
+OURS_QUANT_ROW = "download_quant (fetch example)"
+CLI_QUANT_ROW = "tabcache CLI (download REPO QUANT)"
+PY_QUANT_ROW = "download_quant (Python, C ABI)"
 
 VERIFY_SYNC = {
-    "tabcache (Rust API, fetch example)": ("sha256", "yes (fdatasync + dir)"),
+    OURS_ROW: ("sha256", "yes (fdatasync + dir)"),
+    CLI_ROW: ("sha256", "yes (fdatasync + dir)"),
+    PY_ROW: ("sha256", "yes (fdatasync + dir)"),
+    CLI_QUANT_ROW: ("sha256 / git sha1", "yes"),
+    PY_QUANT_ROW: ("sha256 / git sha1", "yes"),
     BEFORE_ROW: ("sha256", "yes (fdatasync + dir)"),
     "curl -o": ("no", "no"),
     "curl -o && sync FILE": ("no", "yes"),
@@ -370,7 +470,20 @@ def case_variant(servers, runs):
         d = scratch("ours-quant")
         wall, rss, _ = timed([str(FETCH), "quant", str(d), ONNX_REPO, ONNX_QUANT], env)
         settle(d)
-        return {"download_quant (fetch example)": (wall, rss)}
+        return {OURS_QUANT_ROW: (wall, rss)}
+
+    def cli():
+        d = scratch("cli-quant")
+        wall, rss, _ = timed([str(CLI), "--cache", str(d), "-q", "download", ONNX_REPO,
+                              ONNX_QUANT], env)
+        settle(d)
+        return {CLI_QUANT_ROW: (wall, rss)}
+
+    def python():
+        d = scratch("python-quant")
+        wall, rss, _ = timed([PYTHON, "-c", PY_QUANT, str(d), ONNX_REPO, ONNX_QUANT], env)
+        settle(d)
+        return {PY_QUANT_ROW: (wall, rss)}
 
     def hf():
         d = scratch("hf-snapshot")
@@ -382,7 +495,7 @@ def case_variant(servers, runs):
         settle(d)
         return {"snapshot_download (allow_patterns)": (wall, rss)}
 
-    return summarize(alternate([ours, hf], runs))
+    return summarize(alternate([ours, cli, python, hf], runs))
 
 
 def case_warm(servers, warm_size, calls):
@@ -437,6 +550,15 @@ def case_warm(servers, warm_size, calls):
                          f"{FETCH} open {many} {MANY_REPO} {probe}"],
                         env=env, check=True, capture_output=True)
     result["open_10k_process_s"] = json.loads((OUT / "open.json").read_text())["results"][0]["median"]
+
+    # The same measurements from Python, through the C ABI, as the issue's targets are stated.
+    _, _, out = timed([PYTHON, "-c", PY_WARM, str(warm), WARM_REPO, WARM_FILE, str(calls)], env)
+    result["python"] = dict(json.loads(out), calls=calls)
+    opens = [json.loads(timed([PYTHON, "-c", PY_OPEN, str(many), MANY_REPO, probe], env)[2])
+             for _ in range(7)]
+    result["python"]["open_10k_s"] = statistics.median(o["open_s"] for o in opens)
+    result["python"]["open_10k_first_has_file_s"] = statistics.median(
+        o["first_has_file_s"] for o in opens)
     return result
 
 
@@ -512,9 +634,9 @@ def table(results):
     if any(case in results for case in ("1 full speed", "2 40 MiB/s per conn", "3 30-file variant")):
         lines += ["| case | contender | verifies | syncs | median s | MB/s | peak RSS MiB | ours / this |",
                   "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
-    for case, ours_row, size in [("1 full speed", "tabcache (Rust API, fetch example)", results["big_size"]),
-                                 ("2 40 MiB/s per conn", "tabcache (Rust API, fetch example)", results["big_size"]),
-                                 ("3 30-file variant", "download_quant (fetch example)", results["variant_size"])]:
+    for case, ours_row, size in [("1 full speed", OURS_ROW, results["big_size"]),
+                                 ("2 40 MiB/s per conn", OURS_ROW, results["big_size"]),
+                                 ("3 30-file variant", OURS_QUANT_ROW, results["variant_size"])]:
         rows = results.get(case)
         if not rows:
             continue
@@ -537,6 +659,17 @@ def table(results):
                   f"| ModelCache::open with {w['open_10k_files']} files in the catalog | {w['open_10k_s'] * 1e3:.1f} ms |",
                   f"| open + first has_file | {w['open_10k_first_has_file_s'] * 1e3:.1f} ms |",
                   f"| whole process (exec, open, has_file, exit; hyperfine) | {w['open_10k_process_s'] * 1e3:.1f} ms |"]
+        p = w.get("python")
+        if p:
+            lines += ["", "| case 5 (warm, Python package over the C ABI) | value |", "| --- | ---: |",
+                      f"| has_file per call ({p['calls']:,} calls) | {p['has_file_s'] * 1e6:.2f} µs |",
+                      f"| get_manifest per call ({p['calls']:,} calls) | {p['get_manifest_s'] * 1e6:.1f} µs |",
+                      f"| get_file, {p['bytes'] / MIB:.0f} MiB (best of 3) | {p['get_file_s']:.3f} s |",
+                      f"| open(file_path(...), 'rb').read() of the same file | {p['open_read_s']:.3f} s |",
+                      f"| get_file / open().read() | {p['get_file_s'] / p['open_read_s']:.2f} |",
+                      f"| cache.open() streamed (1 MiB reads) | {p['bytes'] / p['stream_s'] / 1e9:.2f} GB/s |",
+                      f"| ModelCache(...) with {w['open_10k_files']} files in the catalog | {p['open_10k_s'] * 1e3:.1f} ms |",
+                      f"| ModelCache(...) + first has_file | {p['open_10k_first_has_file_s'] * 1e3:.1f} ms |"]
     r = results.get("6 resume")
     if r:
         one_range = 16 * MIB

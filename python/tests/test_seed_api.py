@@ -4,6 +4,7 @@ shapes."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -141,6 +142,18 @@ def test_get_file_has_file_and_none(phi_repo, hub, tmp_path):
     assert isinstance(data, bytes)
     assert data == (hub.root / phi_repo / "config.json").read_bytes()
     assert cache.has_file(phi_repo, "config.json") is True
+    cache.close()
+
+
+def test_get_file_reads_the_blob_when_the_view_entry_is_gone(phi_repo, tmp_path):
+    # get_file reads the file the library points at; a snapshot-view entry deleted by hand
+    # (the view is a convenience layer) must not make a cached file unreadable.
+    cache = tabagent_model_cache.ModelCache(str(tmp_path / "cache_db"))
+    cache.download_file(phi_repo, "config.json")
+    want = cache.get_file(phi_repo, "config.json")
+    view_entry = cache.file_path(phi_repo, "config.json")
+    os.unlink(view_entry)
+    assert cache.get_file(phi_repo, "config.json") == want
     cache.close()
 
 

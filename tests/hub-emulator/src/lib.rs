@@ -55,6 +55,7 @@ pub struct EmulatorBuilder {
     tree_redirect: bool,
     log_to_stderr: bool,
     cdn_base: Option<String>,
+    frozen: bool,
 }
 
 impl EmulatorBuilder {
@@ -96,6 +97,13 @@ impl EmulatorBuilder {
         self
     }
 
+    /// The repos will not change while the emulator runs: walk each once, not per request
+    /// (for benchmarks with repos of thousands of files; tests that edit repos leave it off).
+    pub fn frozen(mut self, on: bool) -> Self {
+        self.frozen = on;
+        self
+    }
+
     /// Print one line per request to stderr.
     pub fn log_to_stderr(mut self, on: bool) -> Self {
         self.log_to_stderr = on;
@@ -107,7 +115,7 @@ impl EmulatorBuilder {
         let api = TcpListener::bind(("127.0.0.1", self.port))?;
         let cdn = TcpListener::bind(("127.0.0.1", self.cdn_port))?;
         let shared = Arc::new(Shared::new(
-            repo::RepoStore::new(self.root, self.lfs_threshold),
+            repo::RepoStore::new(self.root, self.lfs_threshold, self.frozen),
             self.page_size,
             self.tree_redirect,
             self.log_to_stderr,
@@ -148,6 +156,7 @@ impl Emulator {
             tree_redirect: false,
             log_to_stderr: false,
             cdn_base: None,
+            frozen: false,
         }
     }
 

@@ -203,16 +203,22 @@ pub struct RepoStore {
     /// once, not once each.
     hashing: Mutex<()>,
     blobs: Mutex<HashMap<String, BlobLocation>>,
+    /// With `frozen`, each repo is walked once and that snapshot served from then on.
+    frozen: Option<Mutex<HashMap<String, RepoSnapshot>>>,
 }
 
 impl RepoStore {
-    pub fn new(root: PathBuf, lfs_threshold: u64) -> RepoStore {
+    /// `frozen`: the repos never change while the emulator runs (a benchmark's data), so each
+    /// is walked once instead of on every request; walking stats every file, which a repo of
+    /// 10,000 files turns into ~85 ms per request.
+    pub fn new(root: PathBuf, lfs_threshold: u64, frozen: bool) -> RepoStore {
         RepoStore {
             root,
             lfs_threshold,
             hashes: Mutex::new(HashMap::new()),
             hashing: Mutex::new(()),
             blobs: Mutex::new(HashMap::new()),
+            frozen: frozen.then(|| Mutex::new(HashMap::new())),
         }
     }
 
@@ -228,6 +234,21 @@ impl RepoStore {
     }
 
     pub fn scan(&self, repo_id: &str) -> Result<RepoSnapshot, ScanError> {
+        let Some(frozen) = &self.frozen else {
+            return self.walk_repo(repo_id);
+        };
+        if let Some(snapshot) = frozen.lock().unwrap().get(repo_id) {
+            return Ok(snapshot.clone());
+        }
+        let snapshot = self.walk_repo(repo_id)?;
+        frozen
+            .lock()
+            .unwrap()
+            .insert(repo_id.to_owned(), snapshot.clone());
+        Ok(snapshot)
+    }
+
+    fn walk_repo(&self, repo_id: &str) -> Result<RepoSnapshot, ScanError> {
         if !valid_repo_id(repo_id) {
             return Err(ScanError::NotFound);
         }

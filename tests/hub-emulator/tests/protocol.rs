@@ -120,6 +120,30 @@ fn commit_changes_when_a_file_changes() {
 }
 
 #[test]
+fn a_frozen_emulator_keeps_serving_the_repo_as_first_walked() {
+    let scratch = Scratch::new("frozen");
+    sample_repo(&scratch);
+    let emu = Emulator::builder(scratch.path())
+        .frozen(true)
+        .start()
+        .unwrap();
+    let before = emu.commit_of(REPO).unwrap();
+    write_file(scratch.path(), REPO, "added.txt", b"new").unwrap();
+    assert_eq!(emu.commit_of(REPO).unwrap(), before);
+    let tree = get(
+        &agent(),
+        &format!("{}/api/models/{REPO}/tree/main?recursive=true", emu.url()),
+    );
+    assert_eq!(tree.status, 200);
+    let listing = String::from_utf8_lossy(&tree.body);
+    assert!(listing.contains("config.json"), "{listing}");
+    assert!(!listing.contains("added.txt"), "{listing}");
+    // Repos not walked yet are walked on first use.
+    write_file(scratch.path(), "org/later", "config.json", CONFIG_JSON).unwrap();
+    assert!(emu.commit_of("org/later").is_some());
+}
+
+#[test]
 fn unknown_revision_is_revision_not_found() {
     let scratch = Scratch::new("rev");
     sample_repo(&scratch);

@@ -14,7 +14,7 @@ use hub_emulator::Emulator;
 static STOP: AtomicBool = AtomicBool::new(false);
 
 const USAGE: &str = "usage: hub-emulator --root DIR [--port N] [--cdn-port N] [--page-size N] \
-[--lfs-threshold BYTES] [--cdn-base URL] [--tree-redirect] [--log-requests] [--exit-on-stdin-eof]";
+[--lfs-threshold BYTES] [--cdn-base URL] [--tree-redirect] [--frozen] [--log-requests] [--exit-on-stdin-eof]";
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -30,6 +30,7 @@ struct Options {
     log_requests: bool,
     exit_on_stdin_eof: bool,
     cdn_base: Option<String>,
+    frozen: bool,
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -44,6 +45,7 @@ fn parse_args() -> Result<Options, String> {
         log_requests: false,
         exit_on_stdin_eof: false,
         cdn_base: None,
+        frozen: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -69,6 +71,7 @@ fn parse_args() -> Result<Options, String> {
                 options.cdn_base = Some(base);
             }
             "--tree-redirect" => options.tree_redirect = true,
+            "--frozen" => options.frozen = true,
             "--log-requests" => options.log_requests = true,
             "--exit-on-stdin-eof" => options.exit_on_stdin_eof = true,
             "-h" | "--help" => return Err(USAGE.to_owned()),
@@ -119,6 +122,7 @@ fn main() -> ExitCode {
         .page_size(options.page_size)
         .lfs_threshold(options.lfs_threshold)
         .tree_redirect(options.tree_redirect)
+        .frozen(options.frozen)
         .log_to_stderr(options.log_requests)
         .start()
     {
