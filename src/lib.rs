@@ -5,6 +5,7 @@
 //! quantization variants, `manifest` holds what `scan_repo` returns, `store` keeps the sled
 //! catalog, the content-addressed blobs and the snapshot view, and `download` moves bytes.
 
+mod backoff;
 mod cache;
 pub mod digest;
 pub mod download;

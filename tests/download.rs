@@ -490,6 +490,62 @@ fn cancel_stops_promptly_even_while_the_server_stalls() {
 }
 
 #[test]
+fn cancel_stops_promptly_during_a_retry_wait_the_server_asked_for() {
+    // Every request is told to come back in 30 s (429 with Retry-After): the transfer waits,
+    // and a cancel must end that wait, not sit it out.
+    let setup = Setup::new("cancel-backoff");
+    let size = 8 * MIB;
+    let sha = setup.add_file("r.bin", size, 5);
+    let source = setup.source("r.bin");
+    let tmp = setup.tmp("r");
+    setup
+        .emu
+        .add_fault(Fault::rate_limited(30).on(Listener::Cdn).times(1000));
+    let cancel = AtomicBool::new(false);
+    let cancelled_at = Mutex::new(None);
+    let run = run_with(
+        &source,
+        &tmp,
+        Some(size),
+        &Expected::Sha256(sha),
+        &options(4, 1),
+        &MemoryLog::default(),
+        &cancel,
+        |_| {
+            // Long enough for every connection to be refused and start its wait.
+            let cdn_requests = || {
+                setup
+                    .emu
+                    .requests()
+                    .iter()
+                    .filter(|r| r.listener == Listener::Cdn)
+                    .count()
+            };
+            while cdn_requests() < 4 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            *cancelled_at.lock().unwrap() = Some(Instant::now());
+            cancel.store(true, Ordering::SeqCst);
+        },
+    );
+    let stopped_in = cancelled_at.lock().unwrap().unwrap().elapsed();
+    assert_eq!(run.result.unwrap_err().kind(), ErrorKind::Cancelled);
+    assert!(
+        stopped_in < Duration::from_secs(1),
+        "took {stopped_in:?} to stop"
+    );
+    // One request per connection: the wait was honoured, not hammered through.
+    let refused = setup
+        .emu
+        .requests()
+        .iter()
+        .filter(|r| r.listener == Listener::Cdn && r.status == 429)
+        .count();
+    assert!((1..=4).contains(&refused), "{refused} requests refused");
+}
+
+#[test]
 fn dropped_connections_resume_from_the_last_byte_held() {
     let setup = Setup::new("drop");
     let size = 24 * MIB;

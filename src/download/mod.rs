@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Where the bytes come from: the hub client implements this for a resolved file URL, applying
-/// its auth rules and retrying until response headers arrive. A failure while reading the body
-/// is the download's to handle (it resumes from the last byte held).
+/// its auth rules. One call is one request: the download retries failures marked transient
+/// (waiting as long as their `retry_after` asks, unless cancelled), and a failure while reading
+/// the body too (it resumes from the last byte held).
 pub trait RangeSource: Send + Sync {
     /// GET the resource; with `Some((start, end))`, ask for bytes `start..end` (end exclusive).
     fn fetch(&self, range: Option<(u64, u64)>) -> Result<Fetched>;

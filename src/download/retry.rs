@@ -50,31 +50,13 @@ impl Attempts {
     }
 }
 
-/// `retry_after` when the server named one; otherwise `base * 2^(failures-1)` with "equal
-/// jitter" (half fixed, half random) so that connections that failed together do not all
-/// come back at the same instant.
+/// `retry_after` when the server named one; otherwise the shared exponential backoff with
+/// jitter, from `base` after the first failure.
 fn wait_before_retry(base: Duration, failures: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(wait) = retry_after {
-        return wait.min(MAX_WAIT);
+    match retry_after {
+        Some(wait) => wait.min(MAX_WAIT),
+        None => crate::backoff::jittered(base, failures.saturating_sub(1), MAX_WAIT),
     }
-    let exponential = base
-        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
-        .min(MAX_WAIT);
-    let half = exponential / 2;
-    half + half.mul_f64(jitter())
-}
-
-/// A number in [0, 1) that differs between threads and calls; not for cryptography.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Sleep `wait`, waking early (with the stop error) when the transfer is cancelled or aborted.

@@ -2,8 +2,6 @@
 //! jitter, the server's own `Retry-After` / `RateLimit: ...;t=N` wishes (capped), and bounds on
 //! both the number of attempts and the total time spent waiting.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
@@ -42,12 +40,7 @@ impl RetryPolicy {
         if let Some(wish) = server_wish {
             return wish.min(self.max_server_wait);
         }
-        let exponential = self
-            .base
-            .saturating_mul(1u32 << retry.min(20))
-            .min(self.max_backoff);
-        let jitter = 0.5 + 0.5 * random_unit();
-        exponential.mul_f64(jitter).min(self.max_server_wait)
+        crate::backoff::jittered(self.base, retry, self.max_backoff).min(self.max_server_wait)
     }
 
     /// Run `attempt` until it succeeds, fails for good, or the policy's bounds are reached.
@@ -79,19 +72,6 @@ fn give_up(err: Error, retries: u32) -> Error {
     }
     let plural = if retries == 1 { "y" } else { "ies" };
     err.context(format!("gave up after {retries} retr{plural}"))
-}
-
-/// A uniform number in [0, 1) without a random-number crate: std seeds every `RandomState`
-/// with fresh per-process randomness and a per-instance counter, which is plenty for jitter.
-fn random_unit() -> f64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `Retry-After`: either delay-seconds or an HTTP date (RFC 9110 IMF-fixdate). A date in the

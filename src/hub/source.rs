@@ -1,7 +1,10 @@
 //! [`FileSource`]: the bytes of one resolved file URL as a [`RangeSource`] for the downloader.
-//! Each fetch is a GET (ranged when asked), under the token rule and retried until headers
-//! arrive; the body is handed over as a plain reader whose failures are `io::Error`s, a stall
-//! longer than the read timeout among them.
+//! Each fetch is one GET (ranged when asked) under the token rule; the body is handed over as a
+//! plain reader whose failures are `io::Error`s, a stall longer than the read timeout among
+//! them. Failures come back marked transient or not, with the server's `Retry-After`, and the
+//! downloader retries: it alone knows when the transfer is cancelled, and one retry loop per
+//! connection keeps attempts from multiplying (the hub client's own `RetryPolicy` covers the
+//! API calls: model info, tree, resolve).
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -106,7 +109,7 @@ impl RangeSource for FileSource {
         }
         self.http
             .ensure_online(&format!("download {}", display_url(&self.url)))?;
-        self.http.config.retry.run(|| self.fetch_once(range))
+        self.fetch_once(range)
     }
 }
 
