@@ -347,6 +347,14 @@ def scratch(name):
     return path
 
 
+def in_scratch(name, row, command, env):
+    """Time `command(folder)` in a fresh scratch folder, then clear it; {row: (seconds, rss)}."""
+    d = scratch(name)
+    wall, rss, _ = timed(command(d), env)
+    settle(d)
+    return {row: (wall, rss)}
+
+
 def settle(*paths):
     """Between runs: delete outputs (their pages go with them) and flush what is still dirty,
     so one run's write-back never lands in the next one's time."""
@@ -355,35 +363,34 @@ def settle(*paths):
     subprocess.run(["sync"], check=True)
 
 
+OURS_ROW = "tabcache (Rust API, fetch example)"
+CLI_ROW = "tabcache CLI (download --file)"
+PY_ROW = "tabagent_model_cache (Python, C ABI)"
+OURS_QUANT_ROW = "download_quant (fetch example)"
+CLI_QUANT_ROW = "tabcache CLI (download REPO QUANT)"
+PY_QUANT_ROW = "download_quant (Python, C ABI)"
+
+
 def file_contenders(endpoint, size):
     """Case 1/2 contenders: name -> function returning {row name: (seconds, rss)}."""
     url = f"{endpoint}/{BIG_REPO}/resolve/main/{BIG_FILE}"
     env = hf_env(endpoint)
 
     def ours():
-        d = scratch("ours")
-        wall, rss, _ = timed([str(FETCH), "file", str(d), BIG_REPO, BIG_FILE], env)
-        settle(d)
-        return {"tabcache (Rust API, fetch example)": (wall, rss)}
+        return in_scratch("ours", OURS_ROW,
+                          lambda d: [str(FETCH), "file", str(d), BIG_REPO, BIG_FILE], env)
 
     def cli():
-        d = scratch("cli")
-        wall, rss, _ = timed([str(CLI), "--cache", str(d), "-q", "download", BIG_REPO,
-                              "--file", BIG_FILE], env)
-        settle(d)
-        return {CLI_ROW: (wall, rss)}
+        return in_scratch("cli", CLI_ROW, lambda d: [str(CLI), "--cache", str(d), "-q", "download",
+                                                     BIG_REPO, "--file", BIG_FILE], env)
 
     def python():
-        d = scratch("python")
-        wall, rss, _ = timed([PYTHON, "-c", PY_FILE, str(d), BIG_REPO, BIG_FILE], env)
-        settle(d)
-        return {PY_ROW: (wall, rss)}
+        return in_scratch("python", PY_ROW,
+                          lambda d: [PYTHON, "-c", PY_FILE, str(d), BIG_REPO, BIG_FILE], env)
 
     def before():
-        d = scratch("before")
-        wall, rss, _ = timed([str(BEFORE), "file", str(d), BIG_REPO, BIG_FILE], env)
-        settle(d)
-        return {BEFORE_ROW: (wall, rss)}
+        return in_scratch("before", BEFORE_ROW,
+                          lambda d: [str(BEFORE), "file", str(d), BIG_REPO, BIG_FILE], env)
 
     def curl():
         d = scratch("curl")
@@ -412,13 +419,6 @@ def file_contenders(endpoint, size):
 
     return [ours, cli, python, curl, aria2, hf] + ([before] if BEFORE else [])
 
-
-OURS_ROW = "tabcache (Rust API, fetch example)"
-CLI_ROW = "tabcache CLI (download --file)"
-PY_ROW = "tabagent_model_cache (Python, C ABI)"
-OURS_QUANT_ROW = "download_quant (fetch example)"
-CLI_QUANT_ROW = "tabcache CLI (download REPO QUANT)"
-PY_QUANT_ROW = "download_quant (Python, C ABI)"
 
 VERIFY_SYNC = {
     OURS_ROW: ("sha256", "yes (fdatasync + dir)"),
@@ -467,23 +467,16 @@ def case_variant(servers, runs):
     env = hf_env(endpoint)
 
     def ours():
-        d = scratch("ours-quant")
-        wall, rss, _ = timed([str(FETCH), "quant", str(d), ONNX_REPO, ONNX_QUANT], env)
-        settle(d)
-        return {OURS_QUANT_ROW: (wall, rss)}
+        return in_scratch("ours-quant", OURS_QUANT_ROW,
+                          lambda d: [str(FETCH), "quant", str(d), ONNX_REPO, ONNX_QUANT], env)
 
     def cli():
-        d = scratch("cli-quant")
-        wall, rss, _ = timed([str(CLI), "--cache", str(d), "-q", "download", ONNX_REPO,
-                              ONNX_QUANT], env)
-        settle(d)
-        return {CLI_QUANT_ROW: (wall, rss)}
+        return in_scratch("cli-quant", CLI_QUANT_ROW, lambda d: [
+            str(CLI), "--cache", str(d), "-q", "download", ONNX_REPO, ONNX_QUANT], env)
 
     def python():
-        d = scratch("python-quant")
-        wall, rss, _ = timed([PYTHON, "-c", PY_QUANT, str(d), ONNX_REPO, ONNX_QUANT], env)
-        settle(d)
-        return {PY_QUANT_ROW: (wall, rss)}
+        return in_scratch("python-quant", PY_QUANT_ROW,
+                          lambda d: [PYTHON, "-c", PY_QUANT, str(d), ONNX_REPO, ONNX_QUANT], env)
 
     def hf():
         d = scratch("hf-snapshot")
