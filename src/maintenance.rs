@@ -66,7 +66,15 @@ pub struct GcReport {
     pub partials_removed: u64,
     pub partial_bytes_freed: u64,
     pub bytes_freed: u64,
+    /// Partial downloads written to more recently than the staleness limit: kept, resumable.
+    pub partials_kept: u64,
+    pub partial_bytes_kept: u64,
 }
+
+/// How long an idle partial download is kept for resuming before [`ModelCache::gc`] calls it
+/// stale. A download interrupted on Friday should still resume on Monday.
+pub const DEFAULT_STALE_PARTIAL_AGE: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 60 * 60);
 
 /// A file of the huggingface_hub cache that was not imported, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,17 +253,21 @@ impl ModelCache {
         Ok(report)
     }
 
-    /// Delete blob files no record references and partial downloads no transfer of this
-    /// process is using (an interrupted download then starts from zero).
-    pub fn gc(&self) -> Result<GcReport> {
+    /// Delete blob files no record references, and stale partial downloads: those no transfer
+    /// of this process is using and nothing has written to for `stale_after`
+    /// ([`DEFAULT_STALE_PARTIAL_AGE`] is a week). A removed partial download starts from zero
+    /// if it is ever asked for again; `Duration::ZERO` removes every idle one.
+    pub fn gc(&self, stale_after: std::time::Duration) -> Result<GcReport> {
         let busy: HashSet<String> = self.transfers_in_flight().into_iter().collect();
-        let swept = self.store().sweep(&busy)?;
+        let swept = self.store().sweep(&busy, stale_after)?;
         Ok(GcReport {
             blobs_removed: swept.blobs,
             blob_bytes_freed: swept.blob_bytes,
             partials_removed: swept.partials,
             partial_bytes_freed: swept.partial_bytes,
             bytes_freed: swept.blob_bytes + swept.partial_bytes,
+            partials_kept: swept.partials_kept,
+            partial_bytes_kept: swept.partial_bytes_kept,
         })
     }
 

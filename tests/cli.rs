@@ -555,9 +555,33 @@ fn rm_removes_a_variant_or_a_repo_and_gc_cleans_what_is_left() {
         "Q2_K, Q4_K_M, Q8_0",
     );
 
+    // The interrupted download is fresh: gc keeps it to be resumed...
     let g = ok_json(&tabcache(&hub, c, &["--json", "gc"]));
-    assert_eq!(g["partials_removed"], 1);
+    assert_eq!(g["partials_removed"], 0, "{g}");
+    assert_eq!(g["partials_kept"], 1, "{g}");
+    assert!(g["partial_bytes_kept"].as_u64().unwrap() > 0, "{g}");
+    assert_eq!(tmp_files(c).len(), 1);
+    let out = tabcache(&hub, c, &["gc"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--stale-days 0"), "{}", stderr(&out));
+    fails(
+        &tabcache(&hub, c, &["gc", "--stale-days", "-1"]),
+        2,
+        "--stale-days",
+    );
+    // ...until nothing has written to it for longer than the limit (a week by default).
+    let partial = c.join("tmp").join(&tmp_files(c)[0]);
+    let eight_days_ago = std::time::SystemTime::now() - Duration::from_secs(8 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&partial)
+        .unwrap()
+        .set_modified(eight_days_ago)
+        .unwrap();
+    let g = ok_json(&tabcache(&hub, c, &["--json", "gc"]));
+    assert_eq!(g["partials_removed"], 1, "{g}");
     assert!(g["partial_bytes_freed"].as_u64().unwrap() > 0, "{g}");
+    assert_eq!(g["partials_kept"], 0, "{g}");
     assert_eq!(g["blobs_removed"], 0);
     assert!(tmp_files(c).is_empty());
 
@@ -569,7 +593,7 @@ fn rm_removes_a_variant_or_a_repo_and_gc_cleans_what_is_left() {
     assert!(blob_files(c).is_empty(), "{:?}", blob_files(c));
     let text = ok_text(&tabcache(&hub, c, &["gc"]));
     assert!(
-        text.contains("removed 0 unreferenced blob(s) and 0 partial download(s); freed 0 B"),
+        text.contains("removed 0 unreferenced blob(s) and 0 stale partial download(s); freed 0 B"),
         "{text}"
     );
     fails(&tabcache(&hub, c, &["rm", REPO]), 3, "not in the cache");

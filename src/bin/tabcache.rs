@@ -128,8 +128,18 @@ enum Command {
         #[arg(long, value_name = "Q")]
         quant: Option<String>,
     },
-    /// Remove unreferenced blobs and partial downloads; report bytes freed
-    Gc,
+    /// Remove unreferenced blobs and stale partial downloads; report bytes freed
+    Gc {
+        /// Partial downloads untouched for this many days are stale; younger ones are kept to
+        /// be resumed (0: remove every partial download not in use)
+        #[arg(
+            long,
+            value_name = "DAYS",
+            default_value_t = 7.0,
+            allow_negative_numbers = true
+        )]
+        stale_days: f64,
+    },
     /// Totals: repos, files, logical and on-disk bytes
     Stats,
     /// Adopt the files of a huggingface_hub cache without downloading them again
@@ -365,17 +375,30 @@ fn run(cli: &Cli, ctx: &Ctx) -> CmdResult {
         } => cat(&cache, repo, file, revision.as_deref()),
         Command::Verify { repo, repair } => verify(ctx, &cache, repo.as_deref(), *repair),
         Command::Rm { repo, quant } => rm(ctx, &cache, repo, quant.as_deref()),
-        Command::Gc => {
-            let report = cache.gc()?;
+        Command::Gc { stale_days } => {
+            let stale_after = Duration::try_from_secs_f64(stale_days * 86_400.0).map_err(|_| {
+                Error::invalid(format!(
+                    "--stale-days {stale_days} is not a number of days; give 0 or more, e.g. 7"
+                ))
+            })?;
+            let report = cache.gc(stale_after)?;
             if ctx.json {
                 ctx.emit_json(&report);
             } else {
                 println!(
-                    "removed {} unreferenced blob(s) and {} partial download(s); freed {}",
+                    "removed {} unreferenced blob(s) and {} stale partial download(s); freed {}",
                     report.blobs_removed,
                     report.partials_removed,
                     HumanBytes(report.bytes_freed)
                 );
+                if report.partials_kept > 0 {
+                    ctx.note(format!(
+                        "kept {} partial download(s) ({}) younger than {stale_days} days to resume; \
+                         `tabcache gc --stale-days 0` removes them",
+                        report.partials_kept,
+                        HumanBytes(report.partial_bytes_kept)
+                    ));
+                }
             }
             Ok(())
         }

@@ -107,17 +107,29 @@ impl BlobDir {
     }
 
     /// The files in `tmp/`: (name, bytes).
-    pub(crate) fn tmp_files(&self) -> Result<Vec<(String, u64)>> {
+    pub(crate) fn tmp_files(&self) -> Result<Vec<TmpFile>> {
         let mut out = Vec::new();
         for entry in
             fs::read_dir(&self.tmp).map_err(|e| Error::io("could not list", &self.tmp, e))?
         {
             let entry = entry.map_err(|e| Error::io("could not list", &self.tmp, e))?;
-            let len = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            out.push((entry.file_name().to_string_lossy().into_owned(), len));
+            let metadata = entry.metadata().ok();
+            out.push(TmpFile {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                len: metadata.as_ref().map_or(0, |m| m.len()),
+                modified: metadata.and_then(|m| m.modified().ok()),
+            });
         }
         Ok(out)
     }
+}
+
+/// A file in `tmp/`: a partial download or its leftovers.
+pub(crate) struct TmpFile {
+    pub(crate) name: String,
+    pub(crate) len: u64,
+    /// Last written; None where the platform cannot say.
+    pub(crate) modified: Option<std::time::SystemTime>,
 }
 
 /// How [`BlobDir::adopt`] brought a file in.

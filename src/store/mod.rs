@@ -312,18 +312,33 @@ impl Store {
 
     /// Delete blob files no record references and every file in `tmp/` whose transfer key is
     /// not in `busy` (with its resume record).
-    pub(crate) fn sweep(&self, busy: &std::collections::HashSet<String>) -> Result<Swept> {
+    pub(crate) fn sweep(
+        &self,
+        busy: &std::collections::HashSet<String>,
+        stale_after: std::time::Duration,
+    ) -> Result<Swept> {
         let _gate = self.gate();
         let mut swept = Swept::default();
         (swept.blobs, swept.blob_bytes) = self.remove_unrecorded_blobs()?;
         let tmp = self.blobs.tmp_dir().to_path_buf();
-        for (name, len) in self.blobs.tmp_files()? {
-            let key = name.strip_suffix(".part").unwrap_or(&name);
+        let now = std::time::SystemTime::now();
+        for file in self.blobs.tmp_files()? {
+            let (name, len) = (&file.name, file.len);
+            let key = name.strip_suffix(".part").unwrap_or(name);
             if busy.contains(key) {
                 continue;
             }
+            // A file written in the future (clock change) counts as fresh.
+            let age = file.modified.map_or(std::time::Duration::MAX, |m| {
+                now.duration_since(m).unwrap_or_default()
+            });
+            if age < stale_after {
+                swept.partials_kept += 1;
+                swept.partial_bytes_kept += len;
+                continue;
+            }
             self.catalog.clear_partial(key)?;
-            let path = tmp.join(&name);
+            let path = tmp.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -366,6 +381,9 @@ pub(crate) struct Swept {
     pub(crate) blob_bytes: u64,
     pub(crate) partials: u64,
     pub(crate) partial_bytes: u64,
+    /// Idle partial downloads younger than the staleness limit, left to be resumed.
+    pub(crate) partials_kept: u64,
+    pub(crate) partial_bytes_kept: u64,
 }
 
 /// The catalog-backed [`ResumeLog`] of one transfer.
