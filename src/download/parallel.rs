@@ -64,7 +64,14 @@ struct Shared<'a> {
 /// this bound, 7.14 s with it, median of 5 pairs; the hash alone takes 6.6 s). Two rounds of
 /// ranges, so that on a slower network workers fetching ranges ahead of the hasher's never
 /// wait for it.
-fn hash_lead(plan: &RangePlan, connections: usize) -> u64 {
+///
+/// No bound when the transfer resumes (`resumed` bytes already held): the hasher first reads
+/// back what earlier runs wrote, and on a slow network the workers must use that time, not
+/// wait for it (half of a 50 GB file takes the hasher minutes to re-read).
+fn hash_lead(plan: &RangePlan, connections: usize, resumed: u64) -> u64 {
+    if resumed > 0 {
+        return u64::MAX;
+    }
     let ranges_in_flight = connections.max(1) as u64 * plan.range_size;
     (2 * ranges_in_flight).max(MIN_HASH_LEAD)
 }
@@ -144,7 +151,7 @@ pub(crate) fn run(job: &Job, size: u64) -> Result<Transferred> {
         fallback: Mutex::new(None),
         recorded: Mutex::new(done.clone()),
         recorded_changed: Condvar::new(),
-        pace: HashPace::new(hash_lead(&plan, job.opts.connections)),
+        pace: HashPace::new(hash_lead(&plan, job.opts.connections, resumed)),
     };
     let digests = run_threads(&shared, done);
 
@@ -464,9 +471,18 @@ mod tests {
     #[test]
     fn the_lead_covers_two_rounds_of_ranges_and_never_less_than_the_minimum() {
         let plan = RangePlan::new(8 << 30, 8, 16 << 20);
-        assert_eq!(hash_lead(&plan, 8), 256 << 20);
-        assert_eq!(hash_lead(&plan, 32), 2 * 32 * (16 << 20));
-        assert_eq!(hash_lead(&plan, 0), MIN_HASH_LEAD);
+        assert_eq!(hash_lead(&plan, 8, 0), 256 << 20);
+        assert_eq!(hash_lead(&plan, 32, 0), 2 * 32 * (16 << 20));
+        assert_eq!(hash_lead(&plan, 0, 0), MIN_HASH_LEAD);
+    }
+
+    #[test]
+    fn a_resumed_transfer_never_waits_for_the_hasher() {
+        let plan = RangePlan::new(8 << 30, 8, 16 << 20);
+        let lead = hash_lead(&plan, 8, 4 << 30);
+        assert_eq!(lead, u64::MAX);
+        // Nothing hashed yet, a worker at the end of the file: no wait (the stop panics).
+        HashPace::new(lead).wait_within_lead(8 << 30, || panic!("must not wait"));
     }
 
     #[test]
