@@ -83,12 +83,22 @@ struct RawLfs {
     size: u64,
 }
 
-pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInfo> {
+/// What every `/api/models/{repo_id}/{route}/{revision}` call starts with: the ids checked,
+/// offline mode honoured (`doing` says what was refused), the URL (with `query`), and the
+/// subject its errors name.
+fn revision_api<'a>(
+    http: &Http,
+    repo_id: &'a str,
+    revision: &'a str,
+    route: &str,
+    query: &str,
+    doing: &str,
+) -> Result<(String, Subject<'a>)> {
     validate::repo_id(repo_id)?;
     validate::revision(revision)?;
-    http.ensure_online(&format!("fetch information about '{repo_id}'"))?;
+    http.ensure_online(doing)?;
     let url = format!(
-        "{}/api/models/{repo_id}/revision/{}",
+        "{}/api/models/{repo_id}/{route}/{}{query}",
         http.config.endpoint,
         quote(revision, "")
     );
@@ -97,6 +107,12 @@ pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInf
         revision: Some(revision),
         path: None,
     };
+    Ok((url, subject))
+}
+
+pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInfo> {
+    let doing = format!("fetch information about '{repo_id}'");
+    let (url, subject) = revision_api(http, repo_id, revision, "revision", "", &doing)?;
     let raw: RawModelInfo = http.config.retry.run(|| {
         let hop = http.check(
             http.send(Method::Get, &url, &[("accept", "application/json")])?,
@@ -169,19 +185,9 @@ pub fn parse_tree_page(
 }
 
 pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<RemoteFile>> {
-    validate::repo_id(repo_id)?;
-    validate::revision(revision)?;
-    http.ensure_online(&format!("list the files of '{repo_id}'"))?;
-    let first = format!(
-        "{}/api/models/{repo_id}/tree/{}?recursive=true",
-        http.config.endpoint,
-        quote(revision, "")
-    );
-    let subject = Subject {
-        repo_id: Some(repo_id),
-        revision: Some(revision),
-        path: None,
-    };
+    let doing = format!("list the files of '{repo_id}'");
+    let (first, subject) =
+        revision_api(http, repo_id, revision, "tree", "?recursive=true", &doing)?;
     let mut files = Vec::new();
     let mut seen = HashSet::new();
     let mut next = Some(first.clone());
