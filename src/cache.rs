@@ -16,7 +16,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flight, Flights, Ticket};
 use crate::hub::{HubClient, HubOptions};
 use crate::manifest::{unix_now, ListedFile, Manifest, QuantLive, QuantState, RepoRecord};
-use crate::progress::{ProgressFn, Reporter, POLL_INTERVAL};
+use crate::progress::{FileEvent, FileProgressFn, ProgressFn, Reporter, POLL_INTERVAL};
 use crate::store::{FileRecord, Store};
 use crate::{quant, validate};
 
@@ -64,7 +64,7 @@ struct Inner {
 }
 
 /// Everything needed to fetch one file and check its bytes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct FilePlan {
     repo: String,
     commit: String,
@@ -309,7 +309,7 @@ impl ModelCache {
                 None => self.plan_file(repo_id, revision, path)?,
             };
             let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
-            self.fetch_all(vec![plan], Some(&mut report), None)?;
+            self.fetch_all(vec![plan], Some(&mut report), None, None)?;
             if let Some(view_path) = self.file_path_at(&repo, &commit, path)? {
                 return Ok(view_path);
             }
@@ -318,6 +318,49 @@ impl ModelCache {
             ErrorKind::Io,
             format!("{repo_id}: {path} was deleted by another caller each time it downloaded; retry once the deletes stop"),
         ))
+    }
+
+    /// Download several files of one repo (default revision `main`), a few at a time, and
+    /// return their snapshot-view paths in the order asked. `progress` gets the overall
+    /// `(loaded, total)` and may return false to cancel; `per_file` hears about each file.
+    pub fn download_files(
+        &self,
+        repo_id: &str,
+        paths: &[&str],
+        revision: Option<&str>,
+        progress: Option<ProgressFn<'_>>,
+        per_file: Option<FileProgressFn<'_>>,
+    ) -> Result<Vec<PathBuf>> {
+        validate::repo_id(repo_id)?;
+        let revision = revision.unwrap_or(DEFAULT_REVISION);
+        validate::revision(revision)?;
+        let mut plans = Vec::with_capacity(paths.len());
+        for path in paths {
+            validate::repo_path(path)?;
+            plans.push(match self.cached_commit(repo_id, revision, path)? {
+                Some(commit) => FilePlan {
+                    repo: repo_id.to_string(),
+                    commit,
+                    path: path.to_string(),
+                    ..FilePlan::default()
+                },
+                None => self.plan_file(repo_id, revision, path)?,
+            });
+        }
+        let at: Vec<(String, String)> = plans
+            .iter()
+            .map(|p| (p.commit.clone(), p.path.clone()))
+            .collect();
+        self.fetch_all(plans, progress, None, per_file)?;
+        at.iter()
+            .map(
+                |(commit, path)| match self.file_path_at(repo_id, commit, path)? {
+                    Some(view_path) => Ok(view_path),
+                    // Deleted by another thread since it landed: download_file fetches it again.
+                    None => self.download_file(repo_id, path, Some(commit), None),
+                },
+            )
+            .collect()
     }
 
     /// The commit at which `path` is already cached for `revision`, if it is.
@@ -354,6 +397,18 @@ impl ModelCache {
         revision: Option<&str>,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<()> {
+        self.download_quant_per_file(repo_id, quant, revision, progress, None)
+    }
+
+    /// [`download_quant`](Self::download_quant), also telling `per_file` about each file.
+    pub fn download_quant_per_file(
+        &self,
+        repo_id: &str,
+        quant: &str,
+        revision: Option<&str>,
+        progress: Option<ProgressFn<'_>>,
+        per_file: Option<FileProgressFn<'_>>,
+    ) -> Result<()> {
         validate::repo_id(repo_id)?;
         let record = match (self.inner.store.repo(repo_id)?, revision) {
             (Some(rec), None) => rec,
@@ -383,7 +438,7 @@ impl ModelCache {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.clone(), loaded.clone());
-        let result = self.fetch_all(plans, progress, Some(&loaded));
+        let result = self.fetch_all(plans, progress, Some(&loaded), per_file);
         self.inner
             .active
             .lock()
@@ -475,7 +530,13 @@ impl ModelCache {
         plans: Vec<FilePlan>,
         progress: Option<ProgressFn<'_>>,
         live: Option<&AtomicU64>,
+        mut per_file: Option<FileProgressFn<'_>>,
     ) -> Result<()> {
+        let mut tell = |event: FileEvent<'_>| {
+            if let Some(f) = per_file.as_mut() {
+                f(event)
+            }
+        };
         if self.inner.hub.is_offline() {
             for plan in &plans {
                 if self.already_held(plan)?.is_none() {
@@ -492,7 +553,13 @@ impl ModelCache {
         let mut queue = std::collections::VecDeque::new();
         for plan in plans {
             match self.already_held(&plan)? {
-                Some(rec) => loaded_done += rec.size,
+                Some(rec) => {
+                    loaded_done += rec.size;
+                    tell(FileEvent::Done {
+                        path: &plan.path,
+                        size: rec.size,
+                    });
+                }
                 None => queue.push_back(plan),
             }
         }
@@ -519,7 +586,13 @@ impl ModelCache {
                         let (plan, _) = running.swap_remove(i);
                         let store = &self.inner.store;
                         match store.reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)? {
-                            Some(_) => loaded_done += rec.size,
+                            Some(_) => {
+                                loaded_done += rec.size;
+                                tell(FileEvent::Done {
+                                    path: &plan.path,
+                                    size: rec.size,
+                                });
+                            }
                             // Deleted by another thread since it landed: fetch it again.
                             None => queue.push_front(plan),
                         }
@@ -535,6 +608,13 @@ impl ModelCache {
                         )
                     }
                 }
+            }
+            for (plan, ticket) in &running {
+                tell(FileEvent::Progress {
+                    path: &plan.path,
+                    loaded: ticket.progress(),
+                    total: plan.size.unwrap_or(0),
+                });
             }
             let loaded = loaded_done + running.iter().map(|(_, t)| t.progress()).sum::<u64>();
             if let Some(live) = live {

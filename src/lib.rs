@@ -24,4 +24,4 @@ pub mod validate;
 pub use cache::{CacheOptions, ModelCache, Stats, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, QuantInfo, QuantStatus};
-pub use progress::ProgressFn;
+pub use progress::{FileEvent, FileProgressFn, ProgressFn};

@@ -12,6 +12,23 @@ const MIN_INTERVAL: Duration = Duration::from_millis(50);
 /// The caller's progress callback: gets `(loaded, total)`, returns false to cancel.
 pub type ProgressFn<'a> = &'a mut dyn FnMut(u64, u64) -> bool;
 
+/// What happens to each file of a multi-file download, for callers that show one progress
+/// bar per file (the CLI). Called on the calling thread, alongside the overall `ProgressFn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileEvent<'a> {
+    /// Bytes held so far of a file being fetched (`total` is 0 when the listing gives none).
+    Progress {
+        path: &'a str,
+        loaded: u64,
+        total: u64,
+    },
+    /// The file is cached: fetched and committed, or found already held. Once per file.
+    Done { path: &'a str, size: u64 },
+}
+
+/// The caller's per-file callback; see [`FileEvent`].
+pub type FileProgressFn<'a> = &'a mut dyn FnMut(FileEvent<'_>);
+
 pub(crate) struct Reporter<'a> {
     callback: Option<ProgressFn<'a>>,
     total: u64,

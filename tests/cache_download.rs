@@ -684,3 +684,102 @@ fn manifest_statuses_follow_a_download_through_downloading_failed_and_downloaded
     assert_eq!(q4.error, None);
     assert_eq!(q4.downloaded_size, q4.total_size);
 }
+
+/// A `FileEvent` as recorded: (path, `Some((loaded, total))` for progress or `None` for done,
+/// the size when done).
+type SeenEvent = (String, Option<(u64, u64)>, u64);
+
+#[test]
+fn download_files_fetches_several_in_order_and_tells_about_each_file() {
+    let hub = hub(|root| {
+        write_file(root, REPO, "config.json", b"{}").unwrap();
+        write_pseudo_random_file(root, REPO, "a.bin", 3 << 20, 4).unwrap();
+        write_pseudo_random_file(root, REPO, "b.onnx", 200_000, 5).unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    let asked = ["b.onnx", "config.json", "a.bin"];
+    let total = (3 << 20) + 200_000 + 2;
+
+    let mut events: Vec<SeenEvent> = Vec::new();
+    let mut last_overall = 0;
+    let paths = cache
+        .download_files(
+            REPO,
+            &asked,
+            None,
+            Some(&mut |loaded, of| {
+                assert_eq!(of, total);
+                last_overall = loaded;
+                true
+            }),
+            Some(&mut |event| {
+                events.push(match event {
+                    tabcache::FileEvent::Progress {
+                        path,
+                        loaded,
+                        total,
+                    } => (path.to_string(), Some((loaded, total)), 0),
+                    tabcache::FileEvent::Done { path, size } => (path.to_string(), None, size),
+                })
+            }),
+        )
+        .unwrap();
+    assert_eq!(last_overall, total);
+    for (path, local) in asked.iter().zip(&paths) {
+        assert!(local.ends_with(path), "{local:?} for {path}");
+        assert_eq!(
+            std::fs::read(local).unwrap(),
+            std::fs::read(hub.root().join(REPO).join(path)).unwrap()
+        );
+    }
+    for path in asked {
+        let done: Vec<u64> = events
+            .iter()
+            .filter(|(p, progress, _)| p == path && progress.is_none())
+            .map(|(_, _, size)| *size)
+            .collect();
+        let want = std::fs::metadata(hub.root().join(REPO).join(path))
+            .unwrap()
+            .len();
+        assert_eq!(done, vec![want], "one Done per file with its size: {path}");
+        let done_at = events
+            .iter()
+            .position(|(p, progress, _)| p == path && progress.is_none())
+            .unwrap();
+        for (p, progress, _) in &events {
+            if let (true, Some((loaded, of))) = (p == path, progress) {
+                assert!(loaded <= of && *of == want, "{path}: {loaded}/{of}");
+            }
+        }
+        assert!(
+            !events[done_at + 1..]
+                .iter()
+                .any(|(p, progress, _)| p == path && progress.is_some()),
+            "progress of {path} after its Done"
+        );
+    }
+
+    // Asked again: every file answers from the cache, in order, with no transfer.
+    let cdn_before = hub.cdn_bytes();
+    let mut again = Vec::new();
+    let paths_again = cache
+        .download_files(
+            REPO,
+            &asked,
+            None,
+            None,
+            Some(&mut |event| again.push(format!("{event:?}"))),
+        )
+        .unwrap();
+    assert_eq!(paths_again, paths);
+    assert_eq!(hub.cdn_bytes(), cdn_before);
+    assert_eq!(again.len(), 3, "{again:?}");
+    assert!(again.iter().all(|e| e.starts_with("Done")), "{again:?}");
+
+    // A hostile path is refused before any request.
+    let err = cache
+        .download_files(REPO, &["config.json", "../x"], None, None, None)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+}

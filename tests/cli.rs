@@ -751,3 +751,26 @@ fn import_hf_adopts_a_cache_huggingface_hub_filled_and_the_download_transfers_no
     );
     assert_eq!(tree_digest(hf.path()), hf_before);
 }
+
+#[test]
+fn a_failed_download_marks_its_variant_failed_until_a_download_succeeds() {
+    let hub = hub(fill);
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path();
+    let status = |c: &Path| {
+        let m = ok_json(&tabcache(&hub, c, &["--json", "--offline", "scan", REPO]));
+        m["quants"]["Q8_0"]["status"].as_str().unwrap().to_string()
+    };
+    let gone = hub
+        .emu
+        .add_fault(Fault::status(404).on(Listener::Cdn).path(Q8).times(1000));
+    fails(&tabcache(&hub, c, &["download", REPO, "Q8_0"]), 3, Q8);
+    assert_eq!(status(c), "failed");
+    hub.emu.remove_fault(gone);
+    ok_json(&tabcache(
+        &hub,
+        c,
+        &["--json", "-q", "download", REPO, "Q8_0"],
+    ));
+    assert_eq!(status(c), "downloaded");
+}

@@ -3,12 +3,12 @@
 //! bars (or plain lines when stderr is not a terminal), Ctrl-C, human tables, `--json` output
 //! and the mapping of error kinds to exit codes.
 
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -19,7 +19,7 @@ use serde_json::json;
 use tabcache::download::TransferOptions;
 use tabcache::hub::HubOptions;
 use tabcache::maintenance::{FileListing, RepoListing, VerifyReport};
-use tabcache::{CacheOptions, Error, ErrorKind, Manifest, ModelCache};
+use tabcache::{CacheOptions, Error, ErrorKind, FileEvent, Manifest, ModelCache};
 
 const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -542,7 +542,7 @@ fn download(
         (None, Some(m)) if files.is_empty() => (Some(default_quant(m)?), true),
         _ => (None, false),
     };
-    let mut targets: Vec<String> = Vec::new();
+    let mut variant_files: Vec<String> = Vec::new();
     if let (Some(q), Some(m)) = (&quant, &manifest) {
         let Some(info) = m.quants.get(q) else {
             let known: Vec<&str> = m.quants.keys().map(String::as_str).collect();
@@ -561,21 +561,27 @@ fn download(
                 m.quants.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
-        targets.extend(info.files.iter().cloned());
+        variant_files.extend(info.files.iter().cloned());
     }
+    let mut extras: Vec<String> = Vec::new();
     for f in files {
-        if !targets.contains(f) {
-            targets.push(f.clone());
+        if !variant_files.contains(f) && !extras.contains(f) {
+            extras.push(f.clone());
         }
     }
     let sizes = cache.listed_sizes(repo)?.unwrap_or_default();
     let commit = manifest.as_ref().map(|m| m.commit.clone());
     let fetch_at = commit.clone().unwrap_or_else(|| revision_name.clone());
-    let fetched = fetch_files(ctx, cache, repo, &fetch_at, &targets, &sizes)?;
-    if let (Some(q), Some(c)) = (&quant, &commit) {
-        // Everything is held now: this records the variant's completion without a transfer.
-        cache.download_quant(repo, q, Some(c), None)?;
-    }
+    let variant = quant.as_deref().zip(commit.as_deref());
+    let request = FetchRequest {
+        repo,
+        revision: &fetch_at,
+        variant,
+        variant_files: &variant_files,
+        extras: &extras,
+        sizes: &sizes,
+    };
+    let fetched = fetch_files(ctx, cache, &request)?;
     let total_bytes = fetched.iter().map(|f| f.size).sum();
     if ctx.json {
         ctx.emit_json(&DownloadReport {
@@ -613,86 +619,60 @@ fn snapshot_dir(local: &std::path::Path, path: &str) -> Option<PathBuf> {
     Some(dir)
 }
 
-/// Fetch `targets` a few at a time, each with its own progress bar (plain lines when stderr
-/// is not a terminal). Stops all on Ctrl-C or the first failure.
+/// What `download` fetches: the files of a variant (recorded as that variant's download) and
+/// other files named on the command line.
+struct FetchRequest<'a> {
+    repo: &'a str,
+    revision: &'a str,
+    /// (quant, commit) when a variant is asked for.
+    variant: Option<(&'a str, &'a str)>,
+    variant_files: &'a [String],
+    extras: &'a [String],
+    sizes: &'a std::collections::BTreeMap<String, u64>,
+}
+
+/// Fetch through the library (`download_quant_per_file`, then `download_files` for the other
+/// named files): a progress bar per file and one overall when stderr is a terminal, a plain
+/// line per file otherwise. Ctrl-C cancels; the next run resumes.
 fn fetch_files(
     ctx: &Ctx,
     cache: &ModelCache,
-    repo: &str,
-    revision: &str,
-    targets: &[String],
-    sizes: &std::collections::BTreeMap<String, u64>,
+    request: &FetchRequest,
 ) -> Result<Vec<DownloadedFile>, Error> {
-    const PARALLEL_FILES: usize = 4;
-    let bars = !ctx.quiet && std::io::stderr().is_terminal();
-    let multi = MultiProgress::with_draw_target(if bars {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    });
-    let file_style = ProgressStyle::with_template(
-        "{msg:30!} [{bar:25}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
-    )
-    .expect("valid template")
-    .progress_chars("=> ");
-    let total: u64 = targets.iter().filter_map(|t| sizes.get(t)).sum();
-    let overall = multi.add(ProgressBar::new(total));
-    overall.set_style(
-        ProgressStyle::with_template(
-            "{msg:30!} [{bar:25}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
-        )
-        .expect("valid template")
-        .progress_chars("## "),
+    let size_of =
+        |paths: &[String]| -> u64 { paths.iter().filter_map(|p| request.sizes.get(p)).sum() };
+    let count = request.variant_files.len() + request.extras.len();
+    let bars = Bars::new(
+        ctx,
+        size_of(request.variant_files) + size_of(request.extras),
+        count,
     );
-    overall.set_message(format!("total ({} files)", targets.len()));
-    let loaded: Vec<AtomicU64> = targets.iter().map(|_| AtomicU64::new(0)).collect();
-    let queue = Mutex::new(targets.iter().enumerate().collect::<VecDeque<_>>());
-    let stop = AtomicBool::new(false);
-    let running = AtomicUsize::new(PARALLEL_FILES.min(targets.len()));
-    let results: Mutex<Vec<(usize, Result<DownloadedFile, Error>)>> = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..PARALLEL_FILES.min(targets.len()) {
-            scope.spawn(|| {
-                while let Some((index, path)) = next(&queue, &stop) {
-                    let bar = multi
-                        .insert_before(&overall, ProgressBar::new(*sizes.get(path).unwrap_or(&0)));
-                    bar.set_style(file_style.clone());
-                    bar.set_message(path.clone());
-                    let mut on_progress = |done: u64, of: u64| {
-                        bar.set_length(of);
-                        bar.set_position(done);
-                        loaded[index].store(done, Ordering::Relaxed);
-                        !INTERRUPTED.load(Ordering::Relaxed) && !stop.load(Ordering::Relaxed)
-                    };
-                    let outcome = cache
-                        .download_file(repo, path, Some(revision), Some(&mut on_progress))
-                        .map(|local_path| {
-                            let size = std::fs::metadata(&local_path).map(|m| m.len()).unwrap_or(0);
-                            DownloadedFile {
-                                path: path.clone(),
-                                size,
-                                local_path,
-                            }
-                        });
-                    bar.finish_and_clear();
-                    match &outcome {
-                        Ok(f) if !bars && !ctx.quiet => {
-                            eprintln!("fetched {} ({})", f.path, HumanBytes(f.size))
-                        }
-                        Err(_) => stop.store(true, Ordering::Relaxed),
-                        _ => {}
-                    }
-                    results.lock().unwrap().push((index, outcome));
-                }
-                running.fetch_sub(1, Ordering::Relaxed);
-            });
-        }
-        while running.load(Ordering::Relaxed) > 0 {
-            overall.set_position(loaded.iter().map(|l| l.load(Ordering::Relaxed)).sum());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    });
-    overall.finish_and_clear();
+    let mut overall = |loaded: u64, _total: u64| bars.overall(loaded);
+    let mut per_file = |event: FileEvent<'_>| bars.file(event);
+    let mut outcome = Ok(());
+    if let Some((quant, commit)) = request.variant {
+        outcome = cache.download_quant_per_file(
+            request.repo,
+            quant,
+            Some(commit),
+            Some(&mut overall),
+            Some(&mut per_file),
+        );
+    }
+    if outcome.is_ok() && !request.extras.is_empty() {
+        bars.next_phase(size_of(request.variant_files));
+        let extras: Vec<&str> = request.extras.iter().map(String::as_str).collect();
+        outcome = cache
+            .download_files(
+                request.repo,
+                &extras,
+                Some(request.revision),
+                Some(&mut overall),
+                Some(&mut per_file),
+            )
+            .map(|_| ());
+    }
+    bars.finish();
     if INTERRUPTED.load(Ordering::Relaxed) {
         // Let every transfer save its resume state before the process ends.
         cache.wait_idle(Duration::from_secs(10));
@@ -701,28 +681,113 @@ fn fetch_files(
             "interrupted; partial downloads are kept: run the same command again to resume",
         ));
     }
-    let mut results = results.into_inner().unwrap();
-    results.sort_by_key(|(i, _)| *i);
-    // The first real failure, not the cancellations it caused in the other workers.
-    if let Some(pos) = results
+    outcome?;
+    request
+        .variant_files
         .iter()
-        .position(|(_, r)| matches!(r, Err(e) if e.kind() != ErrorKind::Cancelled))
-    {
-        cache.wait_idle(Duration::from_secs(10));
-        let (_, failed) = results.swap_remove(pos);
-        return Err(failed.err().expect("a failure"));
-    }
-    results.into_iter().map(|(_, r)| r).collect()
+        .chain(request.extras)
+        .map(|path| {
+            let local_path = cache
+                .file_path(request.repo, path, Some(request.revision))?
+                .ok_or_else(|| {
+                    Error::internal(format!("{path} is not cached after its download"))
+                })?;
+            let size = std::fs::metadata(&local_path).map(|m| m.len()).unwrap_or(0);
+            Ok(DownloadedFile {
+                path: path.clone(),
+                size,
+                local_path,
+            })
+        })
+        .collect()
 }
 
-fn next<'a>(
-    queue: &Mutex<VecDeque<(usize, &'a String)>>,
-    stop: &AtomicBool,
-) -> Option<(usize, &'a String)> {
-    if stop.load(Ordering::Relaxed) || INTERRUPTED.load(Ordering::Relaxed) {
-        return None;
+/// The download's progress display: one bar per file in flight and an overall bar on a
+/// terminal; otherwise one line per file as it is cached (none with --quiet).
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    file_style: ProgressStyle,
+    in_flight: RefCell<HashMap<String, ProgressBar>>,
+    lines: bool,
+    /// Bytes of the phases already done (the variant, before the other named files).
+    done_before: Cell<u64>,
+}
+
+impl Bars {
+    fn new(ctx: &Ctx, total: u64, files: usize) -> Bars {
+        let bars = !ctx.quiet && std::io::stderr().is_terminal();
+        let multi = MultiProgress::with_draw_target(if bars {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let style = |chars: &str| {
+            ProgressStyle::with_template(
+                "{msg:30!} [{bar:25}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+            )
+            .expect("valid template")
+            .progress_chars(chars)
+        };
+        let overall = multi.add(ProgressBar::new(total));
+        overall.set_style(style("## "));
+        overall.set_message(format!("total ({files} files)"));
+        Bars {
+            multi,
+            overall,
+            file_style: style("=> "),
+            in_flight: RefCell::new(HashMap::new()),
+            lines: !bars && !ctx.quiet,
+            done_before: Cell::new(0),
+        }
     }
-    queue.lock().unwrap().pop_front()
+
+    /// The overall progress of the current phase; false once Ctrl-C was pressed.
+    fn overall(&self, loaded: u64) -> bool {
+        self.overall.set_position(self.done_before.get() + loaded);
+        !INTERRUPTED.load(Ordering::Relaxed)
+    }
+
+    fn next_phase(&self, bytes_done: u64) {
+        self.done_before.set(bytes_done);
+    }
+
+    fn file(&self, event: FileEvent<'_>) {
+        match event {
+            FileEvent::Progress {
+                path,
+                loaded,
+                total,
+            } => {
+                let mut in_flight = self.in_flight.borrow_mut();
+                let bar = in_flight.entry(path.to_string()).or_insert_with(|| {
+                    let bar = self
+                        .multi
+                        .insert_before(&self.overall, ProgressBar::new(total));
+                    bar.set_style(self.file_style.clone());
+                    bar.set_message(path.to_string());
+                    bar
+                });
+                bar.set_length(total);
+                bar.set_position(loaded);
+            }
+            FileEvent::Done { path, size } => {
+                if let Some(bar) = self.in_flight.borrow_mut().remove(path) {
+                    bar.finish_and_clear();
+                }
+                if self.lines {
+                    eprintln!("fetched {path} ({})", HumanBytes(size));
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        for (_, bar) in self.in_flight.borrow_mut().drain() {
+            bar.finish_and_clear();
+        }
+        self.overall.finish_and_clear();
+    }
 }
 
 fn ls(ctx: &Ctx, cache: &ModelCache, repo: Option<&str>, sort: SortKey) -> CmdResult {
