@@ -370,6 +370,32 @@ tc_status tc_cache_download_file(struct tc_cache *cache,
                                  char **out_path);
 
 /**
+ * Download several files of repo_id at revision, a few at a time (nothing is transferred
+ * for contents already held), and give their snapshot-view paths.
+ *
+ * - repo_id, revision (NULL = "main"): borrowed, UTF-8.
+ * - paths: borrowed array of path_count UTF-8 repo paths (e.g. "config.json"); may be NULL
+ *   when path_count is 0.
+ * - progress (may be NULL) and user_data: progress over all the files' bytes; called on this
+ *   thread.
+ * - out_json: may be NULL; else receives a JSON array of the files' paths, in the order asked,
+ *   which the caller frees with tc_string_free.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (a NULL or malformed path, before any
+ * request); TC_STATUS_CANCELLED when progress returned non-zero (files that landed stay
+ * cached, partial data is kept); otherwise the errors of tc_cache_download_file, for the
+ * first file that failed (the message names it).
+ */
+tc_status tc_cache_download_files(struct tc_cache *cache,
+                                  const char *repo_id,
+                                  const char *const *paths,
+                                  size_t path_count,
+                                  const char *revision,
+                                  tc_progress_fn progress,
+                                  void *user_data,
+                                  char **out_json);
+
+/**
  * Download every file of the variant quant (a key of the manifest's "quants", e.g.
  * "Q4_K_M") of repo_id. Scans first when the repo was never scanned or revision differs
  * from the scanned one.

@@ -334,9 +334,12 @@ impl ModelCache {
         validate::repo_id(repo_id)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
-        let mut plans = Vec::with_capacity(paths.len());
+        // Every path is checked before the first request is made for any of them.
         for path in paths {
             validate::repo_path(path)?;
+        }
+        let mut plans = Vec::with_capacity(paths.len());
+        for path in paths {
             plans.push(match self.cached_commit(repo_id, revision, path)? {
                 Some(commit) => FilePlan {
                     repo: repo_id.to_string(),

@@ -1,6 +1,6 @@
 import io
 import os
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 ProgressCallback = Callable[[int, int], Any]
 
@@ -81,6 +81,14 @@ class ModelCache:
         *,
         revision: Optional[str] = ...,
     ) -> str: ...
+    def download_files(
+        self,
+        repo_id: str,
+        file_paths: Sequence[str],
+        progress_callback: Optional[ProgressCallback] = ...,
+        *,
+        revision: Optional[str] = ...,
+    ) -> List[str]: ...
     def download_quant(
         self,
         repo_id: str,

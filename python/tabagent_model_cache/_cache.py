@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from ._errors import InvalidArgumentError, ModelCacheError, error_for_status
 from ._native import ffi, lib
@@ -429,6 +429,41 @@ class ModelCache:
             ),
         )
         return _take_string(out[0])
+
+    def download_files(
+        self,
+        repo_id: str,
+        file_paths: Sequence[str],
+        progress_callback: Optional[ProgressCallback] = None,
+        *,
+        revision: Optional[str] = None,
+    ) -> List[str]:
+        """Download several files of ``repo_id``, a few at a time (nothing is transferred for
+        contents already cached), e.g. a model's config, tokenizer and weights in one call.
+
+        ``progress_callback(loaded, total)`` reports over all the files' bytes; see
+        ``download_file`` for its rules. A malformed path is refused before any request.
+
+        Returns the files' paths in the snapshot view, in the order asked.
+        """
+        if isinstance(file_paths, (str, bytes)):
+            raise TypeError("file_paths must be a sequence of str (a list of paths), not one string")
+        # The encoded strings must outlive the call: the array only points at them.
+        if any(p is None for p in file_paths):
+            raise TypeError("file_paths holds None; every entry must be a str")
+        encoded = [ffi.new("char[]", _text(p, f"file_paths[{i}]")) for i, p in enumerate(file_paths)]
+        array = ffi.new("char *[]", encoded) if encoded else ffi.NULL
+        out = ffi.new("char **")
+        cache = self._cache()
+        logger.debug("downloading %d file(s) from %s", len(encoded), repo_id)
+        self._with_progress(
+            f"{repo_id} ({len(encoded)} files)",
+            progress_callback,
+            lambda progress, user_data: lib.tc_cache_download_files(
+                cache, _text(repo_id, "repo_id"), array, len(encoded), _text(revision, "revision"), progress, user_data, out
+            ),
+        )
+        return json.loads(_take_string(out[0]))
 
     def download_quant(
         self,

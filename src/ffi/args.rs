@@ -29,6 +29,28 @@ pub(crate) unsafe fn optional_str<'a>(
     }
 }
 
+/// A required array of `count` UTF-8 strings named `what`; NULL is allowed only when `count`
+/// is 0.
+pub(crate) unsafe fn required_strs<'a>(
+    ptr: *const *const c_char,
+    count: usize,
+    what: &str,
+) -> Result<Vec<&'a str>, Failure> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    if ptr.is_null() {
+        return Err(Failure::invalid(format!(
+            "{what} is NULL with a count of {count}; pass an array of {count} strings"
+        )));
+    }
+    std::slice::from_raw_parts(ptr, count)
+        .iter()
+        .enumerate()
+        .map(|(i, &item)| required_str(item, &format!("{what}[{i}]")))
+        .collect()
+}
+
 /// Check that a required out-pointer is not NULL before any work is done.
 pub(crate) fn out_ptr<T>(ptr: *mut T, what: &str) -> Result<(), Failure> {
     if ptr.is_null() {

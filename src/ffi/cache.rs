@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::time::Duration;
 
-use super::args::{optional_str, out_ptr, required_str};
+use super::args::{optional_str, out_ptr, required_str, required_strs};
 use super::error::{call, call_void, Failure, TcStatus};
 use super::handles::Registry;
 use super::memory::{give_bytes, give_string, TcBytes};
@@ -321,6 +321,52 @@ pub unsafe extern "C" fn tc_cache_download_file(
             .download_file(repo, file, revision, Some(&mut report))?;
         if !out_path.is_null() {
             *out_path = give_string(&path_text(&local)?)?;
+        }
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// Download several files of repo_id at revision, a few at a time (nothing is transferred
+/// for contents already held), and give their snapshot-view paths.
+///
+/// - repo_id, revision (NULL = "main"): borrowed, UTF-8.
+/// - paths: borrowed array of path_count UTF-8 repo paths (e.g. "config.json"); may be NULL
+///   when path_count is 0.
+/// - progress (may be NULL) and user_data: progress over all the files' bytes; called on this
+///   thread.
+/// - out_json: may be NULL; else receives a JSON array of the files' paths, in the order asked,
+///   which the caller frees with tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (a NULL or malformed path, before any
+/// request); TC_STATUS_CANCELLED when progress returned non-zero (files that landed stay
+/// cached, partial data is kept); otherwise the errors of tc_cache_download_file, for the
+/// first file that failed (the message names it).
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_download_files(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    paths: *const *const c_char,
+    path_count: usize,
+    revision: *const c_char,
+    progress: TcProgressFn,
+    user_data: *mut c_void,
+    out_json: *mut *mut c_char,
+) -> TcStatus {
+    call("tc_cache_download_files", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let files = required_strs(paths, path_count, "paths")?;
+        let revision = optional_str(revision, "revision")?;
+        let mut report = progress_closure(progress, user_data);
+        let local = handle
+            .cache
+            .download_files(repo, &files, revision, Some(&mut report), None)?;
+        if !out_json.is_null() {
+            let texts = local
+                .iter()
+                .map(|p| path_text(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            *out_json = give_string(&to_json(&texts)?)?;
         }
         Ok(TcStatus::Ok)
     })

@@ -388,7 +388,7 @@ static void test_hub_errors(tc_cache *cache) {
 }
 
 static void test_downloads(tc_cache *cache) {
-    section("download_file and download_quant with progress on the calling thread");
+    section("download_file, download_files and download_quant with progress on the calling thread");
     struct progress_log log = new_log(0);
     char *path = NULL;
     CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", NULL, record_progress, &log, &path), TC_STATUS_OK);
@@ -400,6 +400,29 @@ static void test_downloads(tc_cache *cache) {
     tc_string_free(path);
     /* Already cached: no out_path wanted, no callback given. */
     CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", "main", NULL, NULL, NULL), TC_STATUS_OK);
+
+    /* Several files at once: their paths in the order asked, one progress over them all. */
+    const char *several[] = {"README.md", "config.json"};
+    char *paths_json = NULL;
+    log = new_log(0);
+    CHECK_STATUS(tc_cache_download_files(cache, "org/tiny-gguf", several, 2, NULL, record_progress, &log, &paths_json), TC_STATUS_OK);
+    CHECK(log.calls >= 1 && log.wrong_thread == 0 && log.went_back == 0);
+    CHECK(log.last_loaded == log.last_total && log.last_total > 0);
+    CHECK(paths_json != NULL && paths_json[0] == '[');
+    const char *readme_at = paths_json ? strstr(paths_json, "README.md") : NULL;
+    const char *config_at = paths_json ? strstr(paths_json, "config.json") : NULL;
+    CHECK(readme_at != NULL && config_at != NULL && readme_at < config_at);
+    tc_string_free(paths_json);
+    paths_json = NULL;
+    CHECK_STATUS(tc_cache_download_files(cache, "org/tiny-gguf", NULL, 0, NULL, NULL, NULL, &paths_json), TC_STATUS_OK);
+    CHECK(paths_json != NULL && strcmp(paths_json, "[]") == 0);
+    tc_string_free(paths_json);
+    CHECK_STATUS(tc_cache_download_files(cache, "org/tiny-gguf", NULL, 2, NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    const char *with_null[] = {"config.json", NULL};
+    CHECK_STATUS(tc_cache_download_files(cache, "org/tiny-gguf", with_null, 2, NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "paths[1]") != NULL);
+    const char *escaping[] = {"config.json", "../escape"};
+    CHECK_STATUS(tc_cache_download_files(cache, "org/tiny-gguf", escaping, 2, NULL, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
 
     log = new_log(0);
     CHECK_STATUS(tc_cache_download_quant(cache, "org/tiny-gguf", "Q4_K_M", NULL, record_progress, &log), TC_STATUS_OK);
