@@ -305,7 +305,10 @@ impl ModelCache {
         // look-up; the caller asked for it to be cached, so fetch it again (a few times).
         for _ in 0..3 {
             let plan = match self.cached_commit(repo_id, revision, path)? {
-                Some(commit) => return self.ready_path(repo_id, &commit, path, Some(&mut report)),
+                Some(commit) => match self.ready_path(repo_id, &commit, path, Some(&mut report))? {
+                    Some(view_path) => return Ok(view_path),
+                    None => continue, // deleted by another thread since we looked
+                },
                 None => self.plan_file(repo_id, revision, path)?,
             };
             let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
@@ -379,16 +382,12 @@ impl ModelCache {
         commit: &str,
         path: &str,
         progress: Option<ProgressFn<'_>>,
-    ) -> Result<PathBuf> {
-        let rec = self
-            .inner
-            .store
-            .cached_file(repo, commit, path)?
-            .ok_or_else(|| Error::internal("a cached file vanished"))?;
+    ) -> Result<Option<PathBuf>> {
+        let Some((view_path, rec)) = self.inner.store.cached_view(repo, commit, path)? else {
+            return Ok(None);
+        };
         Reporter::new(progress, rec.size).finish();
-        self.inner
-            .store
-            .ensure_view(repo, commit, path, &rec.sha256)
+        Ok(Some(view_path))
     }
 
     /// Download every file of variant `quant` (as listed by the last scan; scans first if the
@@ -767,14 +766,11 @@ impl ModelCache {
     }
 
     fn file_path_at(&self, repo: &str, commit: &str, path: &str) -> Result<Option<PathBuf>> {
-        match self.inner.store.cached_file(repo, commit, path)? {
-            Some(rec) => self
-                .inner
-                .store
-                .ensure_view(repo, commit, path, &rec.sha256)
-                .map(Some),
-            None => Ok(None),
-        }
+        Ok(self
+            .inner
+            .store
+            .cached_view(repo, commit, path)?
+            .map(|(view_path, _)| view_path))
     }
 
     /// Forget `repo_id` and delete every blob no other repo references. Returns bytes freed.

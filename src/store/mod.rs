@@ -217,16 +217,24 @@ impl Store {
         self.gate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Ensure the view entry for a cached file exists (it may have been deleted by hand).
-    pub(crate) fn ensure_view(
+    /// The view path of `repo@commit:path` and its record when it is cached, making sure the
+    /// view entry exists (it may have been deleted by hand). Under the gate, so a delete on
+    /// another thread cannot remove the record between the look-up and the link and leave a
+    /// path to nothing.
+    pub(crate) fn cached_view(
         &self,
         repo: &str,
         commit: &str,
         path: &str,
-        sha256: &str,
-    ) -> Result<PathBuf> {
+    ) -> Result<Option<(PathBuf, FileRecord)>> {
         let _gate = self.gate();
-        self.view.link(repo, commit, path, &self.blobs.path(sha256))
+        let Some(rec) = self.cached_file(repo, commit, path)? else {
+            return Ok(None);
+        };
+        let view_path = self
+            .view
+            .link(repo, commit, path, &self.blobs.path(&rec.sha256))?;
+        Ok(Some((view_path, rec)))
     }
 
     /// Forget `repo` and delete every blob only it referenced. Returns the bytes freed.
