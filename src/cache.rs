@@ -64,7 +64,7 @@ struct Inner {
 }
 
 /// Everything needed to fetch one file and check its bytes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct FilePlan {
     repo: String,
     commit: String,
@@ -343,12 +343,16 @@ impl ModelCache {
         }
         let mut plans = Vec::with_capacity(paths.len());
         for path in paths {
-            plans.push(match self.cached_commit(repo_id, revision, path)? {
-                Some(commit) => FilePlan {
+            // Cached files make no request, and their sizes count in the overall progress.
+            plans.push(match self.cached_record(repo_id, path, Some(revision))? {
+                Some((commit, rec)) => FilePlan {
                     repo: repo_id.to_string(),
                     commit,
                     path: path.to_string(),
-                    ..FilePlan::default()
+                    size: Some(rec.size),
+                    sha256: Some(rec.sha256),
+                    git_oid: rec.git_oid,
+                    url: None,
                 },
                 None => self.plan_file(repo_id, revision, path)?,
             });

@@ -760,18 +760,24 @@ fn download_files_fetches_several_in_order_and_tells_about_each_file() {
         );
     }
 
-    // Asked again: every file answers from the cache, in order, with no transfer.
+    // Asked again: every file answers from the cache, in order, with no transfer, and the
+    // progress still covers all their bytes.
     let cdn_before = hub.cdn_bytes();
     let mut again = Vec::new();
+    let mut final_progress = None;
     let paths_again = cache
         .download_files(
             REPO,
             &asked,
             None,
-            None,
+            Some(&mut |loaded, of| {
+                final_progress = Some((loaded, of));
+                true
+            }),
             Some(&mut |event| again.push(format!("{event:?}"))),
         )
         .unwrap();
+    assert_eq!(final_progress, Some((total, total)));
     assert_eq!(paths_again, paths);
     assert_eq!(hub.cdn_bytes(), cdn_before);
     assert_eq!(again.len(), 3, "{again:?}");
