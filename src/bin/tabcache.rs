@@ -18,7 +18,7 @@ use serde_json::json;
 
 use tabcache::download::TransferOptions;
 use tabcache::hub::HubOptions;
-use tabcache::maintenance::{FileListing, RepoListing, VerifyReport};
+use tabcache::maintenance::{FileListing, RepoListing, VerifyReport, DEFAULT_STALE_PARTIAL_AGE};
 use tabcache::{CacheOptions, Error, ErrorKind, FileEvent, Manifest, ModelCache};
 
 const EXIT_FAILURE: u8 = 1;
@@ -135,7 +135,7 @@ enum Command {
         #[arg(
             long,
             value_name = "DAYS",
-            default_value_t = 7.0,
+            default_value_t = DEFAULT_STALE_PARTIAL_AGE.as_secs_f64() / SECONDS_PER_DAY,
             allow_negative_numbers = true
         )]
         stale_days: f64,
@@ -157,6 +157,8 @@ enum SortKey {
 
 /// Set by SIGINT; download progress callbacks read it and cancel.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+const SECONDS_PER_DAY: f64 = 86_400.0;
 
 #[cfg(unix)]
 extern "C" fn on_sigint(_signal: libc::c_int) {
@@ -376,11 +378,12 @@ fn run(cli: &Cli, ctx: &Ctx) -> CmdResult {
         Command::Verify { repo, repair } => verify(ctx, &cache, repo.as_deref(), *repair),
         Command::Rm { repo, quant } => rm(ctx, &cache, repo, quant.as_deref()),
         Command::Gc { stale_days } => {
-            let stale_after = Duration::try_from_secs_f64(stale_days * 86_400.0).map_err(|_| {
-                Error::invalid(format!(
-                    "--stale-days {stale_days} is not a number of days; give 0 or more, e.g. 7"
-                ))
-            })?;
+            let stale_after =
+                Duration::try_from_secs_f64(stale_days * SECONDS_PER_DAY).map_err(|_| {
+                    Error::invalid(format!(
+                        "--stale-days {stale_days} is not a number of days; give 0 or more, e.g. 7"
+                    ))
+                })?;
             let report = cache.gc(stale_after)?;
             if ctx.json {
                 ctx.emit_json(&report);
