@@ -662,18 +662,20 @@ fn fetch_files(
             Some(&mut per_file),
         );
     }
+    let mut extra_paths = Vec::new();
     if outcome.is_ok() && !request.extras.is_empty() {
         bars.next_phase(size_of(request.variant_files));
         let extras: Vec<&str> = request.extras.iter().map(String::as_str).collect();
-        outcome = cache
-            .download_files(
-                request.repo,
-                &extras,
-                Some(request.revision),
-                Some(&mut overall),
-                Some(&mut per_file),
-            )
-            .map(|_| ());
+        match cache.download_files(
+            request.repo,
+            &extras,
+            Some(request.revision),
+            Some(&mut overall),
+            Some(&mut per_file),
+        ) {
+            Ok(paths) => extra_paths = paths,
+            Err(e) => outcome = Err(e),
+        }
     }
     bars.finish();
     if INTERRUPTED.load(Ordering::Relaxed) {
@@ -685,24 +687,26 @@ fn fetch_files(
         ));
     }
     outcome?;
-    request
+    // download_quant gives no paths: the variant's files are looked up; the others came back.
+    let mut local_paths = Vec::with_capacity(request.variant_files.len() + extra_paths.len());
+    for path in request.variant_files {
+        let local = cache
+            .file_path(request.repo, path, Some(request.revision))?
+            .ok_or_else(|| Error::internal(format!("{path} is not cached after its download")))?;
+        local_paths.push(local);
+    }
+    local_paths.extend(extra_paths);
+    Ok(request
         .variant_files
         .iter()
         .chain(request.extras)
-        .map(|path| {
-            let local_path = cache
-                .file_path(request.repo, path, Some(request.revision))?
-                .ok_or_else(|| {
-                    Error::internal(format!("{path} is not cached after its download"))
-                })?;
-            let size = std::fs::metadata(&local_path).map(|m| m.len()).unwrap_or(0);
-            Ok(DownloadedFile {
-                path: path.clone(),
-                size,
-                local_path,
-            })
+        .zip(local_paths)
+        .map(|(path, local_path)| DownloadedFile {
+            path: path.clone(),
+            size: std::fs::metadata(&local_path).map_or(0, |m| m.len()),
+            local_path,
         })
-        .collect()
+        .collect())
 }
 
 /// The download's progress display: one bar per file in flight and an overall bar on a
