@@ -448,10 +448,11 @@ class ModelCache:
         """
         if isinstance(file_paths, (str, bytes)):
             raise TypeError("file_paths must be a sequence of str (a list of paths), not one string")
-        # The encoded strings must outlive the call: the array only points at them.
-        if any(p is None for p in file_paths):
+        paths = list(file_paths)  # any iterable, read once
+        if any(p is None for p in paths):
             raise TypeError("file_paths holds None; every entry must be a str")
-        encoded = [ffi.new("char[]", _text(p, f"file_paths[{i}]")) for i, p in enumerate(file_paths)]
+        # The encoded strings must outlive the call: the array only points at them.
+        encoded = [ffi.new("char[]", _text(p, f"file_paths[{i}]")) for i, p in enumerate(paths)]
         array = ffi.new("char *[]", encoded) if encoded else ffi.NULL
         out = ffi.new("char **")
         cache = self._cache()

@@ -33,6 +33,8 @@ def test_files_arrive_in_order_with_one_progress_and_are_not_fetched_twice(hub, 
         assert cache.download_files(repo, ["config.json", "onnx/model.onnx"]) == [paths[1], paths[0]]
         assert hub.cdn_get_bytes() == 0
         assert cache.download_files(repo, []) == []
+        # Any iterable of paths, not only a list.
+        assert cache.download_files(repo, (p for p in ["config.json"])) == [paths[1]]
 
 
 def test_bad_arguments_are_refused_before_any_request(hub, tmp_path):
