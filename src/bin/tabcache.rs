@@ -38,10 +38,11 @@ Exit codes:
   3    not found (repo, revision, file or variant; or not cached)
   4    network or authentication failure (unreachable, refused token, gated, rate limited)
   5    integrity damage (bytes that do not match their hash; `verify` found damage)
-  6    cache locked by another process
+  6    reserved (releases before 0.2: cache locked by another process)
   7    offline mode and the request needs the network
   130  interrupted (Ctrl-C); partial downloads are kept and the next run resumes
 
+Any number of tabcache commands and programs using the library may share one cache at once.
 The cache directory is --cache, else $TABCACHE_HOME, else `tabcache` under the platform cache
 directory ($XDG_CACHE_HOME or ~/.cache, ~/Library/Caches, %LOCALAPPDATA%).";
 
