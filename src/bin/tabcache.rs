@@ -333,6 +333,14 @@ fn open_cache(cli: &Cli, ctx: &Ctx, connections: Option<u16>) -> Result<ModelCac
         parallel_files: 0,
     };
     let cache = ModelCache::open(&dir, options)?;
+    if let Some(rebuilt) = cache.rebuilt_on_open() {
+        // Said even with --quiet: the catalog was lost, and the user should know why the
+        // manifests are gone until the next scan.
+        eprintln!(
+            "rebuilt the catalog from disk: {} files of {} repos (scan a repo again to restore its variants)",
+            rebuilt.files, rebuilt.repos
+        );
+    }
     if ctx.verbose > 0 {
         eprintln!(
             "cache {} (hub endpoint {})",
@@ -419,6 +427,12 @@ fn run(cli: &Cli, ctx: &Ctx) -> CmdResult {
                 println!("total size   {}", HumanBytes(stats.total_size));
                 println!("on disk      {}", HumanBytes(stats.disk_bytes));
                 println!("dedup saved  {}", HumanBytes(stats.dedup_saved_bytes));
+                if let Some(r) = stats.rebuilt {
+                    println!(
+                        "rebuilt      {} files of {} repos, at unix time {}",
+                        r.files, r.repos, r.at
+                    );
+                }
             }
             Ok(())
         }
