@@ -723,11 +723,12 @@ impl Catalog {
         text.map(|t| decode(&t, "rebuild")).transpose()
     }
 
-    /// Whether the catalog holds no file and no blob (a new cache, or a lost catalog).
+    /// Whether the catalog holds nothing at all (a new cache, or a lost catalog).
     pub(crate) fn is_empty(&self) -> Result<bool> {
         self.read(|c| {
             c.query_row(
-                "SELECT NOT EXISTS (SELECT 1 FROM files) AND NOT EXISTS (SELECT 1 FROM blobs)",
+                "SELECT NOT EXISTS (SELECT 1 FROM files) AND NOT EXISTS (SELECT 1 FROM blobs)
+                    AND NOT EXISTS (SELECT 1 FROM repos) AND NOT EXISTS (SELECT 1 FROM refs)",
                 [],
                 |r| r.get(0),
             )
