@@ -163,7 +163,7 @@ fn sql_err(err: rusqlite::Error) -> Error {
         ),
         Some(C::NotADatabase | C::DatabaseCorrupt) => Error::new(
             ErrorKind::Corrupt,
-            format!("the catalog is damaged ({err}); close every program using this cache and open it again: tabcache rebuilds the catalog from the files it holds"),
+            format!("the catalog is damaged ({err}); close the programs using this cache, delete its `catalog` file and open it again: tabcache rebuilds the catalog from the files it holds, with no download"),
         ),
         Some(C::DatabaseBusy | C::DatabaseLocked) => Error::new(
             ErrorKind::Io,
