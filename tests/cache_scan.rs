@@ -204,14 +204,13 @@ fn an_empty_repo_scans_with_no_variants() {
 }
 
 #[test]
-fn a_second_open_of_the_same_cache_is_refused_as_locked() {
+fn two_handles_on_one_cache_both_work() {
     let hub = hub(fill);
     let dir = tempfile::tempdir().unwrap();
-    let _first = open(dir.path(), &hub);
-    let err = match ModelCache::open(dir.path(), options(&hub)) {
-        Err(e) => e,
-        Ok(_) => panic!("second open succeeded"),
-    };
-    assert_eq!(err.kind(), ErrorKind::Locked);
-    assert!(err.message().contains("locked"), "{err}");
+    let first = open(dir.path(), &hub);
+    let second = open(dir.path(), &hub);
+    let scanned = first.scan_repo(REPO, None).unwrap();
+    assert_eq!(second.get_manifest(REPO).unwrap().unwrap(), scanned);
+    drop(first);
+    assert_eq!(second.scan_repo(REPO, None).unwrap().repo_id, REPO);
 }
