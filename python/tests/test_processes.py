@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import os
+import select
 import subprocess
+import threading
 import time
 
 import pytest
@@ -104,6 +107,51 @@ def test_forked_child_uses_the_inherited_cache_and_the_parent_sees_its_file(hub,
     assert check_catalog(db)["files"] == 3
 
 
+def test_fork_while_other_threads_use_the_cache(hub, tmp_path):
+    # A native host forks workers while its other threads keep reading the cache. A lock some
+    # parent thread held inside the library at the moment of fork() is held for ever in the
+    # child, so the child's first use of the cache (which opens it again) must not need one.
+    repo = paced_repo(hub, "fork-busy", {"config.json": 1000})
+    cache = tmc.ModelCache(tmp_path / "db")
+    cache.download_file(repo, "config.json")
+    stop = threading.Event()
+    rounds = [0, 0]
+
+    def read(slot):
+        while not stop.is_set():
+            assert cache.has_file(repo, "config.json")
+            rounds[slot] += 1
+
+    readers = [threading.Thread(target=read, args=(slot,), daemon=True) for slot in (0, 1)]
+    for reader in readers:
+        reader.start()
+    forks = 0
+    try:
+        while forks < 30:
+            answer_r, answer_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: one call on the inherited instance, then leave at once
+                try:
+                    os.write(answer_w, b"1" if cache.has_file(repo, "config.json") else b"0")
+                finally:
+                    os._exit(0)
+            os.close(answer_w)
+            ready, _, _ = select.select([answer_r], [], [], 10)
+            answer = os.read(answer_r, 1) if ready else None
+            os.close(answer_r)
+            if answer is None:
+                os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            assert answer == b"1", f"fork {forks + 1}: the child hung in its first call (no answer in 10 s)"
+            forks += 1
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert min(rounds) > 0
+    cache.close()
+
+
 def _child_calls_the_library_with_the_inherited_handle(handle, results):
     out = ffi.new("bool *")
     status = lib.tc_cache_has_file(handle, b"test-org/any", b"config.json", ffi.NULL, out)
@@ -121,7 +169,7 @@ def test_native_library_refuses_a_handle_used_in_a_forked_child(tmp_path):
     cache = tmc.ModelCache(tmp_path / "db", offline=True)
     answer = run_in_fork(_child_calls_the_library_with_the_inherited_handle, cache._handle)
     assert answer["status"] == "invalid_argument", answer
-    assert "child" in answer["message"] and "open" in answer["message"], answer["message"]
+    assert "fork" in answer["message"] and "open the cache again" in answer["message"], answer["message"]
     # The parent's handle is unaffected.
     assert cache.has_file("test-org/any", "config.json") is False
     cache.close()
