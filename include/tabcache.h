@@ -31,9 +31,9 @@
 #include <stdint.h>
 
 /* The version of the library this header belongs to; compare with tc_version(). */
-#define TC_VERSION "0.1.0"
+#define TC_VERSION "0.2.0"
 #define TC_VERSION_MAJOR 0
-#define TC_VERSION_MINOR 1
+#define TC_VERSION_MINOR 2
 #define TC_VERSION_PATCH 0
 
 

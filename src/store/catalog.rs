@@ -163,7 +163,7 @@ fn sql_err(err: rusqlite::Error) -> Error {
         ),
         Some(C::NotADatabase | C::DatabaseCorrupt) => Error::new(
             ErrorKind::Corrupt,
-            format!("the catalog is damaged ({err}); close every program using this cache and open it again: tabcache rebuilds the catalog from the files it holds"),
+            format!("the catalog is damaged ({err}); close the programs using this cache, delete its `catalog` file and open it again: tabcache rebuilds the catalog from the files it holds, with no download"),
         ),
         Some(C::DatabaseBusy | C::DatabaseLocked) => Error::new(
             ErrorKind::Io,
@@ -723,11 +723,12 @@ impl Catalog {
         text.map(|t| decode(&t, "rebuild")).transpose()
     }
 
-    /// Whether the catalog holds no file and no blob (a new cache, or a lost catalog).
+    /// Whether the catalog holds nothing at all (a new cache, or a lost catalog).
     pub(crate) fn is_empty(&self) -> Result<bool> {
         self.read(|c| {
             c.query_row(
-                "SELECT NOT EXISTS (SELECT 1 FROM files) AND NOT EXISTS (SELECT 1 FROM blobs)",
+                "SELECT NOT EXISTS (SELECT 1 FROM files) AND NOT EXISTS (SELECT 1 FROM blobs)
+                    AND NOT EXISTS (SELECT 1 FROM repos) AND NOT EXISTS (SELECT 1 FROM refs)",
                 [],
                 |r| r.get(0),
             )

@@ -526,7 +526,7 @@ fn open_catalog(
         return Ok((catalog, None));
     }
     let disk = rebuild::read(blobs, view.root())?;
-    if disk.is_empty() {
+    if disk.blobs.is_empty() {
         return Ok((catalog, None));
     }
     let rebuilt = catalog.restore(&disk.blobs, &disk.files, &disk.refs)?;
