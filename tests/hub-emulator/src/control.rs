@@ -17,6 +17,7 @@ pub(crate) const PREFIX: &str = "/_emulator/";
 struct Settings {
     page_size: Option<usize>,
     tree_redirect: Option<bool>,
+    gzip_json: Option<bool>,
 }
 
 pub(crate) fn handle(shared: &Shared, request: &Request) -> Response {
@@ -75,6 +76,9 @@ pub(crate) fn handle(shared: &Shared, request: &Request) -> Response {
                 }
                 if let Some(redirect) = settings.tree_redirect {
                     shared.tree_redirect.store(redirect, Ordering::SeqCst);
+                }
+                if let Some(gzip) = settings.gzip_json {
+                    shared.gzip_json.store(gzip, Ordering::SeqCst);
                 }
                 Response::json(200, &json!({ "ok": true }))
             }

@@ -82,6 +82,19 @@ pub enum FaultKind {
     RawTree { body: String },
     /// Tree listings always carry a `Link: rel="next"`, past the end with empty pages.
     EndlessPagination,
+    /// Claim the file has `size` bytes, on HEAD and GET alike: the `X-Linked-Size` of a
+    /// resolve redirect, the `Content-Length` of a whole file response (its body stays the
+    /// real one, cut at `size` if shorter, then the connection closes) and the total of a
+    /// range response's `Content-Range` (its length and body stay right).
+    ClaimSize { size: u64 },
+    /// Send file bodies with `Content-Encoding: <encoding>` whatever the request accepts; with
+    /// `gzip` the body (or range) really is gzip-compressed and `Content-Length` is its
+    /// compressed length, with anything else the bytes go out as they are.
+    ContentEncoding { encoding: String },
+    /// Resolves and file responses (HEAD and GET) give neither a size nor a hash: no
+    /// `X-Linked-Size` or `X-Linked-Etag`, an `ETag` that is no hash, and file bodies chunked
+    /// (so no `Content-Length`), as a careless mirror might answer.
+    NoMetadata,
 }
 
 impl Fault {
@@ -149,6 +162,8 @@ impl Fault {
         let applies = match self.kind {
             FaultKind::Status { .. } => true,
             FaultKind::RawTree { .. } | FaultKind::EndlessPagination => request.is_tree,
+            // Header faults: a HEAD is where a resolve reads them.
+            FaultKind::ClaimSize { .. } | FaultKind::NoMetadata => true,
             // A HEAD has no body to damage; it must not use up a body fault meant for the GET.
             _ => request.method != "HEAD",
         };
@@ -183,6 +198,9 @@ pub struct Plan {
     pub rate: Option<u64>,
     pub raw_tree: Option<String>,
     pub endless_pagination: bool,
+    pub claim_size: Option<u64>,
+    pub content_encoding: Option<String>,
+    pub no_metadata: bool,
     pub fired: Vec<FaultId>,
 }
 
@@ -197,7 +215,10 @@ pub struct StatusFault {
 impl Plan {
     /// Whether the body ends early and the connection closes after it.
     pub fn cuts_short(&self) -> bool {
-        self.drop_after.is_some() || self.stall.is_some() || self.truncate.is_some()
+        self.drop_after.is_some()
+            || self.stall.is_some()
+            || self.truncate.is_some()
+            || self.claim_size.is_some()
     }
 
     /// Whether the body can go out untouched (and so by the kernel's zero-copy path).
@@ -209,6 +230,7 @@ impl Plan {
             && self.truncate.is_none()
             && !self.extra_byte
             && self.rate.is_none()
+            && self.claim_size.is_none()
     }
 }
 
@@ -305,6 +327,11 @@ impl FaultTable {
                 FaultKind::RateLimit { bytes_per_sec } => plan.rate = Some((*bytes_per_sec).max(1)),
                 FaultKind::RawTree { body } => plan.raw_tree = Some(body.clone()),
                 FaultKind::EndlessPagination => plan.endless_pagination = true,
+                FaultKind::ClaimSize { size } => plan.claim_size = Some(*size),
+                FaultKind::ContentEncoding { encoding } => {
+                    plan.content_encoding = Some(encoding.clone())
+                }
+                FaultKind::NoMetadata => plan.no_metadata = true,
             }
         }
         plan

@@ -219,6 +219,12 @@ impl Emulator {
         self.shared.tree_redirect.store(on, Ordering::SeqCst);
     }
 
+    /// Compress JSON answers (model info, tree listings, errors) with gzip for requests whose
+    /// `Accept-Encoding` names it, as the Hub does. Off by default.
+    pub fn set_gzip_json(&self, on: bool) {
+        self.shared.gzip_json.store(on, Ordering::SeqCst);
+    }
+
     /// Every request served since the start or the last [`Emulator::clear_log`], in arrival
     /// order. A request is in the log before its client can have read the whole response. Control requests are not recorded.
     pub fn requests(&self) -> Vec<RequestRecord> {

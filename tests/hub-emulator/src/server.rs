@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     pub log: Mutex<Vec<RequestRecord>>,
     pub page_size: AtomicUsize,
     pub tree_redirect: AtomicBool,
+    /// Compress JSON answers with gzip for requests that accept it, as the Hub's front does.
+    pub gzip_json: AtomicBool,
     pub log_to_stderr: bool,
     /// Where LFS redirects point instead of the CDN listener (no trailing `/`).
     pub cdn_base: Option<String>,
@@ -156,6 +158,7 @@ impl Shared {
             log: Mutex::new(Vec::new()),
             page_size: AtomicUsize::new(page_size.max(1)),
             tree_redirect: AtomicBool::new(tree_redirect),
+            gzip_json: AtomicBool::new(false),
             log_to_stderr,
             cdn_base,
             api_addr,
@@ -317,6 +320,12 @@ fn handle(
         (None, Listener::Cdn) => api::handle_cdn(shared, request, &plan),
         (None, _) => api::handle_api(shared, request, &plan),
     };
+    let (response, plan) = apply_head_faults(response, plan, is_head);
+    let response = if shared.gzip_json.load(Ordering::SeqCst) {
+        gzip_json(request, response)
+    } else {
+        response
+    };
     let planned_bytes = if is_head {
         0
     } else {
@@ -352,6 +361,100 @@ fn handle(
         }
     }
     outcome.keep_alive
+}
+
+/// The faults that rewrite what a response says about its file (and, for a gzip encoding,
+/// its body) before it is framed. Only file responses (200/206 with a file body) and resolve
+/// redirects carry such claims; other responses pass unchanged.
+fn apply_head_faults(mut response: Response, mut plan: Plan, is_head: bool) -> (Response, Plan) {
+    let is_file =
+        matches!(response.body, Body::File { .. }) && matches!(response.status, 200 | 206);
+    let named = |name: &str, wanted: &str| name.eq_ignore_ascii_case(wanted);
+    if plan.no_metadata {
+        response
+            .headers
+            .retain(|(name, _)| !named(name, "x-linked-size") && !named(name, "x-linked-etag"));
+        for (name, value) in &mut response.headers {
+            if named(name, "etag") {
+                *value = "\"opaque-etag\"".to_owned();
+            }
+        }
+        plan.chunked |= is_file;
+    }
+    if let Some(size) = plan.claim_size {
+        for (name, value) in &mut response.headers {
+            if named(name, "x-linked-size") {
+                *value = size.to_string();
+            }
+            if named(name, "content-range") && is_file {
+                if let Some((span, _)) = value.rsplit_once('/') {
+                    *value = format!("{span}/{size}");
+                }
+            }
+        }
+        // Only a whole file body is framed by the claim: a redirect keeps its own length, and
+        // a 206 states the file's size in its Content-Range (its length is the range's).
+        if !is_file || response.status == 206 {
+            plan.claim_size = None;
+        }
+    }
+    if let Some(encoding) = plan
+        .content_encoding
+        .clone()
+        .filter(|_| is_file && !is_head)
+    {
+        if encoding.eq_ignore_ascii_case("gzip") {
+            if let Body::File { path, start, len } = &response.body {
+                match gzip_range(path, *start, *len) {
+                    Ok(compressed) => response.body = Body::Bytes(compressed),
+                    Err(err) => {
+                        return (
+                            Response::hub_error(500, None, &format!("gzip: {err}")),
+                            plan,
+                        )
+                    }
+                }
+            }
+        }
+        response = response.header("Content-Encoding", encoding);
+    }
+    (response, plan)
+}
+
+/// A JSON answer gzip-compressed when the request accepts gzip (the `gzip_json` setting).
+fn gzip_json(request: &Request, mut response: Response) -> Response {
+    let accepts = request.header("accept-encoding").is_some_and(|value| {
+        value.split(',').any(|coding| {
+            coding
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("gzip")
+        })
+    });
+    let is_json = response.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-type") && value.starts_with("application/json")
+    });
+    if let (true, true, Body::Bytes(bytes)) = (accepts, is_json, &response.body) {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        if encoder.write_all(bytes).is_ok() {
+            if let Ok(compressed) = encoder.finish() {
+                response.body = Body::Bytes(compressed);
+                response = response.header("Content-Encoding", "gzip");
+            }
+        }
+    }
+    response
+}
+
+/// `len` bytes of `path` from `start`, gzip-compressed (test files are small).
+fn gzip_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    io::copy(&mut file.take(len), &mut encoder)?;
+    encoder.finish()
 }
 
 struct SendOutcome {
@@ -394,10 +497,10 @@ impl<'a> BodyWriter<'a> {
     ) -> io::Result<bool> {
         let body_len = response.body.len();
         let extra = u64::from(plan.extra_byte);
-        let framing = if plan.chunked {
-            Framing::Chunked
-        } else {
-            Framing::Length(body_len + extra)
+        let framing = match (plan.chunked, plan.claim_size) {
+            (true, _) => Framing::Chunked,
+            (false, Some(claimed)) => Framing::Length(claimed),
+            (false, None) => Framing::Length(body_len + extra),
         };
         let limit = body_limit(body_len, plan);
         let close = close || (plan.cuts_short() && !is_head);
@@ -554,6 +657,9 @@ fn body_limit(body_len: u64, plan: &Plan) -> u64 {
     }
     if let Some(missing) = plan.truncate {
         limit = limit.min(body_len.saturating_sub(missing));
+    }
+    if let Some(claimed) = plan.claim_size {
+        limit = limit.min(claimed);
     }
     limit
 }

@@ -378,3 +378,109 @@ fn dropping_the_emulator_mid_stall_does_not_hang() {
     let reply = client.join().unwrap();
     assert_eq!(reply.body.len(), 10);
 }
+
+#[test]
+fn claim_size_claims_on_head_and_get_and_sends_the_real_body() {
+    let setup = setup("claim-size");
+    let claimed = 1u64 << 62;
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::ClaimSize { size: claimed }).path("model.safetensors"));
+    let resolve = "/org/model/resolve/main/model.safetensors";
+    let head = raw(setup.emu.addr(), "HEAD", resolve, "");
+    assert_eq!(head.status, 302);
+    assert_eq!(head.header("x-linked-size").unwrap(), claimed.to_string());
+    // The redirect's own framing is left alone.
+    assert_ne!(head.header("content-length").unwrap(), claimed.to_string());
+
+    let reply = setup.cdn("");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-length").unwrap(), claimed.to_string());
+    assert_eq!(reply.body, setup.content, "the real body, then the close");
+    let ranged = setup.cdn("Range: bytes=10-19\r\n");
+    assert_eq!(ranged.status, 206);
+    assert_eq!(
+        ranged.header("content-range").unwrap(),
+        format!("bytes 10-19/{claimed}")
+    );
+    assert_eq!(ranged.header("content-length").unwrap(), "10");
+    assert_eq!(ranged.body, &setup.content[10..20]);
+
+    // A small file answers the resolve itself: its Content-Length is the claim.
+    setup
+        .emu
+        .add_fault(Fault::new(FaultKind::ClaimSize { size: 3 }).path("config.json"));
+    let small = raw(
+        setup.emu.addr(),
+        "GET",
+        "/org/model/resolve/main/config.json",
+        "",
+    );
+    assert_eq!(small.header("content-length").unwrap(), "3");
+    assert_eq!(small.body, b"{\"a");
+}
+
+#[test]
+fn content_encoding_gzip_really_compresses_file_bodies() {
+    use std::io::Read;
+    let setup = setup("content-encoding");
+    setup.cdn_fault(FaultKind::ContentEncoding {
+        encoding: "gzip".into(),
+    });
+    let reply = setup.cdn("Accept-Encoding: identity\r\n");
+    assert_eq!(reply.header("content-encoding").as_deref(), Some("gzip"));
+    assert_eq!(
+        reply.header("content-length").unwrap(),
+        reply.body.len().to_string()
+    );
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(&reply.body[..])
+        .read_to_end(&mut decoded)
+        .unwrap();
+    assert_eq!(decoded, setup.content);
+    // Fired once; the next answer is plain again, and a HEAD never carries it.
+    assert!(setup.cdn("").header("content-encoding").is_none());
+    setup.cdn_fault(FaultKind::ContentEncoding {
+        encoding: "br".into(),
+    });
+    let head = raw(setup.emu.cdn_addr(), "HEAD", &setup.cdn_target, "");
+    assert!(head.header("content-encoding").is_none());
+    let other = setup.cdn("");
+    assert_eq!(other.header("content-encoding").as_deref(), Some("br"));
+    assert_eq!(
+        other.body, setup.content,
+        "other encodings go out as they are"
+    );
+}
+
+#[test]
+fn no_metadata_leaves_out_size_and_hash() {
+    let setup = setup("no-metadata");
+    setup.emu.add_fault(Fault::new(FaultKind::NoMetadata));
+    let resolve = "/org/model/resolve/main/model.safetensors";
+    let head = raw(setup.emu.addr(), "HEAD", resolve, "");
+    assert_eq!(head.status, 302);
+    assert!(head.header("x-linked-size").is_none());
+    assert!(head.header("x-linked-etag").is_none());
+    assert_eq!(head.header("etag").as_deref(), Some("\"opaque-etag\""));
+    let cdn_head = raw(setup.emu.cdn_addr(), "HEAD", &setup.cdn_target, "");
+    assert!(cdn_head.header("content-length").is_none());
+    assert_eq!(cdn_head.header("etag").as_deref(), Some("\"opaque-etag\""));
+    let reply = setup.cdn("");
+    assert_eq!(
+        reply.header("transfer-encoding").as_deref(),
+        Some("chunked")
+    );
+    assert!(reply.header("content-length").is_none());
+    assert_eq!(decode_chunked(&reply.body), setup.content);
+    // A small file's resolve is its own answer: no length there either.
+    let small = raw(
+        setup.emu.addr(),
+        "HEAD",
+        "/org/model/resolve/main/config.json",
+        "",
+    );
+    assert_eq!(small.status, 200);
+    assert!(small.header("content-length").is_none());
+    assert_eq!(small.header("etag").as_deref(), Some("\"opaque-etag\""));
+}
