@@ -574,6 +574,40 @@ fn hostile_listings_are_refused_naming_the_server() {
 }
 
 #[test]
+fn gzip_json_is_decoded_and_capped_by_its_decoded_size() {
+    let hub = start_hub(1000);
+    let client = hub.client(None);
+    let plain_info = client.model_info("org/model", "main").unwrap();
+    let plain = client.list_files("org/model", "main").unwrap();
+    let plain_bytes = hub.emu.bytes_sent_for("/tree/");
+    hub.emu.clear_log();
+    hub.emu.set_gzip_json(true);
+    assert_eq!(client.model_info("org/model", "main").unwrap(), plain_info);
+    assert_eq!(client.list_files("org/model", "main").unwrap(), plain);
+    let gzip_bytes = hub.emu.bytes_sent_for("/tree/");
+    assert!(
+        gzip_bytes < plain_bytes,
+        "the listing came compressed: {gzip_bytes} vs {plain_bytes} bytes"
+    );
+
+    // 65 MiB of JSON that compresses to a few hundred KiB: the cap counts decoded bytes.
+    let bomb = format!("[{}]", " ".repeat(65 << 20));
+    hub.emu.clear_log();
+    hub.emu
+        .add_fault(Fault::new(FaultKind::RawTree { body: bomb }));
+    assert_error(
+        client.list_files("org/model", "main"),
+        ErrorKind::Http,
+        &[
+            "larger than 67108864 bytes",
+            "the server at http://127.0.0.1",
+        ],
+    );
+    let sent = hub.emu.bytes_sent_for("/tree/");
+    assert!(sent < 4 << 20, "the bomb went compressed ({sent} bytes)");
+}
+
+#[test]
 fn endless_pagination_is_bounded() {
     let hub = start_hub(1000);
     hub.emu.add_fault(Fault::new(FaultKind::EndlessPagination));

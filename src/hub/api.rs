@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::http::{Http, Method};
+use super::http::{Http, Method, JSON_ENCODINGS};
 use super::link::next_link;
 use super::status::{display_url, Subject};
 use super::url::{join, quote};
@@ -115,7 +115,14 @@ pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInf
     let (url, subject) = revision_api(http, repo_id, revision, "revision", "", &doing)?;
     let raw: RawModelInfo = http.config.retry.run(|| {
         let hop = http.check(
-            http.send(Method::Get, &url, &[("accept", "application/json")])?,
+            http.send(
+                Method::Get,
+                &url,
+                &[
+                    ("accept", "application/json"),
+                    ("accept-encoding", JSON_ENCODINGS),
+                ],
+            )?,
             subject,
         )?;
         hop.read_json(MAX_JSON, "model info")
@@ -207,7 +214,14 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
         }
         let (page_url, entries, link) = http.config.retry.run(|| {
             let hop = http.check(
-                http.send(Method::Get, &url, &[("accept", "application/json")])?,
+                http.send(
+                    Method::Get,
+                    &url,
+                    &[
+                        ("accept", "application/json"),
+                        ("accept-encoding", JSON_ENCODINGS),
+                    ],
+                )?,
                 subject,
             )?;
             let page_url = hop.url.clone();

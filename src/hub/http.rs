@@ -10,7 +10,7 @@ use ureq::{Agent, Body};
 
 use super::config::HubConfig;
 use super::status::{self, display_url, Subject};
-use super::url::{self, Origin};
+use super::url::{self, server_name, Origin};
 use crate::error::{Error, ErrorKind, Result};
 
 /// More hops than any real chain (Hub -> renamed repo -> CDN -> storage) needs.
@@ -176,15 +176,14 @@ impl Http {
         }
         let url = hop.url.clone();
         let token_sent = hop.token_sent;
+        let encoding = hop.header("content-encoding");
         let (parts, body) = hop.response.into_parts();
         let mut text = Vec::new();
-        // A broken error body still leaves the status to report.
+        // A broken (or oddly encoded) error body still leaves the status to report.
         if !hop.head {
-            let _ = body
-                .into_with_config()
-                .limit(MAX_ERROR_BODY)
-                .reader()
-                .read_to_end(&mut text);
+            if let Ok(reader) = decoded(body, encoding.as_deref(), &url, "error") {
+                let _ = reader.take(MAX_ERROR_BODY).read_to_end(&mut text);
+            }
         }
         let err =
             status::error_for_status(status, &parts.headers, &text, &url, subject, token_sent)
@@ -224,25 +223,37 @@ impl Hop {
         })
     }
 
-    /// Read the body as JSON of type `T`, at most `limit` bytes. `what` names the document
-    /// for the message when the server sent something else.
+    /// Read the body as JSON of type `T`, at most `limit` bytes once decoded (a small gzip
+    /// body must not expand without bound). `what` names the document for the message when
+    /// the server sent something else.
     pub fn read_json<T: serde::de::DeserializeOwned>(self, limit: u64, what: &str) -> Result<T> {
         let url = self.url.clone();
+        let too_large = || {
+            Error::new(
+                ErrorKind::Http,
+                format!(
+                    "the server at {} sent a {what} larger than {limit} bytes; refusing to read it",
+                    display_url(&url)
+                ),
+            )
+        };
+        let encoding = self.header("content-encoding");
+        let reader = decoded(self.response.into_body(), encoding.as_deref(), &url, what)?;
         let mut bytes = Vec::new();
-        self.response
-            .into_body()
-            .into_with_config()
-            .limit(limit)
-            .reader()
+        reader
+            .take(limit.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(|err| match ureq::Error::from(err) {
-                ureq::Error::BodyExceedsLimit(_) => Error::new(
-                    ErrorKind::Http,
-                    format!("the server at {} sent a {what} larger than {limit} bytes; refusing to read it", display_url(&url)),
-                ),
-                err => Error::new(ErrorKind::Network, format!("reading {what} from {} failed: {err}", display_url(&url)))
-                    .transient(None),
+                ureq::Error::BodyExceedsLimit(_) => too_large(),
+                err => Error::new(
+                    ErrorKind::Network,
+                    format!("reading {what} from {} failed: {err}", display_url(&url)),
+                )
+                .transient(None),
             })?;
+        if bytes.len() as u64 > limit {
+            return Err(too_large());
+        }
         serde_json::from_slice(&bytes).map_err(|err| {
             Error::new(
                 ErrorKind::Http,
@@ -254,6 +265,33 @@ impl Hop {
         })
     }
 }
+
+/// The body of a JSON (or error) response as its bytes were meant: gzip is the one encoding
+/// asked for besides identity (see [`JSON_ENCODINGS`]), and decoded here rather than by ureq,
+/// which would decode file transfers too without saying so. The caller caps the decoded size.
+fn decoded(body: Body, encoding: Option<&str>, url: &str, what: &str) -> Result<Box<dyn Read>> {
+    let raw = body.into_reader();
+    match encoding.map(str::trim) {
+        None | Some("") => Ok(Box::new(raw)),
+        Some(e) if e.eq_ignore_ascii_case("identity") => Ok(Box::new(raw)),
+        Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
+            Ok(Box::new(flate2::read::MultiGzDecoder::new(raw)))
+        }
+        Some(other) => Err(Error::new(
+            ErrorKind::Http,
+            format!(
+                "the server at {} sent a {what} with Content-Encoding {:?}, which was not asked for (only {JSON_ENCODINGS}); \
+                 the server (or a proxy in between) is at fault",
+                server_name(url),
+                other.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// The `Accept-Encoding` of API requests (model info, tree listings): their JSON compresses
+/// well, and [`decoded`] undoes it.
+pub const JSON_ENCODINGS: &str = "gzip, identity";
 
 pub fn too_many_redirects(url: &str) -> Error {
     Error::new(

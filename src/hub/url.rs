@@ -48,6 +48,19 @@ impl Origin {
     }
 }
 
+/// `host:port` of an absolute URL, as errors name the server that sent something wrong (the
+/// port is the effective one, so a message is unambiguous even when the URL left it out);
+/// the URL itself, cut at its path, when it is not one.
+pub fn server_name(url: &str) -> String {
+    match Origin::of(url) {
+        Some(origin) if origin.host.contains(':') => {
+            format!("[{}]:{}", origin.host.trim_matches(['[', ']']), origin.port)
+        }
+        Some(origin) => format!("{}:{}", origin.host, origin.port),
+        None => super::status::display_url(url).chars().take(200).collect(),
+    }
+}
+
 /// Resolve `target` (absolute, scheme-relative, absolute-path or relative-path, as servers put
 /// in `Location` and `Link`) against the absolute URL `base`.
 pub fn join(base: &str, target: &str) -> Result<String> {
@@ -143,6 +156,12 @@ mod tests {
             Origin::of("http://127.0.0.1:1235/x")
         );
         assert_eq!(Origin::of("ftp://h/x"), None);
+        assert_eq!(
+            server_name("http://127.0.0.1:1234/a/b?c=1"),
+            "127.0.0.1:1234"
+        );
+        assert_eq!(server_name("https://LocalHost/x"), "localhost:443");
+        assert_eq!(server_name("http://[::1]:8/x"), "[::1]:8");
         assert_eq!(Origin::of("/relative"), None);
     }
 
