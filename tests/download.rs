@@ -753,16 +753,39 @@ fn chunked_bodies_without_length_work_ranged_and_streamed() {
     );
     expect_ok(&streamed, small, sha_small);
 
-    // Size unknown to the caller too: the stream's end is the file's end.
+    // Size unknown to the caller too: the stream's end is the file's end, and the hash says
+    // whether it is the file.
     let unknown = run(
         &setup.source("small.bin"),
         &setup.tmp("small2"),
+        None,
+        &Expected::Sha256(sha_small),
+        &options(4, 2),
+        &log,
+    );
+    expect_ok(&unknown, small, sha_small);
+
+    // Without a hash as well, nothing could tell these bytes from any others: refused before
+    // a request is made, naming the server that left both out.
+    let source = setup.source("small.bin");
+    let requests = setup.emu.requests().len();
+    let unverifiable = run(
+        &source,
+        &setup.tmp("small3"),
         None,
         &Expected::Unknown,
         &options(4, 2),
         &log,
     );
-    expect_ok(&unknown, small, sha_small);
+    let err = unverifiable.result.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Http, "{err}");
+    assert!(
+        err.message().contains("neither the size nor a hash")
+            && err.message().contains(&setup.emu.url()[7..]),
+        "{err}"
+    );
+    assert_eq!(setup.emu.requests().len(), requests, "a request was made");
+    assert!(!setup.tmp("small3").exists());
 
     // A mirror like olah: no Range, no Content-Length.
     setup

@@ -559,6 +559,19 @@ fn hostile_listings_are_refused_naming_the_server() {
         ),
         ("{not json".to_string(), "invalid file listing"),
         ("{\"error\":\"x\"}".to_string(), "invalid file listing"),
+        (
+            // Each at the 1 PiB limit, together past 2^64: no sum of them may wrap.
+            format!(
+                "[{}]",
+                (0..16_385)
+                    .map(|i| format!(
+                        r#"{{"type":"file","path":"f{i}","oid":"{oid}","size":1125899906842624}}"#
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            "add up to more than 2^64 bytes",
+        ),
     ];
     for (body, why) in cases {
         hub.emu.clear_faults();

@@ -25,6 +25,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// No real file is this large (1 PiB): a bigger size from a server is broken or hostile, and
+/// is refused before anything is allocated for it.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+
 /// Where the bytes come from: the hub client implements this for a resolved file URL, applying
 /// its auth rules. One call is one request: the download retries failures marked transient
 /// (waiting as long as their `retry_after` asks, unless cancelled), and a failure while reading
@@ -32,6 +36,14 @@ use crate::error::{Error, ErrorKind, Result};
 pub trait RangeSource: Send + Sync {
     /// GET the resource; with `Some((start, end))`, ask for bytes `start..end` (end exclusive).
     fn fetch(&self, range: Option<(u64, u64)>) -> Result<Fetched>;
+
+    /// The server the bytes come from, as `host:port`: errors about what a response claimed
+    /// name it.
+    fn server(&self) -> String;
+
+    /// The server that listed or resolved the file, as `host:port`: the size and hash given
+    /// to [`transfer`] are its word, so errors about them name it.
+    fn hub(&self) -> String;
 }
 
 /// An open response body.
@@ -40,6 +52,9 @@ pub struct Fetched {
     pub partial: bool,
     /// The body's length, when the server said (no `Content-Length` with chunked bodies).
     pub content_length: Option<u64>,
+    /// The size of the whole file as the response states it: the total of a 206's
+    /// `Content-Range` (None for `*`), a 200's `Content-Length`.
+    pub total: Option<u64>,
     pub body: Box<dyn Read + Send>,
 }
 
@@ -53,7 +68,9 @@ pub struct PartialState {
 }
 
 impl PartialState {
-    /// Bytes in the ranges marked durable (the last range may be short).
+    /// Bytes in the ranges marked durable (the last range may be short). The record comes
+    /// from disk and may be damaged: only its set bits are visited (never `size / range_size`
+    /// indices), and the sum saturates.
     pub fn durable_bytes(&self) -> u64 {
         let plan = plan::RangePlan {
             size: self.size,
@@ -62,10 +79,9 @@ impl PartialState {
         let Some(done) = plan.resumable(self) else {
             return 0;
         };
-        (0..plan.count())
-            .filter(|&i| done.get(i))
+        done.ones()
             .map(|i| plan.len(i))
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 }
 
@@ -140,10 +156,20 @@ pub struct Transferred {
 /// they land; the caller polls and throttles it. Setting `cancel` stops every connection
 /// within about 50 ms.
 ///
+/// What a server claims is checked before anything is allocated for it: a size over
+/// [`MAX_FILE_SIZE`] or over the free space of `tmp_path`'s file system is refused, and so is
+/// a response whose `Content-Length` or `Content-Range` contradicts `size`. A file with
+/// neither a size nor a hash (`size` None, [`Expected::Unknown`]) is refused before any
+/// request: nothing could tell its bytes from any others, and a `Transferred` means verified.
+///
 /// Errors: [`ErrorKind::Corrupt`] for a size or hash mismatch, after deleting `tmp_path` and
-/// clearing `resume` (a mismatch on a resumed file is first retried once from scratch); [`ErrorKind::Cancelled`] when cancelled, keeping `tmp_path` and
-/// `resume` so a later call resumes; the source's error when it is not transient (e.g. not
-/// found) or when retries ran out; I/O errors of the temporary file.
+/// clearing `resume` (a mismatch on a resumed file is first retried once from scratch);
+/// [`ErrorKind::Http`] for a size that cannot be real or a file that cannot be verified;
+/// [`ErrorKind::DiskFull`] for a file larger than the free space; [`ErrorKind::Cancelled`]
+/// when cancelled, keeping `tmp_path` and `resume` so a later call resumes; the source's
+/// error when it is not transient (e.g. not found) or when retries ran out; I/O errors of the
+/// temporary file. A failure that leaves nothing resumable deletes `tmp_path` (it may be
+/// preallocated to the whole size).
 #[allow(clippy::too_many_arguments)]
 pub fn transfer(
     source: &dyn RangeSource,
@@ -155,6 +181,12 @@ pub fn transfer(
     cancel: &AtomicBool,
     resume: &dyn ResumeLog,
 ) -> Result<Transferred> {
+    if size.is_none() && *expected == Expected::Unknown {
+        return Err(unverifiable(&source.hub()));
+    }
+    if let Some(size) = size {
+        check_room(size, tmp_path, &source.hub())?;
+    }
     let job = Job {
         source,
         path: tmp_path,
@@ -192,8 +224,101 @@ pub fn transfer(
         Err(err) if cancel.load(Ordering::Relaxed) && err.kind() != ErrorKind::Cancelled => {
             Err(Error::cancelled())
         }
+        Err(err) if err.kind() != ErrorKind::Cancelled => {
+            // Given up: a partial file holding no durable range is worth nothing to a later
+            // call, and a preallocated one holds the file's whole size of disk.
+            let durable = resume
+                .load()
+                .map_or(true, |state| state.is_some_and(|s| s.durable_bytes() > 0));
+            if !durable {
+                if let Err(e) = discard(tmp_path, resume) {
+                    return Err(err.context(format!("(and removing the partial file failed: {e})")));
+                }
+            }
+            Err(err)
+        }
         other => other,
     }
+}
+
+/// The refusal of a file that comes with neither a size nor a hash.
+fn unverifiable(hub: &str) -> Error {
+    Error::new(
+        ErrorKind::Http,
+        format!(
+            "the server at {hub} gave neither the size nor a hash (sha256 or git blob id) of this file, \
+             so its bytes could not be checked; tabcache refuses to cache what it cannot verify, and nothing was downloaded. \
+             The Hugging Face Hub always sends both: check HF_ENDPOINT, or the proxy or mirror in between"
+        ),
+    )
+}
+
+/// Refuse a claimed `size` that cannot be real (over [`MAX_FILE_SIZE`]) or that the file
+/// system holding `tmp_path` has no room for, before anything is allocated for it. Bytes of
+/// `tmp_path` already on disk (a resumed, preallocated file) count as room.
+pub(crate) fn check_room(size: u64, tmp_path: &Path, server: &str) -> Result<()> {
+    if size > MAX_FILE_SIZE {
+        return Err(Error::new(
+            ErrorKind::Http,
+            format!(
+                "the server at {server} claimed a size of {size} bytes ({}) for this file, which is invalid: \
+                 no file is larger than {} ({MAX_FILE_SIZE} bytes); nothing was allocated or downloaded. \
+                 The server (or a proxy in between) is at fault: check HF_ENDPOINT, or report it to whoever runs that server",
+                human_bytes(size),
+                human_bytes(MAX_FILE_SIZE)
+            ),
+        ));
+    }
+    let dir = match tmp_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let on_disk = std::fs::metadata(tmp_path).map_or(0, |m| m.len());
+    let needed = size.saturating_sub(on_disk);
+    match pwrite::free_space(dir) {
+        Some(free) if needed > free => Err(Error::new(
+            ErrorKind::DiskFull,
+            format!(
+                "the server at {server} claimed a size of {size} bytes ({}) for this file, more than the {} free \
+                 on the file system of {}; nothing was allocated or downloaded. If the file really is that large, \
+                 free space (or move the cache) and retry; otherwise the size it claimed is invalid and the server \
+                 (or a proxy in between) is at fault",
+                human_bytes(size),
+                human_bytes(free),
+                dir.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `1.5 GiB`: sizes in messages, readable next to the exact byte count.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A size a response stated that contradicts the size the file is known to have: nothing from
+/// such a response is used.
+pub(crate) fn size_claim_refused(server: &str, claim: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "the server at {server} {claim}: the size it claimed is invalid, so nothing it sent was cached \
+             and the partial file was deleted. The server (or a proxy in between) is at fault: retry later, \
+             and if it persists report it to whoever runs that server"
+        ),
+    )
 }
 
 /// One call of [`transfer`], shared by the threads that serve it.

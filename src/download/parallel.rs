@@ -24,11 +24,11 @@ use std::thread::Thread;
 use std::time::Duration;
 
 use super::body::{receive, Control};
-use super::hasher::{corrupt, hash_in_file_order, verify, Digests};
+use super::hasher::{hash_in_file_order, verify, Digests};
 use super::plan::{Bitset, RangePlan};
 use super::pwrite::{preallocate, start_writeback, sync_parent_dir, write_all_at};
 use super::retry::{sleep_unless_stopped, Attempts};
-use super::{stream, Fetched, Job, Transferred};
+use super::{size_claim_refused, stream, Fetched, Job, Transferred};
 use crate::error::{Error, ErrorKind, Result};
 
 /// State shared by the threads of one ranged transfer.
@@ -415,9 +415,21 @@ fn fetch_range(
             }
             let asked = end - from;
             if let Some(announced) = fetched.content_length.filter(|&n| n > asked) {
-                return Err(corrupt(format_args!(
-                    "asked for bytes {from}..{end} ({asked} bytes), the server announced {announced}"
-                )));
+                return Err(size_claim_refused(
+                    &job.source.server(),
+                    format_args!(
+                        "announced {announced} bytes (Content-Length) for bytes {from}..{end} ({asked} bytes) it was asked for"
+                    ),
+                ));
+            }
+            if let Some(claimed) = fetched.total.filter(|&t| t != shared.plan.size) {
+                return Err(size_claim_refused(
+                    &job.source.server(),
+                    format_args!(
+                        "claimed a file of {claimed} bytes (Content-Range), the listing gives {}",
+                        shared.plan.size
+                    ),
+                ));
             }
             // A shorter answer is treated like a dropped connection: continue where it ended.
             let received = receive(fetched.body, Some(asked), control, |chunk| {
@@ -435,9 +447,10 @@ fn fetch_range(
                 Ok(())
             })?;
             if received.overflow {
-                return Err(corrupt(format_args!(
-                    "asked for bytes {from}..{end}, the server sent more"
-                )));
+                return Err(size_claim_refused(
+                    &job.source.server(),
+                    format_args!("sent more than bytes {from}..{end} it was asked for"),
+                ));
             }
             if start + held.load(Ordering::Relaxed) < end {
                 return Err(Error::new(

@@ -1,11 +1,20 @@
 //! Range planning for ranged transfers: how a file of known size is cut into fixed-size ranges,
 //! and the bitset that records which of them are done (the form [`PartialState`] persists).
+//!
+//! A plan never has more than [`MAX_RANGES`] ranges, so the per-range bookkeeping of a
+//! transfer (a counter and an index per range, a bit in the resume record) stays bounded
+//! whatever size a server claims.
 
 use super::PartialState;
 
 /// Ranges are never cut smaller than this, however many connections share a small file: below
 /// it a request's round trip costs more than its bytes.
 pub(crate) const MIN_RANGE_SIZE: u64 = 1 << 20;
+
+/// The most ranges one file is cut into: ranges grow beyond the configured size for files
+/// larger than `MAX_RANGES` of them (1 TiB at the default 16 MiB), so a transfer's range
+/// bookkeeping never exceeds about 1 MiB and its resume record 8 KiB.
+pub(crate) const MAX_RANGES: u64 = 1 << 16;
 
 /// A file of `size` bytes cut into ranges of `range_size` bytes (the last one may be shorter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,10 +32,18 @@ impl RangePlan {
     pub fn new(size: u64, connections: usize, max_range_size: u64) -> RangePlan {
         let max_range_size = max_range_size.max(1);
         let per_connection = size.div_ceil(connections.max(1) as u64);
-        let rounded = per_connection.div_ceil(MIN_RANGE_SIZE).max(1) * MIN_RANGE_SIZE;
+        let rounded = per_connection
+            .div_ceil(MIN_RANGE_SIZE)
+            .max(1)
+            .saturating_mul(MIN_RANGE_SIZE);
+        // Whole MiBs again, so that the plan of a huge file is as regular as any other.
+        let fewest = size
+            .div_ceil(MAX_RANGES)
+            .div_ceil(MIN_RANGE_SIZE)
+            .saturating_mul(MIN_RANGE_SIZE);
         RangePlan {
             size,
-            range_size: rounded.min(max_range_size),
+            range_size: rounded.min(max_range_size).max(fewest),
         }
     }
 
@@ -36,8 +53,10 @@ impl RangePlan {
 
     /// Byte bounds `start..end` of range `index`.
     pub fn bounds(&self, index: usize) -> (u64, u64) {
-        let start = index as u64 * self.range_size;
-        (start, (start + self.range_size).min(self.size))
+        let start = (index as u64)
+            .saturating_mul(self.range_size)
+            .min(self.size);
+        (start, start.saturating_add(self.range_size).min(self.size))
     }
 
     pub fn len(&self, index: usize) -> u64 {
@@ -100,6 +119,20 @@ impl Bitset {
 
     pub fn get(&self, index: usize) -> bool {
         index < self.len && self.words[index / 64] & (1 << (index % 64)) != 0
+    }
+
+    /// The indices in the set, in order; visits words, not every index.
+    pub fn ones(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let bit = bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    w * 64 + bit
+                })
+            })
+        })
     }
 
     pub fn set(&mut self, index: usize) {
@@ -190,6 +223,55 @@ mod tests {
         let mut short = state.clone();
         short.done.pop();
         assert!(plan.resumable(&short).is_none());
+    }
+
+    #[test]
+    fn no_claimed_size_makes_more_than_max_ranges() {
+        // 1 PiB (the largest size any server may claim) and the 2^64 - 1 a broken one could.
+        for size in [1u64 << 50, u64::MAX, (1 << 40) + 1] {
+            for max in [1, MIB, 16 * MIB] {
+                let plan = RangePlan::new(size, 8, max);
+                assert!(
+                    plan.count() as u64 <= MAX_RANGES,
+                    "{size} / {max}: {plan:?}"
+                );
+                assert_eq!(plan.range_size % MIB, 0, "{plan:?}");
+                let (start, end) = plan.bounds(plan.count() - 1);
+                assert!(start < end && end == size, "{plan:?}: {start}..{end}");
+            }
+        }
+        // Up to MAX_RANGES ranges the configured size is kept (resume records stay valid).
+        assert_eq!(RangePlan::new(1 << 40, 8, 16 * MIB).range_size, 16 * MIB);
+    }
+
+    #[test]
+    fn ones_lists_the_set_indices_in_order() {
+        let mut set = Bitset::new(200);
+        for i in [0, 5, 63, 64, 130, 199] {
+            set.set(i);
+        }
+        assert_eq!(set.ones().collect::<Vec<_>>(), vec![0, 5, 63, 64, 130, 199]);
+        assert_eq!(Bitset::new(10).ones().count(), 0);
+    }
+
+    #[test]
+    fn durable_bytes_count_the_recorded_ranges() {
+        let state = PartialState {
+            size: 1 << 62,
+            range_size: 1,
+            done: vec![u64::MAX; 4],
+        };
+        assert_eq!(
+            state.durable_bytes(),
+            0,
+            "not a plan of this size: nothing usable"
+        );
+        let state = PartialState {
+            size: 130 * MIB,
+            range_size: MIB,
+            done: vec![u64::MAX, u64::MAX, u64::MAX],
+        };
+        assert_eq!(state.durable_bytes(), 130 * MIB);
     }
 
     #[test]

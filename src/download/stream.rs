@@ -7,10 +7,10 @@ use std::fs::{File, OpenOptions};
 use std::sync::atomic::Ordering;
 
 use super::body::{receive, Control};
-use super::hasher::{corrupt, git_blob_sha1_of_file, verify, ContentHasher};
+use super::hasher::{git_blob_sha1_of_file, verify, ContentHasher};
 use super::pwrite::write_all_at;
 use super::retry::{sleep_unless_stopped, Attempts};
-use super::{Expected, Fetched, Job, Transferred};
+use super::{check_room, size_claim_refused, Expected, Fetched, Job, Transferred, MAX_FILE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Run the stream into `file` (created at the job's path when `None`), starting with `first`
@@ -99,18 +99,51 @@ fn attempt(
         *hasher = None;
         file.set_len(0).map_err(|e| job.io_error("truncating", e))?;
     }
-    if let (Some(size), Some(announced)) = (job.size, fetched.content_length) {
-        if offset + announced != size {
-            return Err(corrupt(format_args!(
-                "the server announced {} bytes, the listing says the file has {size}",
-                offset + announced
-            )));
+    if let Some(size) = job.size {
+        if let Some(announced) = fetched.content_length {
+            // Checked: a hostile Content-Length near 2^64 must not wrap into agreement.
+            if offset.checked_add(announced) != Some(size) {
+                return Err(size_claim_refused(
+                    &job.source.server(),
+                    format_args!(
+                        "announced {announced} bytes (Content-Length) from byte {offset} of a file the listing gives as {size} bytes"
+                    ),
+                ));
+            }
         }
+        if let Some(claimed) = fetched.total.filter(|&t| t != size) {
+            return Err(size_claim_refused(
+                &job.source.server(),
+                format_args!("claimed a file of {claimed} bytes, the listing gives {size}"),
+            ));
+        }
+    } else if let Some(announced) = fetched.content_length.filter(|_| offset == 0) {
+        // The only size there is: check it before writing a byte of it.
+        check_room(announced, job.path, &job.source.server())?;
     }
     let total = job.size.or(fetched.content_length.filter(|_| offset == 0));
     let hasher = hasher.get_or_insert_with(|| ContentHasher::new(job.expected, total));
-    let received = receive(fetched.body, total.map(|t| t - offset), control, |chunk| {
-        write_all_at(file, chunk, *held).map_err(|e| job.io_error("writing", e))?;
+    // With no size stated, no file is larger than MAX_FILE_SIZE either.
+    let limit = Some(total.map_or(MAX_FILE_SIZE, |t| t.saturating_sub(offset)));
+    let received = receive(fetched.body, limit, control, |chunk| {
+        write_all_at(file, chunk, *held).map_err(|e| {
+            let err = job.io_error("writing", e);
+            if total.is_some() || err.kind() != ErrorKind::DiskFull {
+                return err;
+            }
+            // The disk filled under a body of no stated size: maybe a large file, maybe a
+            // server that never stops; the user should know which question to ask.
+            Error::new(
+                ErrorKind::DiskFull,
+                format!(
+                    "the disk filled after {} bytes of a file whose size the server at {} never stated; \
+                     the partial file was deleted. If the file really is that large, free space and retry; \
+                     if not, the server (or a proxy in between) is sending endless data",
+                    *held,
+                    job.source.server()
+                ),
+            )
+        })?;
         hasher.update(chunk);
         *held += chunk.len() as u64;
         job.fetched.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -118,15 +151,18 @@ fn attempt(
         Ok(())
     })?;
     if received.overflow {
-        return Err(corrupt(format_args!(
-            "the server sent more than the {} bytes {}",
-            total.unwrap_or_default(),
-            if job.size.is_some() {
-                "the listing gives"
-            } else {
-                "it announced"
-            }
-        )));
+        return Err(size_claim_refused(
+            &job.source.server(),
+            format_args!(
+                "sent more than the {} bytes {}",
+                total.unwrap_or(MAX_FILE_SIZE),
+                match (job.size, total) {
+                    (Some(_), _) => "the listing gives",
+                    (None, Some(_)) => "it announced",
+                    (None, None) => "any file may have",
+                }
+            ),
+        ));
     }
     match total {
         // Truncation is a network fault (a proxy or the server dropped the connection): the

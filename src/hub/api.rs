@@ -16,8 +16,7 @@ use crate::validate;
 /// A listing longer than this is a server paging forever, not a repository.
 pub const MAX_TREE_PAGES: usize = 10_000;
 pub const MAX_TREE_ENTRIES: usize = 1_000_000;
-/// No real file is this large (1 PiB); a bigger size is a broken or hostile server.
-const MAX_FILE_SIZE: u64 = 1 << 50;
+use crate::download::MAX_FILE_SIZE;
 const MAX_JSON: u64 = 64 * 1024 * 1024;
 
 /// What `GET /api/models/{repo_id}/revision/{revision}` says about a repo.
@@ -196,6 +195,7 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
     let (first, subject) =
         revision_api(http, repo_id, revision, "tree", "?recursive=true", &doing)?;
     let mut files = Vec::new();
+    let mut total = 0u64;
     let mut seen = HashSet::new();
     let mut next = Some(first.clone());
     let mut visited = HashSet::new();
@@ -229,7 +229,19 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
             let entries: Vec<RawTreeEntry> = hop.read_json(MAX_JSON, "file listing")?;
             Ok((page_url, entries, link))
         })?;
-        files.extend(check_tree_page(entries, &page_url, &mut seen)?);
+        let page = check_tree_page(entries, &page_url, &mut seen)?;
+        // Each size is at most 1 PiB, but a million of them is not: sums of a listing's sizes
+        // (a variant's total, the progress total) must never wrap.
+        total = page
+            .iter()
+            .try_fold(total, |sum, f| sum.checked_add(f.size))
+            .ok_or_else(|| {
+                server_fault(
+                    &first,
+                    "file sizes that add up to more than 2^64 bytes".into(),
+                )
+            })?;
+        files.extend(page);
         if files.len() > MAX_TREE_ENTRIES {
             return Err(server_fault(
                 &first,

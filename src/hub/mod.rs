@@ -19,6 +19,9 @@ mod api;
 pub mod fuzzing {
     pub use super::api::{parse_model_info, parse_tree_page};
     pub use super::link::next_link;
+    pub use super::resolve::{Step, Walk};
+    pub use super::source::{parse_content_range, parse_size};
+    pub use super::url::server_name;
 }
 
 mod config;

@@ -9,9 +9,10 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use super::http::{Http, Method};
+use super::http::{Hop, Http, Method};
 use super::status::{display_url, Subject};
-use crate::download::{Fetched, RangeSource};
+use super::url::server_name;
+use crate::download::{Fetched, RangeSource, MAX_FILE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A file URL (usually [`ResolvedFile::url`](super::ResolvedFile)) to fetch bytes from.
@@ -53,11 +54,33 @@ impl FileSource {
             Subject::default(),
         )?;
         let status = hop.status();
-        let partial = match (status, range) {
+        let server = server_name(&hop.url);
+        // ureq would decode a compressed body on the fly: bytes that are not the file's, of a
+        // length no header states, matching no range. Asked for identity, nothing else will do.
+        if let Some(encoding) = hop
+            .header("content-encoding")
+            .filter(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"))
+        {
+            return Err(Error::new(
+                ErrorKind::Http,
+                format!(
+                    "the server at {server} sent the file with Content-Encoding {:?} although only identity was accepted; \
+                     encoded bytes cannot be checked against the file's size and ranges, so they were refused and nothing was cached. \
+                     The server (or a proxy in between that compresses responses) is at fault",
+                    encoding.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
+        let content_length = if hop.header("transfer-encoding").is_some() {
+            None
+        } else {
+            size_header(&hop, "content-length", &server)?
+        };
+        let (partial, total) = match (status, range) {
             (206, Some((start, end))) => {
                 let content_range = hop.header("content-range");
-                if content_range.as_deref().and_then(parse_content_range) != Some((start, end - 1))
-                {
+                let parsed = content_range.as_deref().and_then(parse_content_range);
+                if parsed.map(|(a, b, _)| (a, b)) != Some((start, end - 1)) {
                     return Err(Error::new(
                         ErrorKind::Http,
                         format!(
@@ -67,9 +90,13 @@ impl FileSource {
                         ),
                     ));
                 }
-                true
+                let total = parsed.and_then(|(_, _, total)| total);
+                if let Some(total) = total.filter(|&t| t > MAX_FILE_SIZE) {
+                    return Err(absurd_size(&server, "Content-Range", total));
+                }
+                (true, total)
             }
-            (200, _) => false,
+            (200, _) => (false, content_length),
             _ => {
                 return Err(Error::new(
                     ErrorKind::Http,
@@ -80,16 +107,12 @@ impl FileSource {
                 ))
             }
         };
-        let content_length = if hop.header("transfer-encoding").is_some() {
-            None
-        } else {
-            hop.header("content-length").and_then(|v| v.parse().ok())
-        };
         let read_timeout = self.http.config.read_timeout;
         let body = hop.response.into_body().into_reader();
         Ok(Fetched {
             partial,
             content_length,
+            total,
             body: Box::new(BodyStream {
                 inner: body,
                 read_timeout,
@@ -111,14 +134,68 @@ impl RangeSource for FileSource {
             .ensure_online(&format!("download {}", display_url(&self.url)))?;
         self.fetch_once(range)
     }
+
+    fn server(&self) -> String {
+        server_name(&self.url)
+    }
+
+    fn hub(&self) -> String {
+        server_name(&self.http.config.endpoint)
+    }
 }
 
-/// `bytes a-b/total` or `bytes a-b/*` -> (a, b).
-fn parse_content_range(value: &str) -> Option<(u64, u64)> {
+/// A size header of a file response: absent is None; present, it must be a number no file
+/// could exceed, or the response is refused before its body is read.
+fn size_header(hop: &Hop, name: &str, server: &str) -> Result<Option<u64>> {
+    let Some(value) = hop.header(name) else {
+        return Ok(None);
+    };
+    match parse_size(&value) {
+        Some(size) if size <= MAX_FILE_SIZE => Ok(Some(size)),
+        Some(size) => Err(absurd_size(server, name, size)),
+        None => Err(Error::new(
+            ErrorKind::Http,
+            format!(
+                "the server at {server} sent {name} {:?}, which is not a size; refusing the response \
+                 (the server or a proxy in between is at fault)",
+                value.chars().take(40).collect::<String>()
+            ),
+        )),
+    }
+}
+
+/// A decimal byte count as HTTP writes it: digits only (no sign, no spaces inside).
+pub fn parse_size(value: &str) -> Option<u64> {
+    let value = value.trim();
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Overflowing u64 is as absurd as any size over the limit; saturate and let that refuse it.
+    Some(value.parse().unwrap_or(u64::MAX))
+}
+
+/// The refusal of a size no file could have.
+pub(super) fn absurd_size(server: &str, header: &str, size: u64) -> Error {
+    Error::new(
+        ErrorKind::Http,
+        format!(
+            "the server at {server} claimed a size of {size} bytes ({header}), which is invalid: no file is larger \
+             than {MAX_FILE_SIZE} bytes (1 PiB); nothing was allocated or downloaded. The server (or a proxy in between) \
+             is at fault: check HF_ENDPOINT, or report it to whoever runs that server"
+        ),
+    )
+}
+
+/// `bytes a-b/total` or `bytes a-b/*` -> (a, b, total).
+pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes")?.trim_start();
-    let (span, _total) = rest.split_once('/')?;
+    let (span, total) = rest.split_once('/')?;
     let (a, b) = span.trim().split_once('-')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(parse_size(t)?),
+    };
+    Some((parse_size(a)?, parse_size(b)?, total))
 }
 
 /// The response body, with ureq's wrapped errors turned into plain io errors that say what
@@ -149,13 +226,32 @@ impl Read for BodyStream {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_content_range;
+    use super::{parse_content_range, parse_size};
 
     #[test]
     fn content_ranges() {
-        assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99)));
-        assert_eq!(parse_content_range("bytes 5-5/*"), Some((5, 5)));
+        assert_eq!(
+            parse_content_range("bytes 0-99/1000"),
+            Some((0, 99, Some(1000)))
+        );
+        assert_eq!(parse_content_range("bytes 5-5/*"), Some((5, 5, None)));
         assert_eq!(parse_content_range("bytes */1000"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
+        assert_eq!(parse_content_range("bytes 0-1/-2"), None);
+        assert_eq!(parse_content_range("bytes +0-1/2"), None);
+        assert_eq!(
+            parse_content_range("bytes 0-1/99999999999999999999999"),
+            Some((0, 1, Some(u64::MAX)))
+        );
+    }
+
+    #[test]
+    fn sizes_are_plain_decimal() {
+        assert_eq!(parse_size(" 42 "), Some(42));
+        assert_eq!(parse_size("0"), Some(0));
+        for bad in ["", "-1", "+1", "1e9", "0x10", "1 2", "٣"] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_size("18446744073709551616"), Some(u64::MAX));
     }
 }
