@@ -465,7 +465,7 @@ impl ModelCache {
             Adopted::AlreadyHeld => {}
         }
         report.files_imported += 1;
-        report.bytes_imported += record.size;
+        report.bytes_imported = report.bytes_imported.saturating_add(record.size);
         Ok(())
     }
 
@@ -476,7 +476,7 @@ impl ModelCache {
         for (repo_id, _, _, rec) in self.store().file_records(None)? {
             let t = totals.entry(repo_id).or_default();
             t.0 += 1;
-            t.1 += rec.size;
+            t.1 = t.1.saturating_add(rec.size);
         }
         for id in self.repo_ids()? {
             totals.entry(id).or_default();

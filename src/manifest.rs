@@ -105,13 +105,13 @@ pub struct QuantLive {
 }
 
 impl RepoRecord {
-    /// The variant's total size, when the listing gave every file's size.
+    /// The variant's total size, when the listing gave every file's size. Saturating: a
+    /// listing's sizes come from a server.
     pub fn variant_size(&self, key: &str) -> Option<u64> {
         let files = self.variants.get(key)?;
-        files
-            .iter()
-            .map(|f| self.files.get(f).map(|l| l.size))
-            .sum()
+        files.iter().try_fold(0u64, |total, f| {
+            self.files.get(f).map(|l| total.saturating_add(l.size))
+        })
     }
 
     /// The files of variant `key`, or an error naming the variants there are.

@@ -600,7 +600,9 @@ fn download(
         sizes: &sizes,
     };
     let fetched = fetch_files(ctx, cache, &request)?;
-    let total_bytes = fetched.iter().map(|f| f.size).sum();
+    let total_bytes = fetched
+        .iter()
+        .fold(0u64, |sum, f| sum.saturating_add(f.size));
     if ctx.json {
         ctx.emit_json(&DownloadReport {
             repo_id: repo.to_string(),
@@ -657,12 +659,17 @@ fn fetch_files(
     cache: &ModelCache,
     request: &FetchRequest,
 ) -> Result<Vec<DownloadedFile>, Error> {
-    let size_of =
-        |paths: &[String]| -> u64 { paths.iter().filter_map(|p| request.sizes.get(p)).sum() };
+    // Saturating: the sizes are the listing's, a server's word.
+    let size_of = |paths: &[String]| -> u64 {
+        paths
+            .iter()
+            .filter_map(|p| request.sizes.get(p))
+            .fold(0, |sum: u64, &size| sum.saturating_add(size))
+    };
     let count = request.variant_files.len() + request.extras.len();
     let bars = Bars::new(
         ctx,
-        size_of(request.variant_files) + size_of(request.extras),
+        size_of(request.variant_files).saturating_add(size_of(request.extras)),
         count,
     );
     let mut overall = |loaded: u64, _total: u64| bars.overall(loaded);
@@ -766,7 +773,8 @@ impl Bars {
 
     /// The overall progress of the current phase; false once Ctrl-C was pressed.
     fn overall(&self, loaded: u64) -> bool {
-        self.overall.set_position(self.done_before.get() + loaded);
+        self.overall
+            .set_position(self.done_before.get().saturating_add(loaded));
         !INTERRUPTED.load(Ordering::Relaxed)
     }
 
