@@ -1,15 +1,21 @@
 //! Hostile input through ModelCache: hundreds of malformed repo ids, file paths and revisions
-//! (each must be refused as an invalid argument before any request is made), and hostile
-//! server listings (each must be refused naming the server). Afterwards nothing exists outside
-//! the cache directory that was not there before. Prints a tally.
+//! (each must be refused as an invalid argument before any request is made), hostile server
+//! listings (each must be refused naming the server), and hostile resolves and file responses:
+//! absurd sizes, sizes disagreeing with the listing or larger than the disk, encoded bodies,
+//! files with neither size nor hash. Those are downloaded in a child process whose peak memory
+//! is checked, and each must end in a clear error naming the server with nothing committed.
+//! Afterwards nothing exists outside the cache directory that was not there before. Prints a
+//! tally.
 
 mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::*;
-use hub_emulator::{write_file, Fault, FaultKind};
+use hub_emulator::{write_file, write_pseudo_random_file, Fault, FaultKind, Listener};
+use serde_json::{json, Value};
 use tabcache::{ErrorKind, ModelCache};
 
 const REPO: &str = "org/fine";
@@ -392,4 +398,283 @@ fn a_closed_or_foreign_directory_is_a_clear_error() {
     assert!(err.message().contains("not-a-dir"), "{err}");
     let err = ModelCache::open("", options(&hub)).err().unwrap();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
+
+/// The repo of the hostile download cases: a large LFS file (fetched in ranges with the test
+/// transfer options), a small LFS file (one stream) and a small git file.
+const HOSTILE_REPO: &str = "org/weights";
+const BIG: &str = "model.safetensors";
+const BIG_SIZE: u64 = 6 << 20;
+const SMALL_LFS: &str = "adapter.safetensors";
+const SMALL_LFS_SIZE: u64 = (1 << 20) + 4321;
+const GIT_FILE: &str = "config.json";
+
+fn fill_weights(root: &Path) {
+    write_pseudo_random_file(root, HOSTILE_REPO, BIG, BIG_SIZE, 31).unwrap();
+    write_pseudo_random_file(root, HOSTILE_REPO, SMALL_LFS, SMALL_LFS_SIZE, 32).unwrap();
+    write_file(root, HOSTILE_REPO, GIT_FILE, br#"{"model_type": "bert"}"#).unwrap();
+}
+
+/// Set in the child: the case (JSON) that `hostile_downloads_end_in_clear_errors_with_bounded_memory`
+/// runs instead of being the parent.
+const CHILD_CASE: &str = "TABCACHE_HOSTILE_CHILD_CASE";
+const CHILD_TEST: &str = "hostile_downloads_end_in_clear_errors_with_bounded_memory";
+/// Peak memory a child may reach: the library with the test transfer options needs a few tens
+/// of MiB; anything sized by a claimed size (a 2^62-byte claim) would be far beyond it.
+const PEAK_LIMIT_KIB: u64 = 200 << 10;
+
+/// The child's side: open the cache, optionally scan (so the listing gives the sizes), download
+/// one file, and print the outcome with the process's peak resident memory (VmHWM).
+fn run_child_case(case: &str) {
+    let case: Value = serde_json::from_str(case).unwrap();
+    let cache = ModelCache::open(
+        case["cache"].as_str().unwrap(),
+        options_for(case["endpoint"].as_str().unwrap()),
+    )
+    .unwrap();
+    let path = case["path"].as_str().unwrap();
+    let outcome = (|| {
+        if case["scan"].as_bool().unwrap() {
+            cache.scan_repo(HOSTILE_REPO, None)?;
+        }
+        cache.download_file(HOSTILE_REPO, path, None, None)
+    })();
+    drop(cache);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/self/status");
+    let report = match outcome {
+        Ok(local) => json!({"ok": local.display().to_string(), "peak_kib": peak_kib}),
+        Err(e) => json!({"kind": e.kind().as_str(), "message": e.message(), "peak_kib": peak_kib}),
+    };
+    println!("HOSTILE-CHILD {report}");
+}
+
+/// Run one case in a child process (this test binary, running only this test) and return
+/// what it printed.
+fn in_child(hub: &Hub, cache_dir: &Path, path: &str, scan: bool) -> Value {
+    let case = json!({
+        "endpoint": hub.emu.url(),
+        "cache": cache_dir,
+        "path": path,
+        "scan": scan,
+    });
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
+        .env(CHILD_CASE, case.to_string())
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the child failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("HOSTILE-CHILD ").map(|(_, json)| json))
+        .unwrap_or_else(|| panic!("the child printed no outcome:\n{stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn host_port(url: &str) -> String {
+    url.trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn hostile_downloads_end_in_clear_errors_with_bounded_memory() {
+    if let Ok(case) = std::env::var(CHILD_CASE) {
+        return run_child_case(&case);
+    }
+    let hub = hub(fill_weights);
+    let api = host_port(&hub.emu.url());
+    let cdn = host_port(&hub.emu.cdn_url());
+    let absurd = 1u64 << 62;
+    // Under the 1 PiB that any file may have, over any disk this test runs on.
+    let beyond_disk = 1u64 << 49;
+    struct Case {
+        name: &'static str,
+        faults: Vec<Fault>,
+        path: &'static str,
+        scan: bool,
+        kind: &'static str,
+        server: String,
+        says: &'static [&'static str],
+    }
+    let claim = |size: u64| FaultKind::ClaimSize { size };
+    let cases = vec![
+        Case {
+            name: "absurd X-Linked-Size on the resolve",
+            faults: vec![Fault::new(claim(absurd)).on(Listener::Api).path(BIG)],
+            path: BIG,
+            scan: false,
+            kind: "http",
+            server: api.clone(),
+            says: &["claimed a size of 4611686018427387904 bytes", "invalid"],
+        },
+        Case {
+            name: "absurd Content-Length on a git file's resolve",
+            faults: vec![Fault::new(claim(absurd)).on(Listener::Api).path(GIT_FILE)],
+            path: GIT_FILE,
+            scan: false,
+            kind: "http",
+            server: api.clone(),
+            says: &["claimed a size of 4611686018427387904 bytes", "invalid"],
+        },
+        Case {
+            name: "absurd X-Linked-Size on the resolve, listing known",
+            faults: vec![Fault::new(claim(absurd)).on(Listener::Api).path(SMALL_LFS)],
+            path: SMALL_LFS,
+            scan: true,
+            kind: "http",
+            server: api.clone(),
+            says: &["claimed a size of 4611686018427387904 bytes", "invalid"],
+        },
+        Case {
+            name: "absurd Content-Length on the download, listing known",
+            faults: vec![Fault::new(claim(absurd)).on(Listener::Cdn).path(SMALL_LFS)],
+            path: SMALL_LFS,
+            scan: true,
+            kind: "http",
+            server: cdn.clone(),
+            says: &["claimed a size of 4611686018427387904 bytes", "invalid"],
+        },
+        Case {
+            name: "a size larger than the free disk space",
+            faults: vec![Fault::new(claim(beyond_disk)).on(Listener::Api).path(BIG)],
+            path: BIG,
+            scan: false,
+            kind: "disk_full",
+            server: api.clone(),
+            says: &["claimed a size of 562949953421312 bytes", "free", "invalid"],
+        },
+        Case {
+            name: "Content-Length disagreeing with the listing (one stream)",
+            faults: vec![Fault::new(claim(SMALL_LFS_SIZE + 1000))
+                .on(Listener::Cdn)
+                .path(SMALL_LFS)],
+            path: SMALL_LFS,
+            scan: true,
+            kind: "corrupt",
+            server: cdn.clone(),
+            says: &["Content-Length", "the size it claimed is invalid"],
+        },
+        Case {
+            name: "Content-Range disagreeing with the listing (ranges)",
+            faults: vec![Fault::new(claim(BIG_SIZE * 2)).on(Listener::Cdn).path(BIG)],
+            path: BIG,
+            scan: true,
+            kind: "corrupt",
+            server: cdn.clone(),
+            says: &["the size it claimed is invalid"],
+        },
+        Case {
+            name: "a gzip-encoded body (CDN)",
+            faults: vec![Fault::new(FaultKind::ContentEncoding {
+                encoding: "gzip".into(),
+            })
+            .on(Listener::Cdn)
+            .path(SMALL_LFS)],
+            path: SMALL_LFS,
+            scan: true,
+            kind: "http",
+            server: cdn.clone(),
+            says: &["Content-Encoding \"gzip\"", "identity"],
+        },
+        Case {
+            name: "a gzip-encoded body (ranges)",
+            faults: vec![Fault::new(FaultKind::ContentEncoding {
+                encoding: "gzip".into(),
+            })
+            .on(Listener::Cdn)
+            .path(BIG)],
+            path: BIG,
+            scan: false,
+            kind: "http",
+            server: cdn.clone(),
+            says: &["Content-Encoding \"gzip\""],
+        },
+        Case {
+            name: "a gzip-encoded git file (Hub)",
+            faults: vec![Fault::new(FaultKind::ContentEncoding {
+                encoding: "gzip".into(),
+            })
+            .on(Listener::Api)
+            .path(GIT_FILE)],
+            path: GIT_FILE,
+            scan: true,
+            kind: "http",
+            server: api.clone(),
+            says: &["Content-Encoding \"gzip\""],
+        },
+        Case {
+            name: "neither size nor hash",
+            faults: vec![Fault::new(FaultKind::NoMetadata).path(SMALL_LFS)],
+            path: SMALL_LFS,
+            scan: false,
+            kind: "http",
+            server: api.clone(),
+            says: &["neither the size nor a hash", "cannot verify"],
+        },
+    ];
+    let sandbox = tempfile::tempdir().unwrap();
+    let mut tally = 0;
+    for (n, case) in cases.iter().enumerate() {
+        let cache_dir = sandbox.path().join(format!("cache-{n}"));
+        hub.emu.clear_faults();
+        for fault in &case.faults {
+            hub.emu.add_fault(fault.clone());
+        }
+        let outcome = in_child(&hub, &cache_dir, case.path, case.scan);
+        let name = case.name;
+        assert_eq!(outcome["kind"], case.kind, "{name}: {outcome}");
+        let message = outcome["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("server at {}", case.server)),
+            "{name}: the message should name the server {}: {message}",
+            case.server
+        );
+        for says in case.says {
+            assert!(message.contains(says), "{name}: {says:?} not in: {message}");
+        }
+        let peak = outcome["peak_kib"].as_u64().unwrap();
+        assert!(
+            peak < PEAK_LIMIT_KIB,
+            "{name}: the child peaked at {peak} KiB"
+        );
+        // Nothing committed, nothing left behind.
+        let cache = open(&cache_dir, &hub);
+        assert!(
+            !cache.has_file(HOSTILE_REPO, case.path, None).unwrap(),
+            "{name}: the file is cached"
+        );
+        assert!(blob_files(&cache_dir).is_empty(), "{name}: a blob landed");
+        let partials: Vec<String> = tmp_files(&cache_dir)
+            .into_iter()
+            .filter(|f| f.ends_with(".part"))
+            .collect();
+        assert!(
+            partials.is_empty(),
+            "{name}: partial files left: {partials:?}"
+        );
+        println!("hostile download refused: {name} ({peak} KiB peak): {message}");
+        tally += 1;
+    }
+    // The same cache works once the server behaves.
+    hub.emu.clear_faults();
+    let cache_dir = sandbox.path().join("cache-0");
+    let outcome = in_child(&hub, &cache_dir, BIG, false);
+    assert!(outcome["ok"].is_string(), "{outcome}");
+    println!("hostile downloads: {tally}/{} refused", cases.len());
 }
