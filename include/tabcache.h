@@ -13,6 +13,12 @@
  *  - NULL for a required pointer, invalid UTF-8, or a closed/freed handle gives
  *    TC_STATUS_INVALID_ARGUMENT, never a crash. No Rust panic crosses this boundary
  *    (TC_STATUS_INTERNAL).
+ *  - A handle is a token, not an address (compare handles for equality only): it names a
+ *    slot and carries the slot's generation, so a closed handle stays refused after a new
+ *    handle takes its slot (the next handle of a kind takes the slot freed last), until that
+ *    slot has been given out 65535 more times. Likewise a string or buffer freed within the
+ *    last 1023 frees is refused by tc_string_free / tc_bytes_free, even when its memory
+ *    already holds a newer one.
  *  - A tc_cache may be shared by any number of threads. Any number of processes (and of
  *    tc_cache handles in one process) may have the same cache directory open at once: they
  *    share one catalog, and a content that several of them ask for is transferred once (the
@@ -315,10 +321,13 @@ tc_status tc_cache_open(const char *db_path,
                         struct tc_cache **out);
 
 /**
- * Close a cache opened by tc_cache_open. NULL is ignored. Closing a handle twice, or one
- * that is not from tc_cache_open, is detected and ignored (tc_last_error_message() says
- * so). Calls running on other threads finish first; jobs started on this cache keep it open
- * until they are freed with tc_job_free, and so does an open tc_reader only for its file.
+ * Close a cache opened by tc_cache_open. NULL is ignored. It never waits: once it returns,
+ * every function refuses the handle (TC_STATUS_INVALID_ARGUMENT), and calls already running
+ * with it on other threads go on to their normal end; the cache (its catalog connection and
+ * open files) is released when the last of them returns. Jobs started on this cache keep it
+ * open until they are freed with tc_job_free; an open tc_reader keeps only its own file
+ * open. Closing a handle twice, or one that is not from tc_cache_open, is detected and
+ * ignored (tc_last_error_message() says so).
  */
 void tc_cache_close(struct tc_cache *cache);
 
@@ -631,15 +640,17 @@ void tc_job_free(struct tc_job *job);
 /**
  * Free a string returned by tabcache (JSON results, paths). NULL is ignored. A pointer that
  * tabcache did not hand out, or one already freed, is ignored too (nothing is freed) and
- * tc_last_error_message() says so. Callable from any thread.
+ * tc_last_error_message() says so; a string freed lately stays refused even when its memory
+ * already holds a newer string. Callable from any thread.
  */
 void tc_string_free(char *string);
 
 /**
  * Free the buffer of a tc_bytes returned by tabcache and reset *bytes to {NULL, 0}, so a
  * second call is harmless. NULL, or a tc_bytes whose data is NULL, is ignored. A buffer that
- * tabcache did not hand out, or one already freed, is not freed and tc_last_error_message()
- * says so. Callable from any thread.
+ * tabcache did not hand out, or one already freed (a copy of the tc_bytes freed before), is
+ * not freed and tc_last_error_message() says so, also when its memory already holds a newer
+ * buffer. Callable from any thread.
  */
 void tc_bytes_free(struct tc_bytes *bytes);
 

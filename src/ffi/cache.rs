@@ -15,7 +15,7 @@ pub struct TcCache {
     pub(crate) cache: ModelCache,
 }
 
-pub(crate) static CACHES: Registry<TcCache> = Registry::new("tc_cache");
+pub(crate) static CACHES: Registry<TcCache> = Registry::new("tc_cache", 1);
 
 /// How a cache talks to the Hub and moves bytes. Always fill it with tc_options_init()
 /// first, then set the fields you care about: struct_size lets a newer library read a struct
@@ -189,15 +189,18 @@ pub unsafe extern "C" fn tc_cache_open(
         out_ptr(out, "out")?;
         let options = TcOptions::read(options)?.to_cache_options()?;
         let cache = ModelCache::open(path, options)?;
-        *out = CACHES.insert(TcCache { cache });
+        *out = CACHES.insert(TcCache { cache })?;
         Ok(TcStatus::Ok)
     })
 }
 
-/// Close a cache opened by tc_cache_open. NULL is ignored. Closing a handle twice, or one
-/// that is not from tc_cache_open, is detected and ignored (tc_last_error_message() says
-/// so). Calls running on other threads finish first; jobs started on this cache keep it open
-/// until they are freed with tc_job_free, and so does an open tc_reader only for its file.
+/// Close a cache opened by tc_cache_open. NULL is ignored. It never waits: once it returns,
+/// every function refuses the handle (TC_STATUS_INVALID_ARGUMENT), and calls already running
+/// with it on other threads go on to their normal end; the cache (its catalog connection and
+/// open files) is released when the last of them returns. Jobs started on this cache keep it
+/// open until they are freed with tc_job_free; an open tc_reader keeps only its own file
+/// open. Closing a handle twice, or one that is not from tc_cache_open, is detected and
+/// ignored (tc_last_error_message() says so).
 #[no_mangle]
 pub unsafe extern "C" fn tc_cache_close(cache: *mut TcCache) {
     call_void("tc_cache_close", || {

@@ -17,7 +17,7 @@ pub struct TcJob {
     job: Job,
 }
 
-static JOBS: Registry<TcJob> = Registry::new("tc_job");
+static JOBS: Registry<TcJob> = Registry::new("tc_job", 2);
 
 /// Start tc_cache_download_quant on a worker thread and return at once.
 ///
@@ -44,7 +44,7 @@ pub unsafe extern "C" fn tc_cache_download_quant_start(
         let revision = optional_str(revision, "revision")?;
         out_ptr(out, "out")?;
         let job = handle.cache.start_download_quant(repo, quant, revision)?;
-        *out = JOBS.insert(TcJob { job });
+        *out = JOBS.insert(TcJob { job })?;
         Ok(TcStatus::Ok)
     })
 }
@@ -68,7 +68,7 @@ pub unsafe extern "C" fn tc_cache_download_file_start(
         let revision = optional_str(revision, "revision")?;
         out_ptr(out, "out")?;
         let job = handle.cache.start_download_file(repo, file, revision)?;
-        *out = JOBS.insert(TcJob { job });
+        *out = JOBS.insert(TcJob { job })?;
         Ok(TcStatus::Ok)
     })
 }

@@ -17,7 +17,7 @@ pub struct TcReader {
     size: u64,
 }
 
-static READERS: Registry<TcReader> = Registry::new("tc_reader");
+static READERS: Registry<TcReader> = Registry::new("tc_reader", 3);
 
 /// Open a cached file for streaming.
 ///
@@ -48,7 +48,7 @@ pub unsafe extern "C" fn tc_cache_open_reader(
             status: TcStatus::Io,
             message: format!("could not read the size of {file} of {repo}: {e}"),
         })?;
-        *out = READERS.insert(TcReader { file: opened, size });
+        *out = READERS.insert(TcReader { file: opened, size })?;
         Ok(TcStatus::Ok)
     })
 }

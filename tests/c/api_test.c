@@ -17,16 +17,21 @@
  * named by its sha256), config.json (named by its git blob sha1), and damaged.gguf, whose
  * bytes no longer match its blob's name.
  *
- * Usage: api_test ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE HF_CACHE
- * Prints one "ok - NAME" line per section and a final "N passed, M failed" line.
+ * Usage: api_test ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE HF_CACHE [reuse]
+ * Prints one "ok - NAME" line per section and a final "N passed, M failed" line. With
+ * "reuse", runs only the section on handles, strings and buffers whose memory was reused,
+ * which needs an allocator that reuses freed memory at once (valgrind --freelist-vol=0).
  */
 #define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700 /* realpath */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tabcache.h"
 
@@ -710,6 +715,241 @@ static void test_delete_and_close(void) {
     CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
 }
 
+static void sleep_ms(long ms) {
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* How many of this process's open file descriptors point into dir (or are dir). */
+static int fds_into(const char *dir) {
+    char real[4096];
+    if (realpath(dir, real) == NULL) return -1;
+    size_t real_len = strlen(real);
+    DIR *fds = opendir("/proc/self/fd");
+    if (fds == NULL) return -1;
+    int count = 0;
+    struct dirent *entry;
+    while ((entry = readdir(fds)) != NULL) {
+        if (entry->d_name[0] == '.') continue;
+        char link[320], target[4096];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", entry->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0) continue;
+        target[len] = '\0';
+        if (strncmp(target, real, real_len) == 0 && (target[real_len] == '/' || target[real_len] == '\0'))
+            count++;
+    }
+    closedir(fds);
+    return count;
+}
+
+struct in_flight {
+    tc_cache *cache;
+    volatile int started;
+    volatile int stop;
+    tc_status status;
+};
+
+static int in_flight_progress(void *user_data, uint64_t loaded, uint64_t total) {
+    struct in_flight *call = user_data;
+    (void)loaded;
+    (void)total;
+    call->started = 1;
+    return call->stop;
+}
+
+static void *in_flight_download(void *arg) {
+    struct in_flight *call = arg;
+    char *path = NULL;
+    call->status = tc_cache_download_file(call->cache, "org/slow-gguf", "model-Q8_0.gguf", NULL,
+                                          in_flight_progress, call, &path);
+    tc_string_free(path);
+    return NULL;
+}
+
+/* tc_cache_close while another thread is inside a call on the handle: close returns at once
+ * and the handle is refused from then on, the running call goes on, and the cache (catalog,
+ * open files) is released when that call ends. */
+static void test_close_while_in_flight(void) {
+    section("close while another thread is inside a call");
+    tc_options options = test_options(endpoint);
+    char *dir = join(workdir, "closing");
+    tc_cache *cache = open_cache("closing", &options);
+    CHECK(fds_into(dir) > 0);
+    struct in_flight call = {cache, 0, 0, TC_STATUS_INTERNAL};
+    pthread_t thread;
+    CHECK(pthread_create(&thread, NULL, in_flight_download, &call) == 0);
+    for (int i = 0; i < 3000 && !call.started; i++) sleep_ms(10);
+    CHECK(call.started);
+
+    double before = now_ms();
+    tc_cache_close(cache);
+    CHECK(now_ms() - before < 1000);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_get_stats_json(cache, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+    CHECK(json == NULL);
+    /* The call still runs on the cache, which is still open for it. */
+    sleep_ms(200);
+    CHECK(!call.stop && call.status == TC_STATUS_INTERNAL);
+    CHECK(fds_into(dir) > 0);
+
+    call.stop = 1;
+    CHECK(pthread_join(thread, NULL) == 0);
+    CHECK(call.status == TC_STATUS_CANCELLED);
+    int open_fds = -1;
+    for (int i = 0; i < 500 && open_fds != 0; i++) {
+        open_fds = fds_into(dir);
+        if (open_fds != 0) sleep_ms(10);
+    }
+    CHECK(open_fds == 0);
+    tc_cache_close(cache);
+    CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+    free(dir);
+}
+
+/* The address part of a handle (its slot and kind): the library keeps the slot's generation
+ * in the top 16 bits. */
+#define ADDRESS_OF(handle) ((uintptr_t)(handle) & (((uintptr_t)1 << 48) - 1))
+#define MAX_TRIES 400
+
+/* A closed handle, a freed string and a freed buffer are refused even once their memory
+ * holds a newer one: free one, allocate until the address comes back, use the stale one.
+ * (Handles reuse the slot freed last at once; strings and buffers reuse what the allocator
+ * gives back.) */
+static void test_reused_memory(void) {
+    section("stale handles, strings and buffers are refused after their memory is reused");
+    tc_options options = test_options(endpoint);
+    tc_cache *cache = open_cache("reuse", &options);
+    char *path = NULL;
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", NULL, NULL, NULL, &path), TC_STATUS_OK);
+    tc_string_free(path);
+
+    /* tc_reader */
+    tc_reader *stale_reader = NULL, *readers[MAX_TRIES];
+    CHECK_STATUS(tc_cache_open_reader(cache, "org/tiny-gguf", "config.json", NULL, &stale_reader), TC_STATUS_OK);
+    tc_reader_close(stale_reader);
+    int n = 0, found = -1;
+    for (; n < MAX_TRIES && found < 0; n++) {
+        CHECK_STATUS(tc_cache_open_reader(cache, "org/tiny-gguf", "config.json", NULL, &readers[n]), TC_STATUS_OK);
+        if (ADDRESS_OF(readers[n]) == ADDRESS_OF(stale_reader)) found = n;
+    }
+    printf("# tc_reader slot reused after %d opens\n", n);
+    CHECK(found >= 0);
+    if (found >= 0) {
+        CHECK(readers[found] != stale_reader);
+        uint64_t size = 0;
+        CHECK_STATUS(tc_reader_size(stale_reader, &size), TC_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+        tc_reader_close(stale_reader);
+        CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+        CHECK_STATUS(tc_reader_size(readers[found], &size), TC_STATUS_OK);
+        CHECK(size == strlen("{\"model_type\": \"llama\"}\n"));
+    }
+    for (int i = 0; i < n; i++) tc_reader_close(readers[i]);
+
+    /* tc_job */
+    /* tc_job */
+    tc_job *stale_job = NULL, *job = NULL;
+    CHECK_STATUS(tc_cache_download_file_start(cache, "org/tiny-gguf", "config.json", NULL, &stale_job), TC_STATUS_OK);
+    CHECK_STATUS(tc_job_wait(stale_job, -1), TC_STATUS_OK);
+    tc_job_free(stale_job);
+    found = -1;
+    for (n = 0; n < MAX_TRIES && found < 0; n++) {
+        CHECK_STATUS(tc_cache_download_file_start(cache, "org/tiny-gguf", "config.json", NULL, &job), TC_STATUS_OK);
+        CHECK_STATUS(tc_job_wait(job, -1), TC_STATUS_OK);
+        if (ADDRESS_OF(job) == ADDRESS_OF(stale_job))
+            found = n;
+        else
+            tc_job_free(job);
+    }
+    printf("# tc_job slot reused after %d starts\n", n);
+    CHECK(found >= 0);
+    if (found >= 0) {
+        CHECK(job != stale_job);
+        CHECK_STATUS(tc_job_status(stale_job), TC_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(tc_last_error_message(), "already closed or freed") != NULL);
+        tc_job_free(stale_job);
+        CHECK(strstr(tc_last_error_message(), "tc_job") != NULL);
+        CHECK_STATUS(tc_job_status(job), TC_STATUS_OK);
+        tc_job_free(job);
+    }
+
+    /* tc_cache, the same way. */
+    tc_cache *stale_cache = open_cache("reuse", &options), *other = NULL;
+    tc_cache_close(stale_cache);
+    found = -1;
+    for (n = 0; n < MAX_TRIES && found < 0; n++) {
+        other = open_cache("reuse", &options);
+        if (ADDRESS_OF(other) == ADDRESS_OF(stale_cache))
+            found = n;
+        else
+            tc_cache_close(other);
+    }
+    printf("# tc_cache slot reused after %d opens\n", n);
+    CHECK(found >= 0);
+    if (found >= 0) {
+        CHECK(other != stale_cache);
+        bool has = false;
+        CHECK_STATUS(tc_cache_has_file(stale_cache, "org/tiny-gguf", "config.json", NULL, &has), TC_STATUS_INVALID_ARGUMENT);
+        CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+        tc_cache_close(stale_cache);
+        CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+        CHECK_STATUS(tc_cache_has_file(other, "org/tiny-gguf", "config.json", NULL, &has), TC_STATUS_OK);
+        CHECK(has);
+        tc_cache_close(other);
+    }
+
+    /* Strings: the same JSON again and again lands in the freed block, never at the stale
+     * pointer, and freeing the stale pointer then is refused (nothing is freed). */
+    char *stale_json = NULL;
+    CHECK_STATUS(tc_cache_get_stats_json(cache, &stale_json), TC_STATUS_OK);
+    tc_string_free(stale_json);
+    int near = 0, same = 0;
+    for (int i = 0; i < 200; i++) {
+        char *json = NULL;
+        CHECK_STATUS(tc_cache_get_stats_json(cache, &json), TC_STATUS_OK);
+        uintptr_t a = (uintptr_t)json, b = (uintptr_t)stale_json;
+        if ((a > b ? a - b : b - a) < 4096) near++;
+        if (json == stale_json) same++;
+        tc_string_free(json);
+    }
+    printf("# of 200 strings, %d landed within 4 KiB of the freed one\n", near);
+    CHECK(near > 0);
+    CHECK(same == 0);
+    char *live_json = NULL;
+    CHECK_STATUS(tc_cache_get_stats_json(cache, &live_json), TC_STATUS_OK);
+    tc_string_free(stale_json);
+    CHECK(strstr(tc_last_error_message(), "already freed") != NULL);
+    CHECK(live_json != NULL && live_json[0] == '{');
+    tc_string_free(live_json);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+
+    /* Buffers: a copy of a freed tc_bytes is refused, even with a newer buffer in its block. */
+    tc_bytes freed = {NULL, 0}, stale;
+    CHECK_STATUS(tc_cache_get_file(cache, "org/tiny-gguf", "config.json", NULL, &freed), TC_STATUS_OK);
+    stale = freed;
+    tc_bytes_free(&freed);
+    CHECK(freed.data == NULL && freed.len == 0);
+    near = same = 0;
+    for (int i = 0; i < 200; i++) {
+        tc_bytes bytes = {NULL, 0};
+        CHECK_STATUS(tc_cache_get_file(cache, "org/tiny-gguf", "config.json", NULL, &bytes), TC_STATUS_OK);
+        uintptr_t a = (uintptr_t)bytes.data, b = (uintptr_t)stale.data;
+        if ((a > b ? a - b : b - a) < 4096) near++;
+        if (bytes.data == stale.data) same++;
+        tc_bytes_free(&bytes);
+    }
+    printf("# of 200 buffers, %d landed within 4 KiB of the freed one\n", near);
+    CHECK(near > 0);
+    CHECK(same == 0);
+    tc_bytes_free(&stale);
+    CHECK(strstr(tc_last_error_message(), "already freed") != NULL);
+    CHECK(stale.data != NULL);
+    tc_cache_close(cache);
+}
+
 /* Hostile names through every function that takes one: each must be refused as
  * INVALID_ARGUMENT with a message, before any request, and write nothing anywhere. */
 static void test_hostile_names(tc_cache *cache) {
@@ -867,8 +1107,9 @@ static void test_import_hf(void) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6) {
-        fprintf(stderr, "usage: %s ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE HF_CACHE\n", argv[0]);
+    int reuse_only = argc == 7 && strcmp(argv[6], "reuse") == 0;
+    if (argc != 6 && !reuse_only) {
+        fprintf(stderr, "usage: %s ENDPOINT DEAD_ENDPOINT WORKDIR Q4_SIZE HF_CACHE [reuse]\n", argv[0]);
         return 2;
     }
     endpoint = argv[1];
@@ -876,6 +1117,12 @@ int main(int argc, char **argv) {
     workdir = argv[3];
     q4_size = strtoull(argv[4], NULL, 10);
     hf_cache = argv[5];
+    if (reuse_only) {
+        test_reused_memory();
+        section(NULL);
+        printf("%d passed, %d failed\n", passed, failed);
+        return failed == 0 ? 0 : 1;
+    }
 
     test_version_and_names();
     test_open_errors();
@@ -898,6 +1145,7 @@ int main(int argc, char **argv) {
 
     test_offline();
     test_delete_and_close();
+    test_close_while_in_flight();
     test_import_hf();
     section(NULL);
 
