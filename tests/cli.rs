@@ -787,3 +787,175 @@ fn a_failed_download_marks_its_variant_failed_until_a_download_succeeds() {
     ));
     assert_eq!(status(c), "downloaded");
 }
+
+/// The binary with no token option at all, isolated from the developer's HF environment
+/// (HF_HOME points at an empty folder, so no huggingface_hub token file is found either).
+fn bare_command(hub: &Hub, cache: &Path, hf_home: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tabcache"));
+    cmd.arg("--cache")
+        .arg(cache)
+        .args(["--endpoint", &hub.emu.url()])
+        .args(args)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_ENDPOINT")
+        .env_remove("HF_TOKEN_PATH")
+        .env_remove("TABCACHE_HOME")
+        .env("HF_HOME", hf_home)
+        .stdin(Stdio::null());
+    cmd
+}
+
+const PRIVATE: &str = "org/private";
+const SECRET: &str = "hf_cli_secret_token";
+
+fn fill_private(root: &Path) {
+    fill(root);
+    write_file(root, PRIVATE, "config.json", b"{}").unwrap();
+    hub_emulator::write_repo_config(
+        root,
+        PRIVATE,
+        &hub_emulator::RepoConfig {
+            private: true,
+            tokens: vec![SECRET.into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+fn bearers(hub: &Hub) -> Vec<Option<String>> {
+    hub.settled_requests()
+        .into_iter()
+        .map(|r| r.authorization)
+        .collect()
+}
+
+#[test]
+fn token_on_the_command_line_is_warned_about_and_a_token_file_is_not() {
+    let hub = hub(fill_private);
+    let cache = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (c, h) = (cache.path(), home.path());
+
+    // Without a token the private repo is not there for us.
+    let out = bare_command(&hub, c, h, &["scan", PRIVATE])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+
+    // --token works, and says who else can see it.
+    hub.emu.clear_log();
+    let out = bare_command(&hub, c, h, &["-q", "--token", SECRET, "scan", PRIVATE])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("warning: --token puts the token in the process list")
+            && warning.contains("--token-file")
+            && warning.contains("HF_TOKEN"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains(SECRET),
+        "the warning shows the token: {warning}"
+    );
+    assert!(bearers(&hub).contains(&Some(format!("Bearer {SECRET}"))));
+
+    // --token-file: the same access, no warning (the file is private to us), the trailing
+    // newline an editor leaves is not part of the token.
+    let token_file = home.path().join("token");
+    std::fs::write(&token_file, format!("{SECRET}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    hub.emu.clear_log();
+    let file_arg = token_file.to_str().unwrap();
+    let out = bare_command(&hub, c, h, &["--token-file", file_arg, "scan", PRIVATE])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    let sent = bearers(&hub);
+    assert!(
+        !sent.is_empty()
+            && sent
+                .iter()
+                .all(|b| b.as_deref() == Some(&format!("Bearer {SECRET}"))),
+        "{sent:?}"
+    );
+
+    // Standard input works the same ("-").
+    let mut child = bare_command(&hub, c, h, &["--token-file", "-", "scan", PRIVATE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), SECRET.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // A token file others can read is said to be one.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = bare_command(&hub, c, h, &["--token-file", file_arg, "scan", PRIVATE])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("can be read by other users")
+                && stderr(&out).contains("chmod 600"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_bad_token_file_is_a_clear_usage_error() {
+    let hub = hub(fill_private);
+    let cache = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (c, h) = (cache.path(), home.path());
+    let run = |args: &[&str]| bare_command(&hub, c, h, args).output().unwrap();
+
+    let missing = home.path().join("no-such-token");
+    let out = run(&["--token-file", missing.to_str().unwrap(), "scan", PRIVATE]);
+    fails(&out, 2, "could not read the token file");
+    assert!(stderr(&out).contains("no-such-token"), "{}", stderr(&out));
+
+    let empty = home.path().join("empty");
+    std::fs::write(&empty, "\n  \n").unwrap();
+    fails(
+        &run(&["--token-file", empty.to_str().unwrap(), "scan", PRIVATE]),
+        2,
+        "is empty",
+    );
+
+    let two = home.path().join("two");
+    std::fs::write(&two, format!("{SECRET}\nhf_other\n")).unwrap();
+    let out = run(&["--token-file", two.to_str().unwrap(), "scan", PRIVATE]);
+    fails(&out, 2, "more than one token");
+    assert!(!stderr(&out).contains(SECRET), "{}", stderr(&out));
+
+    let out = run(&[
+        "--token",
+        SECRET,
+        "--token-file",
+        empty.to_str().unwrap(),
+        "scan",
+        PRIVATE,
+    ]);
+    fails(&out, 2, "--token-file");
+    assert!(
+        hub.settled_requests().is_empty(),
+        "a bad token option reached the network"
+    );
+}

@@ -56,9 +56,19 @@ struct Cli {
     /// Hub base URL [default: $HF_ENDPOINT, else the public Hub]
     #[arg(long, global = true, value_name = "URL")]
     endpoint: Option<String>,
-    /// Access token [default: $HF_TOKEN, else the huggingface_hub token file]
-    #[arg(long, global = true, value_name = "TOKEN")]
+    /// Access token [default: $HF_TOKEN, else the huggingface_hub token file]. Other users of
+    /// the machine can read it in the process list: prefer --token-file or HF_TOKEN
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        conflicts_with = "token_file"
+    )]
     token: Option<String>,
+    /// Read the access token from FILE ("-": standard input), which keeps it out of the
+    /// process list
+    #[arg(long, global = true, value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Make no network request; answer from the cache only
     #[arg(long, global = true)]
     offline: bool,
@@ -309,6 +319,79 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("tabcache"))
 }
 
+/// A token file holds one token; anything longer than this is not one.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
+
+/// The token the command line gives: --token (with the warning it deserves), --token-file,
+/// or none (the library then looks at HF_TOKEN and the huggingface_hub token file).
+fn cli_token(cli: &Cli) -> Result<Option<String>, Error> {
+    if let Some(token) = &cli.token {
+        if !token.is_empty() {
+            // Said even with --quiet: scripts are where a token in argv leaks (cron, CI logs).
+            eprintln!(
+                "warning: --token puts the token in the process list, where other users of this machine \
+                 can read it (ps, /proc); use --token-file FILE or the HF_TOKEN environment variable instead"
+            );
+        }
+        return Ok(Some(token.clone()));
+    }
+    let Some(path) = &cli.token_file else {
+        return Ok(None);
+    };
+    let shown = path.display();
+    let mut text = String::new();
+    let read = if path.as_os_str() == "-" {
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin().lock(), MAX_TOKEN_FILE + 1),
+            &mut text,
+        )
+    } else {
+        std::fs::File::open(path).and_then(|file| {
+            warn_if_others_can_read(&file, path);
+            std::io::Read::read_to_string(
+                &mut std::io::Read::take(file, MAX_TOKEN_FILE + 1),
+                &mut text,
+            )
+        })
+    };
+    read.map_err(|e| {
+        Error::invalid(format!(
+            "could not read the token file {shown} given to --token-file: {e}; give a readable file that holds the access token"
+        ))
+    })?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(Error::invalid(format!(
+            "the token file {shown} given to --token-file is empty; put the access token in it (one line)"
+        )));
+    }
+    if text.len() as u64 > MAX_TOKEN_FILE || token.contains(char::is_whitespace) {
+        return Err(Error::invalid(format!(
+            "the token file {shown} given to --token-file holds more than one token; put only the access token in it (one line)"
+        )));
+    }
+    Ok(Some(token.to_string()))
+}
+
+/// A token file others may read leaks the token as surely as --token does.
+fn warn_if_others_can_read(file: &std::fs::File, path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = file.metadata() {
+            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                eprintln!(
+                    "warning: the token file {} can be read by other users; `chmod 600 {}` keeps the token yours",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, path);
+}
+
 fn open_cache(cli: &Cli, ctx: &Ctx, connections: Option<u16>) -> Result<ModelCache, Error> {
     let dir = match &cli.cache {
         Some(dir) => dir.clone(),
@@ -325,7 +408,7 @@ fn open_cache(cli: &Cli, ctx: &Ctx, connections: Option<u16>) -> Result<ModelCac
     let options = CacheOptions {
         hub: HubOptions {
             endpoint: cli.endpoint.clone(),
-            token: cli.token.clone(),
+            token: cli_token(cli)?,
             offline: cli.offline.then_some(true),
             ..HubOptions::default()
         },
