@@ -278,11 +278,13 @@ pub(crate) fn check_room(size: u64, tmp_path: &Path, server: &str) -> Result<()>
     match pwrite::free_space(dir) {
         Some(free) if needed > free => Err(Error::new(
             ErrorKind::DiskFull,
+            // Most files larger than the free space are real, so this reads as the disk-full
+            // message it most likely is, and says what it is if the size cannot be real.
             format!(
-                "the server at {server} claimed a size of {size} bytes ({}) for this file, more than the {} free \
-                 on the file system of {}; nothing was allocated or downloaded. If the file really is that large, \
-                 free space (or move the cache) and retry; otherwise the size it claimed is invalid and the server \
-                 (or a proxy in between) is at fault",
+                "disk full: the server at {server} claimed a size of {size} bytes ({}) for this file, more than \
+                 the {} free on the file system of {}; nothing was allocated or downloaded. If the file is that large, \
+                 free some space (or run `tabcache gc`, or move the cache) and retry; if it cannot be, the size the \
+                 server claimed is invalid (the server or a proxy in between is at fault)",
                 human_bytes(size),
                 human_bytes(free),
                 dir.display()
