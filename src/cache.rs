@@ -661,7 +661,7 @@ impl ModelCache {
                 .spawn(move || {
                     let outcome = cache.run_flight(&plan, &key, &flight);
                     // Release the cache before anyone learns the outcome, so a caller that
-                    // then closes and reopens the directory never finds it still locked.
+                    // then closes its handle knows no thread of ours still uses the directory.
                     drop(cache);
                     flights.land(&key, &flight, outcome);
                 })

@@ -24,12 +24,6 @@ pub(crate) struct OnDisk {
     pub(crate) refs: Vec<(String, String, String)>,
 }
 
-impl OnDisk {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.blobs.is_empty() && self.files.is_empty() && self.refs.is_empty()
-    }
-}
-
 /// Read `blobs/` and the view under `hub_root`.
 pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
     let mut disk = OnDisk {
