@@ -13,7 +13,12 @@
  *  - NULL for a required pointer, invalid UTF-8, or a closed/freed handle gives
  *    TC_STATUS_INVALID_ARGUMENT, never a crash. No Rust panic crosses this boundary
  *    (TC_STATUS_INTERNAL).
- *  - A tc_cache may be shared by any number of threads.
+ *  - A tc_cache may be shared by any number of threads. Any number of processes (and of
+ *    tc_cache handles in one process) may have the same cache directory open at once: they
+ *    share one catalog, and a content that several of them ask for is transferred once (the
+ *    others wait, their progress moving, and then use the committed file).
+ *  - A tc_cache does not cross fork(): in the child, calls on an inherited handle fail with
+ *    TC_STATUS_INVALID_ARGUMENT (the message says so); open the cache again in the child.
  */
 
 #ifndef TABCACHE_H
@@ -26,9 +31,9 @@
 #include <stdint.h>
 
 /* The version of the library this header belongs to; compare with tc_version(). */
-#define TC_VERSION "0.1.0"
+#define TC_VERSION "0.2.0"
 #define TC_VERSION_MAJOR 0
-#define TC_VERSION_MINOR 1
+#define TC_VERSION_MINOR 2
 #define TC_VERSION_PATCH 0
 
 
@@ -96,7 +101,8 @@ enum tc_status
    */
   TC_STATUS_CORRUPT = 12,
   /**
-   * Another process (or another open tc_cache) holds the cache directory.
+   * Reserved: releases before 0.2 returned it when another process held the cache
+   * directory. Caches are shared now, and nothing returns it.
    */
   TC_STATUS_LOCKED = 13,
   /**
@@ -296,9 +302,11 @@ void tc_options_init(struct tc_options *options);
  *   must release it with tc_cache_close.
  *
  * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT for NULL db_path or out, non-UTF-8
- * strings, an empty path or a bad option; TC_STATUS_LOCKED when another process or another
- * open tc_cache holds the directory; TC_STATUS_IO / TC_STATUS_DISK_FULL when the directory
- * cannot be created or read.
+ * strings, an empty path, a bad option, or a catalog written by a newer tabcache;
+ * TC_STATUS_IO / TC_STATUS_DISK_FULL when the directory cannot be created or read. Other
+ * processes or handles having the directory open is never an error. A catalog that is
+ * missing, damaged or from the sled-based releases is rebuilt from the files the cache holds
+ * (tc_cache_get_stats_json reports it under "rebuilt").
  */
 tc_status tc_cache_open(const char *db_path,
                         const struct tc_options *options,

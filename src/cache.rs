@@ -17,7 +17,7 @@ use crate::flight::{Flight, Flights, Ticket};
 use crate::hub::{HubClient, HubOptions};
 use crate::manifest::{unix_now, ListedFile, Manifest, QuantLive, QuantState, RepoRecord};
 use crate::progress::{FileEvent, FileProgressFn, ProgressFn, Reporter, POLL_INTERVAL};
-use crate::store::{FileRecord, Store};
+use crate::store::{FileRecord, Rebuilt, Store};
 use crate::{quant, validate};
 
 /// The revision a call means when it names none.
@@ -44,6 +44,9 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// `total_size - disk_bytes`: what storing shared content once saved.
     pub dedup_saved_bytes: u64,
+    /// The last time the catalog was rebuilt from disk, and what that restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt: Option<Rebuilt>,
 }
 
 /// A model cache over one directory. Cheap to clone; safe to share between threads.
@@ -103,8 +106,14 @@ impl FilePlan {
 }
 
 impl ModelCache {
-    /// Open (creating if needed) the cache at `db_path`. Fails with [`ErrorKind::Locked`] when
-    /// another process or another open `ModelCache` holds it.
+    /// Open (creating if needed) the cache at `db_path`. Any number of processes and handles
+    /// may have one cache open at once. A catalog that is missing, damaged or from the
+    /// sled-based releases is rebuilt from the blobs and the snapshot view
+    /// ([`ModelCache::rebuilt_on_open`] tells).
+    ///
+    /// # Errors
+    /// `InvalidArgument` for an empty path or a catalog written by a newer tabcache; `Io` and
+    /// `DiskFull` when the directory cannot be created or written.
     pub fn open(db_path: impl AsRef<Path>, options: CacheOptions) -> Result<ModelCache> {
         let db_path = db_path.as_ref();
         if db_path.as_os_str().is_empty() {
@@ -128,6 +137,11 @@ impl ModelCache {
                 active: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// What this open rebuilt, when the catalog had to be rebuilt from disk.
+    pub fn rebuilt_on_open(&self) -> Option<Rebuilt> {
+        self.inner.store.rebuilt_on_open()
     }
 
     /// The cache directory (absolute).
@@ -188,40 +202,40 @@ impl ModelCache {
             .filter_map(|k| classes.files_for(k).map(|files| (k.clone(), files)))
             .collect();
         let now = unix_now();
-        let old = inner.store.repo(repo_id)?;
-        let same_commit = old.as_ref().is_some_and(|o| o.commit == info.sha);
-        let quant_state = old
-            .as_ref()
-            .map(|o| {
-                o.quant_state
-                    .iter()
-                    .map(|(k, s)| {
-                        // A failure belongs to the commit it happened at.
-                        let error = if same_commit { s.error.clone() } else { None };
-                        (
-                            k.clone(),
-                            QuantState {
-                                last_updated: s.last_updated,
-                                error,
-                            },
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let record = RepoRecord {
-            repo_id: repo_id.to_string(),
-            task: info.pipeline_tag.clone(),
-            created_at: old.as_ref().map_or(now, |o| o.created_at),
-            updated_at: now,
-            revision: revision.to_string(),
-            commit: info.sha.clone(),
-            files,
-            variants,
-            addons: classes.addons.clone(),
-            quant_state,
-        };
-        inner.store.put_repo(&record)?;
+        let record = inner.store.upsert_repo(repo_id, |old| {
+            let same_commit = old.as_ref().is_some_and(|o| o.commit == info.sha);
+            let quant_state = old
+                .as_ref()
+                .map(|o| {
+                    o.quant_state
+                        .iter()
+                        .map(|(k, s)| {
+                            // A failure belongs to the commit it happened at.
+                            let error = if same_commit { s.error.clone() } else { None };
+                            (
+                                k.clone(),
+                                QuantState {
+                                    last_updated: s.last_updated,
+                                    error,
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            RepoRecord {
+                repo_id: repo_id.to_string(),
+                task: info.pipeline_tag.clone(),
+                created_at: old.as_ref().map_or(now, |o| o.created_at),
+                updated_at: now,
+                revision: revision.to_string(),
+                commit: info.sha.clone(),
+                files,
+                variants,
+                addons: classes.addons.clone(),
+                quant_state,
+            }
+        })?;
         self.adopt_held_content(&record)?;
         Ok(record)
     }
@@ -647,7 +661,7 @@ impl ModelCache {
                 .spawn(move || {
                     let outcome = cache.run_flight(&plan, &key, &flight);
                     // Release the cache before anyone learns the outcome, so a caller that
-                    // then closes and reopens the directory never finds it still locked.
+                    // then closes its handle knows no thread of ours still uses the directory.
                     drop(cache);
                     flights.land(&key, &flight, outcome);
                 })
@@ -655,9 +669,18 @@ impl ModelCache {
         })
     }
 
-    /// The body of a flight: resolve, transfer into `tmp/`, verify, commit, record.
+    /// The body of a flight: become the one transfer of this content across processes, then
+    /// resolve, transfer into `tmp/`, verify, commit, record.
     fn run_flight(&self, plan: &FilePlan, key: &str, flight: &Flight) -> Result<FileRecord> {
         let inner = &self.inner;
+        // Another process may be fetching the same content: wait for it, then take what it
+        // committed, or (if it died or gave up) resume from the ranges it made durable.
+        let _claim = inner
+            .store
+            .claim_transfer(key, &flight.cancel, &flight.progress)?;
+        if let Some(rec) = self.already_held(plan)? {
+            return Ok(rec);
+        }
         let url = match &plan.url {
             Some(url) => url.clone(),
             None => inner.hub.resolve(&plan.repo, &plan.commit, &plan.path)?.url,
@@ -791,6 +814,7 @@ impl ModelCache {
             total_files: t.files,
             disk_bytes: t.blob_bytes,
             dedup_saved_bytes: t.logical_bytes.saturating_sub(t.blob_bytes),
+            rebuilt: self.inner.store.last_rebuild()?,
         })
     }
 

@@ -31,7 +31,8 @@ pub enum ErrorKind {
     DiskFull,
     /// Bytes did not match their recorded size or hash; nothing was committed.
     Corrupt,
-    /// Another process holds the cache directory.
+    /// Reserved (the C status and Python exception stay): releases before 0.2 returned it
+    /// when another process held the cache directory. Caches are shared now; nothing does.
     Locked,
     /// Offline mode is on and the request needs the network.
     Offline,

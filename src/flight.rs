@@ -1,7 +1,10 @@
-//! One transfer per blob: every request for content the store lacks joins the flight already
-//! fetching that content, or starts one on its own thread. Requesters only wait and watch the
-//! flight's byte counter, so the caller's thread stays free to report progress and notice
-//! cancellation; a flight is cancelled only when every requester has walked away.
+//! One transfer per blob in this process: every request for content the store lacks joins the
+//! flight already fetching that content, or starts one on its own thread. Requesters only wait
+//! and watch the flight's byte counter, so the caller's thread stays free to report progress
+//! and notice cancellation; a flight is cancelled only when every requester has walked away.
+//! Across processes, a flight first claims the content's transfer lock in the store
+//! (`Store::claim_transfer`): one flight in one process moves the bytes, the others wait for
+//! its blob, and take over from its durable ranges if it dies.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

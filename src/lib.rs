@@ -2,7 +2,7 @@
 //!
 //! [`ModelCache`] is the one facade that the C ABI (`ffi`), the `tabcache` command line and
 //! Rust users call. Beneath it: `hub` speaks the Hub protocol, `quant` turns a listing into
-//! quantization variants, `manifest` holds what `scan_repo` returns, `store` keeps the sled
+//! quantization variants, `manifest` holds what `scan_repo` returns, `store` keeps the SQLite
 //! catalog, the content-addressed blobs and the snapshot view, and `download` moves bytes.
 
 mod backoff;
@@ -25,3 +25,4 @@ pub use cache::{CacheOptions, ModelCache, Stats, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, QuantInfo, QuantStatus};
 pub use progress::{FileEvent, FileProgressFn, ProgressFn};
+pub use store::Rebuilt;

@@ -258,8 +258,7 @@ impl ModelCache {
     /// ([`DEFAULT_STALE_PARTIAL_AGE`] is a week). A removed partial download starts from zero
     /// if it is ever asked for again; `Duration::ZERO` removes every idle one.
     pub fn gc(&self, stale_after: std::time::Duration) -> Result<GcReport> {
-        let busy: HashSet<String> = self.transfers_in_flight().into_iter().collect();
-        let swept = self.store().sweep(&busy, stale_after)?;
+        let swept = self.store().sweep(stale_after)?;
         Ok(GcReport {
             blobs_removed: swept.blobs,
             blob_bytes_freed: swept.blob_bytes,

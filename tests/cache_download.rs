@@ -1,7 +1,7 @@
 //! Downloads through ModelCache against the hub emulator: a whole variant with shared files,
 //! external data and a >100 MiB file served three ways; resume after SIGKILL; network faults;
-//! deduplication; one transfer for many callers; a second process beside the first; huggingface_hub
-//! reading our snapshot view offline.
+//! deduplication; one transfer for many callers; a second process working beside the first;
+//! huggingface_hub reading our snapshot view offline.
 
 mod common;
 

@@ -212,7 +212,7 @@ fn a_second_handle_on_the_same_cache_opens_and_works_beside_the_first() {
         .unwrap_or_else(|e| panic!("a second open failed: {:?}: {e}", e.kind()));
     // Both read and write, and each sees what the other did: one catalog, not two copies.
     let m = first.scan_repo(REPO, None).unwrap();
-    assert_eq!(second.get_manifest(REPO).unwrap().unwrap().commit, m.commit);
+    assert_eq!(second.get_manifest(REPO).unwrap().unwrap(), m);
     first
         .download_file(REPO, "config.json", None, None)
         .unwrap();
@@ -237,4 +237,7 @@ fn a_second_handle_on_the_same_cache_opens_and_works_beside_the_first() {
     second.delete_model(REPO).unwrap();
     assert!(!first.has_file(REPO, "config.json", None).unwrap());
     assert!(first.get_manifest(REPO).unwrap().is_none());
+    // Closing one leaves the other working.
+    drop(first);
+    assert_eq!(second.scan_repo(REPO, None).unwrap().repo_id, REPO);
 }

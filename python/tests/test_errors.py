@@ -82,14 +82,18 @@ def test_offline(phi_repo, tmp_path, monkeypatch):
             cache.download_quant(phi_repo, "q4f16")
 
 
-def test_locked_cache(tmp_path):
+def test_a_second_open_shares_the_cache(hub, tmp_path):
+    # Caches are shared: a second ModelCache on the same directory opens and sees the first's
+    # files (CacheLockedError stays importable for old callers, but nothing raises it).
+    repo = hub.new_repo_id("shared")
+    hub.write_random(repo, "config.json", 100, seed=1)
     first = open_cache(tmp_path)
-    with pytest.raises(tmc.CacheLockedError) as info:
-        open_cache(tmp_path)
-    assert str(tmp_path / "db") in str(info.value)
+    second = open_cache(tmp_path)
+    first.download_file(repo, "config.json")
+    assert second.has_file(repo, "config.json")
     first.close()
-    # Once the first is closed, the directory opens again.
-    open_cache(tmp_path).close()
+    assert second.get_file(repo, "config.json") is not None
+    second.close()
 
 
 def test_corrupt_server(hub, tmp_path):

@@ -38,10 +38,11 @@ Exit codes:
   3    not found (repo, revision, file or variant; or not cached)
   4    network or authentication failure (unreachable, refused token, gated, rate limited)
   5    integrity damage (bytes that do not match their hash; `verify` found damage)
-  6    cache locked by another process
+  6    reserved (releases before 0.2: cache locked by another process)
   7    offline mode and the request needs the network
   130  interrupted (Ctrl-C); partial downloads are kept and the next run resumes
 
+Any number of tabcache commands and programs using the library may share one cache at once.
 The cache directory is --cache, else $TABCACHE_HOME, else `tabcache` under the platform cache
 directory ($XDG_CACHE_HOME or ~/.cache, ~/Library/Caches, %LOCALAPPDATA%).";
 
@@ -332,6 +333,14 @@ fn open_cache(cli: &Cli, ctx: &Ctx, connections: Option<u16>) -> Result<ModelCac
         parallel_files: 0,
     };
     let cache = ModelCache::open(&dir, options)?;
+    if let Some(rebuilt) = cache.rebuilt_on_open() {
+        // Said even with --quiet: the catalog was lost, and the user should know why the
+        // manifests are gone until the next scan.
+        eprintln!(
+            "rebuilt the catalog from disk: {} files of {} repos (scan a repo again to restore its variants)",
+            rebuilt.files, rebuilt.repos
+        );
+    }
     if ctx.verbose > 0 {
         eprintln!(
             "cache {} (hub endpoint {})",
@@ -418,6 +427,12 @@ fn run(cli: &Cli, ctx: &Ctx) -> CmdResult {
                 println!("total size   {}", HumanBytes(stats.total_size));
                 println!("on disk      {}", HumanBytes(stats.disk_bytes));
                 println!("dedup saved  {}", HumanBytes(stats.dedup_saved_bytes));
+                if let Some(r) = stats.rebuilt {
+                    println!(
+                        "rebuilt      {} files of {} repos, at unix time {}",
+                        r.files, r.repos, r.at
+                    );
+                }
             }
             Ok(())
         }

@@ -52,6 +52,23 @@ pub struct PartialState {
     pub done: Vec<u64>,
 }
 
+impl PartialState {
+    /// Bytes in the ranges marked durable (the last range may be short).
+    pub fn durable_bytes(&self) -> u64 {
+        let plan = plan::RangePlan {
+            size: self.size,
+            range_size: self.range_size.max(1),
+        };
+        let Some(done) = plan.resumable(self) else {
+            return 0;
+        };
+        (0..plan.count())
+            .filter(|&i| done.get(i))
+            .map(|i| plan.len(i))
+            .sum()
+    }
+}
+
 /// Persistence of [`PartialState`] for one transfer; the store implements it over the catalog.
 pub trait ResumeLog: Send + Sync {
     fn load(&self) -> Result<Option<PartialState>>;

@@ -173,9 +173,11 @@ pub unsafe extern "C" fn tc_options_init(options: *mut TcOptions) {
 ///   must release it with tc_cache_close.
 ///
 /// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT for NULL db_path or out, non-UTF-8
-/// strings, an empty path or a bad option; TC_STATUS_LOCKED when another process or another
-/// open tc_cache holds the directory; TC_STATUS_IO / TC_STATUS_DISK_FULL when the directory
-/// cannot be created or read.
+/// strings, an empty path, a bad option, or a catalog written by a newer tabcache;
+/// TC_STATUS_IO / TC_STATUS_DISK_FULL when the directory cannot be created or read. Other
+/// processes or handles having the directory open is never an error. A catalog that is
+/// missing, damaged or from the sled-based releases is rebuilt from the files the cache holds
+/// (tc_cache_get_stats_json reports it under "rebuilt").
 #[no_mangle]
 pub unsafe extern "C" fn tc_cache_open(
     db_path: *const c_char,

@@ -40,7 +40,8 @@ pub enum TcStatus {
     DiskFull = 11,
     /// Downloaded bytes did not match their size or hash; nothing was committed.
     Corrupt = 12,
-    /// Another process (or another open tc_cache) holds the cache directory.
+    /// Reserved: releases before 0.2 returned it when another process held the cache
+    /// directory. Caches are shared now, and nothing returns it.
     Locked = 13,
     /// Offline mode is on and the request needs the network.
     Offline = 14,

@@ -39,6 +39,11 @@ impl BlobDir {
         self.tmp.join(format!("{key}.part"))
     }
 
+    /// The lock a transfer of `key` holds while it runs (see `lock::TransferLock`).
+    pub(crate) fn lock_path(&self, key: &str) -> PathBuf {
+        self.tmp.join(format!("{key}.lock"))
+    }
+
     /// Move a verified, synced temporary file into place as blob `sha256`. If the blob already
     /// exists (another transfer committed the same bytes), the temporary file is dropped.
     pub(crate) fn commit(&self, tmp: &Path, sha256: &str) -> Result<PathBuf> {

@@ -1,28 +1,83 @@
-//! The sled catalog: metadata only, never file bytes. Trees and keys:
+//! The catalog: an SQLite database (`<cache>/catalog`) of metadata only, never file bytes.
+//! Tables (schema version in `PRAGMA user_version`, forward migrations in [`MIGRATIONS`]):
 //! - `repos`: repo id -> [`RepoRecord`] (JSON)
-//! - `refs`: `repo \0 revision` -> commit
-//! - `files`: `repo \0 commit \0 path` -> [`FileRecord`]
-//! - `blobs`: sha256 hex -> [`BlobRecord`] (size, how many file records point at it)
-//! - `git_oids`: git blob sha1 hex -> sha256 hex (so small files dedup before any transfer)
+//! - `refs`: (repo, revision) -> commit
+//! - `files`: (repo, commit, path) -> blob sha256, size, git oid ([`FileRecord`])
+//! - `blobs`: sha256 -> size, how many `files` rows name it ([`BlobRecord`])
+//! - `git_oids`: git blob sha1 -> sha256 (so small files dedup before any transfer)
 //! - `partials`: transfer key -> [`PartialState`] (which ranges of a `.part` are durable)
-//! - `meta`: `schema` -> version
+//! - `meta`: small facts about the catalog itself (the last rebuild)
 //!
-//! Every change that touches several trees is one sled transaction, and every commit point
-//! ends in a flush, so what the catalog says is durable. Writers are serialized by a mutex
-//! because some changes read a prefix before they transact (sled transactions cannot scan).
+//! Why SQLite: many processes share one cache (a Python host, C engines, the CLI, a server),
+//! and SQLite is the embedded store built and tested for exactly that: WAL lets readers run
+//! beside a writer in another process, a crashed process never leaves a lock behind, and
+//! `synchronous=FULL` makes every commit durable before it returns.
+//!
+//! Every change that touches several rows is one `BEGIN IMMEDIATE` transaction (it takes the
+//! write lock up front, so two processes never deadlock upgrading a read to a write; the busy
+//! timeout makes the second one wait its turn). Each handle keeps two connections: one for
+//! writes and one for reads, so a writer waiting on another process never stalls this
+//! process's look-ups. Statements are prepared once per connection (`prepare_cached`).
 
-use std::sync::Mutex;
+use std::mem::ManuallyDrop;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 use crate::download::PartialState;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::RepoRecord;
 
-const SCHEMA_VERSION: u64 = 1;
-/// sled's page cache; metadata is small, so keep the footprint small (default is 1 GiB).
-const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
+/// How long a statement waits for another process's write to finish before it fails. Writes
+/// are short (one record, one fsync), so this is only reached by a wedged process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Forward migrations: `MIGRATIONS[n]` takes a catalog from schema version `n` to `n + 1`.
+/// Append only; never edit a migration that has shipped.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the first SQLite schema.
+    "CREATE TABLE repos (
+         repo_id TEXT PRIMARY KEY,
+         record TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE refs (
+         repo_id TEXT NOT NULL,
+         revision TEXT NOT NULL,
+         commit_sha TEXT NOT NULL,
+         PRIMARY KEY (repo_id, revision)
+     ) WITHOUT ROWID;
+     CREATE TABLE blobs (
+         sha256 TEXT PRIMARY KEY,
+         size INTEGER NOT NULL,
+         refs INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE files (
+         repo_id TEXT NOT NULL,
+         commit_sha TEXT NOT NULL,
+         path TEXT NOT NULL,
+         sha256 TEXT NOT NULL REFERENCES blobs (sha256),
+         size INTEGER NOT NULL,
+         git_oid TEXT,
+         PRIMARY KEY (repo_id, commit_sha, path)
+     ) WITHOUT ROWID;
+     CREATE INDEX files_by_blob ON files (sha256);
+     CREATE TABLE git_oids (
+         git_oid TEXT PRIMARY KEY,
+         sha256 TEXT NOT NULL REFERENCES blobs (sha256) ON DELETE CASCADE
+     ) WITHOUT ROWID;
+     CREATE INDEX git_oids_by_blob ON git_oids (sha256);
+     CREATE TABLE partials (
+         key TEXT PRIMARY KEY,
+         state TEXT NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE meta (
+         key TEXT PRIMARY KEY,
+         value TEXT NOT NULL
+     ) WITHOUT ROWID;",
+];
 
 /// A cached file: which blob holds its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,218 +105,332 @@ pub struct CatalogTotals {
     pub blob_bytes: u64,
 }
 
+/// What the last rebuild of the catalog from `blobs/` and `hub/` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rebuilt {
+    /// File records restored from the snapshot view.
+    pub files: u64,
+    /// Repos those files belong to.
+    pub repos: u64,
+    /// When, in unix seconds.
+    pub at: i64,
+}
+
+/// One file record as the rebuild restores it.
+pub(crate) struct RestoredFile {
+    pub(crate) repo: String,
+    pub(crate) commit: String,
+    pub(crate) path: String,
+    pub(crate) sha256: String,
+    pub(crate) size: u64,
+}
+
 pub(crate) struct Catalog {
-    db: sled::Db,
-    repos: sled::Tree,
-    refs: sled::Tree,
-    files: sled::Tree,
-    blobs: sled::Tree,
-    git_oids: sled::Tree,
-    partials: sled::Tree,
-    writer: Mutex<()>,
+    // ManuallyDrop: a forked child must not close connections its parent is using.
+    writer: ManuallyDrop<Mutex<Connection>>,
+    reader: ManuallyDrop<Mutex<Connection>>,
+    /// The process that opened the connections; no other may use them (see [`Catalog::conn`]).
+    opener: u32,
 }
 
-fn catalog_err(err: sled::Error) -> Error {
-    match err {
-        sled::Error::Io(e) => Error::new(ErrorKind::Io, format!("catalog I/O error: {e}")),
-        sled::Error::Corruption { .. } => Error::new(
-            ErrorKind::Corrupt,
-            format!("the catalog is damaged ({err}); move the cache directory aside and let tabcache rebuild it"),
+/// Why a catalog could not be opened: damage (rebuild it) is told apart from everything else.
+pub(crate) enum OpenError {
+    /// Not an SQLite database, or a damaged one.
+    Damaged(Error),
+    Other(Error),
+}
+
+impl From<Error> for OpenError {
+    fn from(e: Error) -> Self {
+        OpenError::Other(e)
+    }
+}
+
+fn is_damage(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
+/// Turn an SQLite error into ours, with what the user can do about it.
+fn sql_err(err: rusqlite::Error) -> Error {
+    use rusqlite::ErrorCode as C;
+    match err.sqlite_error_code() {
+        Some(C::DiskFull) => Error::new(
+            ErrorKind::DiskFull,
+            format!("the disk is full: the catalog could not be written ({err}); free some space and retry"),
         ),
-        other => Error::internal(format!("catalog error: {other}")),
+        Some(C::NotADatabase | C::DatabaseCorrupt) => Error::new(
+            ErrorKind::Corrupt,
+            format!("the catalog is damaged ({err}); close the programs using this cache, delete its `catalog` file and open it again: tabcache rebuilds the catalog from the files it holds, with no download"),
+        ),
+        Some(C::DatabaseBusy | C::DatabaseLocked) => Error::new(
+            ErrorKind::Io,
+            format!("the catalog stayed busy for {} s ({err}): another process holds it; retry when it has finished", BUSY_TIMEOUT.as_secs()),
+        ),
+        Some(C::ReadOnly | C::PermissionDenied | C::CannotOpen) => Error::new(
+            ErrorKind::Io,
+            format!("the catalog cannot be written ({err}); check the cache directory's permissions"),
+        ),
+        Some(_) => Error::new(ErrorKind::Io, format!("catalog error: {err}")),
+        None => Error::internal(format!("catalog error: {err}")),
     }
 }
 
-fn tx_err(err: TransactionError<Error>) -> Error {
-    match err {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => catalog_err(e),
-    }
+fn encode<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("catalog records always serialize")
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).expect("catalog records always serialize")
-}
-
-fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| {
+fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| {
         Error::new(
             ErrorKind::Corrupt,
-            format!("a {what} record in the catalog is unreadable ({e}); run `tabcache verify --repair`"),
+            format!("a {what} record in the catalog is unreadable ({e}); run `verify` with repair, or delete the catalog file to have it rebuilt"),
         )
     })
 }
 
-fn key2(a: &str, b: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(a.len() + b.len() + 1);
-    k.extend_from_slice(a.as_bytes());
-    k.push(0);
-    k.extend_from_slice(b.as_bytes());
-    k
+/// Sizes are u64 in Rust and i64 in SQLite; no file comes near 2^63 bytes.
+fn to_sql(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn key3(a: &str, b: &str, c: &str) -> Vec<u8> {
-    let mut k = key2(a, b);
-    k.push(0);
-    k.extend_from_slice(c.as_bytes());
-    k
+fn from_sql(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
-fn prefix(repo: &str) -> Vec<u8> {
-    let mut k = repo.as_bytes().to_vec();
-    k.push(0);
-    k
+fn connect(path: &Path) -> std::result::Result<Connection, OpenError> {
+    let conn = Connection::open(path).map_err(|e| {
+        OpenError::Other(
+            sql_err(e).context(format!("could not open the catalog at {}", path.display())),
+        )
+    })?;
+    let classify = |e: rusqlite::Error| {
+        if is_damage(&e) {
+            OpenError::Damaged(sql_err(e))
+        } else {
+            OpenError::Other(sql_err(e))
+        }
+    };
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+    // The first statement that reads the file: garbage shows up here as "not a database".
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(classify)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OpenError::Other(Error::new(
+            ErrorKind::Io,
+            format!(
+                "the catalog at {} cannot use write-ahead logging (the file system refused it: journal mode {mode}); put the cache on a local disk",
+                path.display()
+            ),
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(classify)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(classify)?;
+    Ok(conn)
+}
+
+/// Bring the schema up to [`MIGRATIONS`]`.len()`, once, whichever process gets there first.
+fn migrate(conn: &mut Connection, path: &Path) -> std::result::Result<(), OpenError> {
+    let latest = MIGRATIONS.len() as i64;
+    let version = |c: &Connection| -> rusqlite::Result<i64> {
+        c.query_row("PRAGMA user_version", [], |r| r.get(0))
+    };
+    let classify = |e: rusqlite::Error| {
+        if is_damage(&e) {
+            OpenError::Damaged(sql_err(e))
+        } else {
+            OpenError::Other(sql_err(e))
+        }
+    };
+    let newer = |v: i64| {
+        OpenError::Other(Error::new(
+            ErrorKind::InvalidArgument,
+            format!(
+                "the catalog at {} has schema version {v}, written by a newer tabcache (this one knows {latest}); use the newer version, or a new cache directory",
+                path.display()
+            ),
+        ))
+    };
+    let current = version(conn).map_err(classify)?;
+    if current == latest {
+        return Ok(());
+    }
+    if current > latest {
+        return Err(newer(current));
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(classify)?;
+    // Another process may have migrated while we waited for the write lock.
+    let current = version(&tx).map_err(classify)?;
+    if current > latest {
+        return Err(newer(current));
+    }
+    for step in &MIGRATIONS[current as usize..] {
+        tx.execute_batch(step).map_err(classify)?;
+    }
+    tx.pragma_update(None, "user_version", latest)
+        .map_err(classify)?;
+    tx.commit().map_err(classify)
 }
 
 impl Catalog {
-    pub(crate) fn open(path: &std::path::Path) -> Result<Catalog> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_CAPACITY)
-            .open()
-            .map_err(|e| {
-                catalog_err(e).context(format!("could not open the catalog at {}", path.display()))
-            })?;
-        let tree = |name: &str| db.open_tree(name).map_err(catalog_err);
-        let catalog = Catalog {
-            repos: tree("repos")?,
-            refs: tree("refs")?,
-            files: tree("files")?,
-            blobs: tree("blobs")?,
-            git_oids: tree("git_oids")?,
-            partials: tree("partials")?,
-            db,
-            writer: Mutex::new(()),
-        };
-        match catalog.db.get("schema").map_err(catalog_err)? {
-            None => {
-                catalog
-                    .db
-                    .insert("schema", &SCHEMA_VERSION.to_be_bytes())
-                    .map_err(catalog_err)?;
-                catalog.flush()?;
-            }
-            Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() => {}
-            Some(_) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    format!(
-                        "the catalog at {} was written by another version of tabcache; use that version or a new cache directory",
-                        path.display()
-                    ),
-                ))
-            }
-        }
-        Ok(catalog)
+    /// Open (creating and migrating if needed) the catalog at `path`.
+    pub(crate) fn open(path: &Path) -> std::result::Result<Catalog, OpenError> {
+        let mut writer = connect(path)?;
+        migrate(&mut writer, path)?;
+        let reader = connect(path)?;
+        Ok(Catalog {
+            writer: ManuallyDrop::new(Mutex::new(writer)),
+            reader: ManuallyDrop::new(Mutex::new(reader)),
+            opener: std::process::id(),
+        })
     }
 
-    fn write_guard(&self) -> std::sync::MutexGuard<'_, ()> {
-        // A panic while holding the guard leaves no half-state: changes are transactions.
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    /// A connection of this handle, refused in a forked child: SQLite connections must not
+    /// cross `fork()` (the child would share the parent's file locks and corrupt the catalog).
+    fn conn<'a>(&self, which: &'a Mutex<Connection>) -> Result<MutexGuard<'a, Connection>> {
+        ensure_same_process(self.opener)?;
+        // A panic while holding a connection leaves no half-state: changes are transactions,
+        // rolled back when dropped.
+        Ok(which.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    pub(crate) fn flush(&self) -> Result<()> {
-        self.db.flush().map(|_| ()).map_err(catalog_err)
+    /// Run `change` in one write transaction; it commits only if `change` returns Ok.
+    fn write<T>(&self, change: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn(&self.writer)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
+        let out = change(&tx)?;
+        tx.commit().map_err(sql_err)?;
+        Ok(out)
+    }
+
+    /// Run `look` on the read connection (one statement is one consistent snapshot; `look`
+    /// that runs several opens its own transaction).
+    fn read<T>(&self, look: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.conn(&self.reader)?;
+        look(&conn)
     }
 
     pub(crate) fn repo(&self, repo: &str) -> Result<Option<RepoRecord>> {
-        match self.repos.get(repo).map_err(catalog_err)? {
-            Some(v) => decode(&v, "repo").map(Some),
-            None => Ok(None),
-        }
+        self.read(|c| repo_in(c, repo))
     }
 
     pub(crate) fn repo_ids(&self) -> Result<Vec<String>> {
-        let mut ids = Vec::new();
-        for item in self.repos.iter() {
-            let (k, _) = item.map_err(catalog_err)?;
-            ids.push(String::from_utf8_lossy(&k).into_owned());
-        }
-        Ok(ids)
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT repo_id FROM repos ORDER BY repo_id")
+                .map_err(sql_err)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(sql_err)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(sql_err)
+        })
     }
 
-    /// Store a scanned repo and point `revision` at its commit.
-    pub(crate) fn put_repo(&self, record: &RepoRecord) -> Result<()> {
-        let _w = self.write_guard();
-        (&self.repos, &self.refs)
-            .transaction(|(repos, refs)| {
-                repos.insert(record.repo_id.as_bytes(), encode(record))?;
-                refs.insert(
-                    key2(&record.repo_id, &record.revision),
-                    record.commit.as_bytes(),
-                )?;
-                Ok(())
-            })
-            .map_err(tx_err)?;
-        self.flush()
+    /// Store the record `build` makes from the one stored now (None when new), and point its
+    /// revision at its commit, in one transaction: a change another process made between our
+    /// read and our write is never lost.
+    pub(crate) fn upsert_repo(
+        &self,
+        repo: &str,
+        build: impl FnOnce(Option<RepoRecord>) -> RepoRecord,
+    ) -> Result<RepoRecord> {
+        self.write(|tx| {
+            let record = build(repo_in(tx, repo)?);
+            tx.prepare_cached("INSERT OR REPLACE INTO repos (repo_id, record) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![record.repo_id, encode(&record)]))
+                .map_err(sql_err)?;
+            set_ref_in(tx, &record.repo_id, &record.revision, &record.commit)?;
+            Ok(record)
+        })
     }
 
     /// Apply `change` to the stored record, if there is one.
-    pub(crate) fn update_repo(&self, repo: &str, change: impl Fn(&mut RepoRecord)) -> Result<()> {
-        let _w = self.write_guard();
-        if let Some(mut record) = self.repo(repo)? {
-            change(&mut record);
-            self.repos
-                .insert(repo.as_bytes(), encode(&record))
-                .map_err(catalog_err)?;
-            self.flush()?;
-        }
-        Ok(())
+    pub(crate) fn update_repo(
+        &self,
+        repo: &str,
+        change: impl FnOnce(&mut RepoRecord),
+    ) -> Result<()> {
+        self.write(|tx| {
+            if let Some(mut record) = repo_in(tx, repo)? {
+                change(&mut record);
+                tx.prepare_cached("UPDATE repos SET record = ?2 WHERE repo_id = ?1")
+                    .and_then(|mut s| s.execute(params![repo, encode(&record)]))
+                    .map_err(sql_err)?;
+            }
+            Ok(())
+        })
     }
 
     pub(crate) fn set_ref(&self, repo: &str, revision: &str, commit: &str) -> Result<()> {
-        let _w = self.write_guard();
-        self.refs
-            .insert(key2(repo, revision), commit.as_bytes())
-            .map_err(catalog_err)?;
-        Ok(())
+        self.write(|tx| set_ref_in(tx, repo, revision, commit))
     }
 
     pub(crate) fn commit_for(&self, repo: &str, revision: &str) -> Result<Option<String>> {
-        Ok(self
-            .refs
-            .get(key2(repo, revision))
-            .map_err(catalog_err)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        self.read(|c| {
+            c.prepare_cached("SELECT commit_sha FROM refs WHERE repo_id = ?1 AND revision = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![repo, revision], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(sql_err)
+        })
     }
 
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
-        match self
-            .files
-            .get(key3(repo, commit, path))
-            .map_err(catalog_err)?
-        {
-            Some(v) => decode(&v, "file").map(Some),
-            None => Ok(None),
-        }
+        self.read(|c| file_in(c, repo, commit, path))
     }
 
     pub(crate) fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>> {
-        match self.blobs.get(sha256).map_err(catalog_err)? {
-            Some(v) => decode(&v, "blob").map(Some),
-            None => Ok(None),
-        }
+        self.read(|c| {
+            c.prepare_cached("SELECT size, refs FROM blobs WHERE sha256 = ?1")
+                .and_then(|mut s| {
+                    s.query_row([sha256], |r| {
+                        Ok(BlobRecord {
+                            size: from_sql(r.get(0)?),
+                            refs: from_sql(r.get(1)?),
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(sql_err)
+        })
     }
 
     /// Every blob record: (sha256, record).
     pub(crate) fn blobs(&self) -> Result<Vec<(String, BlobRecord)>> {
-        let mut out = Vec::new();
-        for item in self.blobs.iter() {
-            let (k, v) = item.map_err(catalog_err)?;
-            out.push((
-                String::from_utf8_lossy(&k).into_owned(),
-                decode(&v, "blob")?,
-            ));
-        }
-        Ok(out)
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT sha256, size, refs FROM blobs ORDER BY sha256")
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        BlobRecord {
+                            size: from_sql(r.get(1)?),
+                            refs: from_sql(r.get(2)?),
+                        },
+                    ))
+                })
+                .map_err(sql_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
+        })
     }
 
     pub(crate) fn sha256_for_git_oid(&self, git_oid: &str) -> Result<Option<String>> {
-        Ok(self
-            .git_oids
-            .get(git_oid)
-            .map_err(catalog_err)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+        self.read(|c| {
+            c.prepare_cached("SELECT sha256 FROM git_oids WHERE git_oid = ?1")
+                .and_then(|mut s| s.query_row([git_oid], |r| r.get(0)).optional())
+                .map_err(sql_err)
+        })
     }
 
     /// Record that `repo@commit:path` is held by the blob `record.sha256` (whose file must already
@@ -274,134 +443,136 @@ impl Catalog {
         path: &str,
         record: &FileRecord,
     ) -> Result<Vec<String>> {
-        let _w = self.write_guard();
-        let key = key3(repo, commit, path);
-        let orphans = (&self.files, &self.blobs, &self.git_oids)
-            .transaction(|(files, blobs, git_oids)| {
-                let mut orphans = Vec::new();
-                if let Some(old) = files.get(&key)? {
-                    let old: FileRecord =
-                        decode(&old, "file").map_err(ConflictableTransactionError::Abort)?;
-                    if old.sha256 == record.sha256 {
-                        return Ok(orphans);
-                    }
-                    if release(blobs, &old.sha256)? {
-                        orphans.push(old.sha256);
-                    }
+        self.write(|tx| {
+            let mut orphans = Vec::new();
+            if let Some(old) = file_in(tx, repo, commit, path)? {
+                if old.sha256 == record.sha256 {
+                    return Ok(orphans);
                 }
-                let blob = match blobs.get(record.sha256.as_bytes())? {
-                    Some(v) => {
-                        let mut b: BlobRecord =
-                            decode(&v, "blob").map_err(ConflictableTransactionError::Abort)?;
-                        b.refs += 1;
-                        b
-                    }
-                    None => BlobRecord {
-                        size: record.size,
-                        refs: 1,
-                    },
-                };
-                blobs.insert(record.sha256.as_bytes(), encode(&blob))?;
-                files.insert(key.as_slice(), encode(record))?;
-                if let Some(oid) = &record.git_oid {
-                    git_oids.insert(oid.as_bytes(), record.sha256.as_bytes())?;
-                }
-                Ok(orphans)
+                orphans.extend(remove_file_in(tx, repo, commit, path)?);
+            }
+            tx.prepare_cached(
+                "INSERT INTO blobs (sha256, size, refs) VALUES (?1, ?2, 1)
+                 ON CONFLICT (sha256) DO UPDATE SET refs = refs + 1",
+            )
+            .and_then(|mut s| s.execute(params![record.sha256, to_sql(record.size)]))
+            .map_err(sql_err)?;
+            tx.prepare_cached(
+                "INSERT INTO files (repo_id, commit_sha, path, sha256, size, git_oid)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    repo,
+                    commit,
+                    path,
+                    record.sha256,
+                    to_sql(record.size),
+                    record.git_oid
+                ])
             })
-            .map_err(tx_err)?;
-        self.flush()?;
-        Ok(orphans)
+            .map_err(sql_err)?;
+            if let Some(oid) = &record.git_oid {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO git_oids (git_oid, sha256) VALUES (?1, ?2)",
+                )
+                .and_then(|mut s| s.execute(params![oid, record.sha256]))
+                .map_err(sql_err)?;
+            }
+            // A blob that was orphaned and is referenced again in this same change stays.
+            orphans.retain(|sha| sha != &record.sha256);
+            Ok(orphans)
+        })
     }
 
     /// Forget `repo` entirely: its record, refs and file records. Returns the blobs no one
     /// references any more, for the caller to delete after this commit.
     pub(crate) fn remove_repo(&self, repo: &str) -> Result<Vec<String>> {
-        let _w = self.write_guard();
-        let file_keys: Vec<sled::IVec> = self
-            .files
-            .scan_prefix(prefix(repo))
-            .keys()
-            .collect::<std::result::Result<_, _>>()
-            .map_err(catalog_err)?;
-        let ref_keys: Vec<sled::IVec> = self
-            .refs
-            .scan_prefix(prefix(repo))
-            .keys()
-            .collect::<std::result::Result<_, _>>()
-            .map_err(catalog_err)?;
-        let orphans = (
-            &self.repos,
-            &self.refs,
-            &self.files,
-            &self.blobs,
-            &self.git_oids,
-        )
-            .transaction(|(repos, refs, files, blobs, git_oids)| {
-                let mut orphans = Vec::new();
-                repos.remove(repo.as_bytes())?;
-                for k in &ref_keys {
-                    refs.remove(k)?;
-                }
-                for k in &file_keys {
-                    orphans.extend(remove_file_record(files, blobs, git_oids, k)?);
-                }
-                Ok(orphans)
-            })
-            .map_err(tx_err)?;
-        self.flush()?;
-        Ok(orphans)
+        self.write(|tx| {
+            let files: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare_cached("SELECT commit_sha, path FROM files WHERE repo_id = ?1")
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map([repo], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sql_err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(sql_err)?
+            };
+            let mut orphans = Vec::new();
+            for (commit, path) in &files {
+                orphans.extend(remove_file_in(tx, repo, commit, path)?);
+            }
+            for sql in [
+                "DELETE FROM repos WHERE repo_id = ?1",
+                "DELETE FROM refs WHERE repo_id = ?1",
+            ] {
+                tx.prepare_cached(sql)
+                    .and_then(|mut s| s.execute([repo]))
+                    .map_err(sql_err)?;
+            }
+            Ok(orphans)
+        })
     }
 
     pub(crate) fn partial(&self, key: &str) -> Result<Option<PartialState>> {
-        match self.partials.get(key).map_err(catalog_err)? {
-            Some(v) => decode(&v, "partial download").map(Some),
-            None => Ok(None),
-        }
+        let text: Option<String> = self.read(|c| {
+            c.prepare_cached("SELECT state FROM partials WHERE key = ?1")
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+                .map_err(sql_err)
+        })?;
+        text.map(|t| decode(&t, "partial download")).transpose()
     }
 
     pub(crate) fn save_partial(&self, key: &str, state: &PartialState) -> Result<()> {
-        self.partials
-            .insert(key, encode(state))
-            .map_err(catalog_err)?;
-        self.flush()
+        self.write(|tx| {
+            tx.prepare_cached("INSERT OR REPLACE INTO partials (key, state) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![key, encode(state)]))
+                .map_err(sql_err)?;
+            Ok(())
+        })
     }
 
     pub(crate) fn clear_partial(&self, key: &str) -> Result<()> {
-        self.partials.remove(key).map_err(catalog_err)?;
-        self.flush()
+        self.write(|tx| {
+            tx.prepare_cached("DELETE FROM partials WHERE key = ?1")
+                .and_then(|mut s| s.execute([key]))
+                .map_err(sql_err)?;
+            Ok(())
+        })
     }
 
     pub(crate) fn partial_keys(&self) -> Result<Vec<String>> {
-        self.partials
-            .iter()
-            .keys()
-            .map(|k| {
-                k.map(|k| String::from_utf8_lossy(&k).into_owned())
-                    .map_err(catalog_err)
-            })
-            .collect()
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT key FROM partials ORDER BY key")
+                .map_err(sql_err)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(sql_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
+        })
     }
 
     pub(crate) fn totals(&self) -> Result<CatalogTotals> {
-        let mut totals = CatalogTotals::default();
-        let mut repos = std::collections::BTreeSet::new();
-        for item in self.files.iter() {
-            let (k, v) = item.map_err(catalog_err)?;
-            let rec: FileRecord = decode(&v, "file")?;
-            totals.files += 1;
-            totals.logical_bytes += rec.size;
-            let repo_end = k.iter().position(|&b| b == 0).unwrap_or(k.len());
-            repos.insert(k[..repo_end].to_vec());
-        }
-        for item in self.repos.iter().keys() {
-            repos.insert(item.map_err(catalog_err)?.to_vec());
-        }
-        totals.repos = repos.len() as u64;
-        for (_, blob) in self.blobs()? {
-            totals.blobs += 1;
-            totals.blob_bytes += blob.size;
-        }
-        Ok(totals)
+        self.read(|c| {
+            c.query_row(
+                "SELECT
+                     (SELECT COUNT(*) FROM (SELECT repo_id FROM files UNION SELECT repo_id FROM repos)),
+                     (SELECT COUNT(*) FROM files),
+                     (SELECT COALESCE(SUM(size), 0) FROM files),
+                     (SELECT COUNT(*) FROM blobs),
+                     (SELECT COALESCE(SUM(size), 0) FROM blobs)",
+                [],
+                |r| {
+                    Ok(CatalogTotals {
+                        repos: from_sql(r.get(0)?),
+                        files: from_sql(r.get(1)?),
+                        logical_bytes: from_sql(r.get(2)?),
+                        blobs: from_sql(r.get(3)?),
+                        blob_bytes: from_sql(r.get(4)?),
+                    })
+                },
+            )
+            .map_err(sql_err)
+        })
     }
 
     /// Every file record (or those of one repo): `(repo, commit, path, record)`.
@@ -409,108 +580,246 @@ impl Catalog {
         &self,
         repo: Option<&str>,
     ) -> Result<Vec<(String, String, String, FileRecord)>> {
-        let iter = match repo {
-            Some(repo) => self.files.scan_prefix(prefix(repo)),
-            None => self.files.iter(),
-        };
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item.map_err(catalog_err)?;
-            let key = String::from_utf8_lossy(&k);
-            let mut parts = key.splitn(3, '\0');
-            let (Some(r), Some(c), Some(p)) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    "a file key in the catalog is malformed; run `tabcache verify --repair`",
-                ));
-            };
-            out.push((
-                r.to_string(),
-                c.to_string(),
-                p.to_string(),
-                decode(&v, "file")?,
-            ));
-        }
-        Ok(out)
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT repo_id, commit_sha, path, sha256, size, git_oid FROM files
+                     WHERE ?1 IS NULL OR repo_id = ?1
+                     ORDER BY repo_id, commit_sha, path",
+                )
+                .map_err(sql_err)?;
+            let rows = stmt
+                .query_map([repo], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        FileRecord {
+                            sha256: r.get(3)?,
+                            size: from_sql(r.get(4)?),
+                            git_oid: r.get(5)?,
+                        },
+                    ))
+                })
+                .map_err(sql_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
+        })
     }
 
     /// Forget one file record. Returns the blobs whose last reference this removed.
     pub(crate) fn remove_file(&self, repo: &str, commit: &str, path: &str) -> Result<Vec<String>> {
-        let _w = self.write_guard();
-        let key = key3(repo, commit, path);
-        let orphans = (&self.files, &self.blobs, &self.git_oids)
-            .transaction(|(files, blobs, git_oids)| {
-                Ok(remove_file_record(files, blobs, git_oids, &key)?
-                    .into_iter()
-                    .collect::<Vec<_>>())
-            })
-            .map_err(tx_err)?;
-        self.flush()?;
-        Ok(orphans)
+        self.write(|tx| {
+            Ok(remove_file_in(tx, repo, commit, path)?
+                .into_iter()
+                .collect())
+        })
     }
 
     /// Forget blob `sha256` and every file record that names it (its bytes are damaged).
     /// Returns those files as `(repo, commit, path)`.
     pub(crate) fn drop_blob(&self, sha256: &str) -> Result<Vec<(String, String, String)>> {
-        let _w = self.write_guard();
-        let holders: Vec<(String, String, String, FileRecord)> = self
-            .file_records(None)?
-            .into_iter()
-            .filter(|(_, _, _, rec)| rec.sha256 == sha256)
-            .collect();
-        (&self.files, &self.blobs, &self.git_oids)
-            .transaction(|(files, blobs, git_oids)| {
-                for (repo, commit, path, rec) in &holders {
-                    files.remove(key3(repo, commit, path))?;
-                    if let Some(oid) = &rec.git_oid {
-                        git_oids.remove(oid.as_bytes())?;
-                    }
+        self.write(|tx| {
+            let holders: Vec<(String, String, String)> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT repo_id, commit_sha, path FROM files WHERE sha256 = ?1
+                         ORDER BY repo_id, commit_sha, path",
+                    )
+                    .map_err(sql_err)?;
+                let rows = stmt
+                    .query_map([sha256], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .map_err(sql_err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(sql_err)?
+            };
+            for sql in [
+                "DELETE FROM files WHERE sha256 = ?1",
+                "DELETE FROM blobs WHERE sha256 = ?1",
+            ] {
+                tx.prepare_cached(sql)
+                    .and_then(|mut s| s.execute([sha256]))
+                    .map_err(sql_err)?;
+            }
+            Ok(holders)
+        })
+    }
+
+    /// Remove blob records that no file names (kept by a rebuild, see [`Catalog::restore`]);
+    /// returns their sha256s, for the caller to delete the files after this commit.
+    pub(crate) fn drop_unreferenced_blobs(&self) -> Result<Vec<String>> {
+        self.write(|tx| {
+            let shas: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached("SELECT sha256 FROM blobs WHERE refs = 0")
+                    .map_err(sql_err)?;
+                let rows = stmt.query_map([], |r| r.get(0)).map_err(sql_err)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(sql_err)?
+            };
+            tx.prepare_cached("DELETE FROM blobs WHERE refs = 0")
+                .and_then(|mut s| s.execute([]))
+                .map_err(sql_err)?;
+            Ok(shas)
+        })
+    }
+
+    /// Fill an empty catalog from what is on disk: `files` from the snapshot view, `refs` from
+    /// its `refs/` folders, and every blob file (named and sized) with the number of files
+    /// naming it, zero for blobs no view entry names. Records the rebuild in `meta`.
+    pub(crate) fn restore(
+        &self,
+        blobs: &[(String, u64)],
+        files: &[RestoredFile],
+        refs: &[(String, String, String)],
+    ) -> Result<Rebuilt> {
+        self.write(|tx| {
+            for (sha, size) in blobs {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO blobs (sha256, size, refs) VALUES (?1, ?2, 0)",
+                )
+                .and_then(|mut s| s.execute(params![sha, to_sql(*size)]))
+                .map_err(sql_err)?;
+            }
+            let mut repos = std::collections::BTreeSet::new();
+            let mut restored = 0;
+            for f in files {
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO files (repo_id, commit_sha, path, sha256, size)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![f.repo, f.commit, f.path, f.sha256, to_sql(f.size)])
+                    })
+                    .map_err(sql_err)?;
+                if inserted == 1 {
+                    tx.prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE sha256 = ?1")
+                        .and_then(|mut s| s.execute([&f.sha256]))
+                        .map_err(sql_err)?;
+                    repos.insert(f.repo.as_str());
+                    restored += 1;
                 }
-                blobs.remove(sha256.as_bytes())?;
-                Ok(())
+            }
+            for (repo, revision, commit) in refs {
+                set_ref_in(tx, repo, revision, commit)?;
+            }
+            let rebuilt = Rebuilt {
+                files: restored,
+                repos: repos.len() as u64,
+                at: crate::manifest::unix_now(),
+            };
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuilt', ?1)")
+                .and_then(|mut s| s.execute([encode(&rebuilt)]))
+                .map_err(sql_err)?;
+            Ok(rebuilt)
+        })
+    }
+
+    /// The last rebuild, if the catalog was ever rebuilt.
+    pub(crate) fn last_rebuild(&self) -> Result<Option<Rebuilt>> {
+        let text: Option<String> = self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = 'rebuilt'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(sql_err)
+        })?;
+        text.map(|t| decode(&t, "rebuild")).transpose()
+    }
+
+    /// Whether the catalog holds nothing at all (a new cache, or a lost catalog).
+    pub(crate) fn is_empty(&self) -> Result<bool> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM files) AND NOT EXISTS (SELECT 1 FROM blobs)
+                    AND NOT EXISTS (SELECT 1 FROM repos) AND NOT EXISTS (SELECT 1 FROM refs)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql_err)
+        })
+    }
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        // In a forked child the connections belong to the parent: closing them here could
+        // checkpoint or unlock under the parent's feet. Leaking them is the safe choice.
+        if std::process::id() == self.opener {
+            // SAFETY: dropped exactly once, here, and never used after.
+            unsafe {
+                ManuallyDrop::drop(&mut self.writer);
+                ManuallyDrop::drop(&mut self.reader);
+            }
+        }
+    }
+}
+
+/// Refuse to use, in a forked child, a handle its parent opened.
+pub(crate) fn ensure_same_process(opener: u32) -> Result<()> {
+    let me = std::process::id();
+    if me == opener {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "this cache handle was opened by process {opener} and this is process {me}, a fork of it; \
+         a handle cannot cross fork(): open the cache again in this process"
+    )))
+}
+
+fn repo_in(c: &Connection, repo: &str) -> Result<Option<RepoRecord>> {
+    let text: Option<String> = c
+        .prepare_cached("SELECT record FROM repos WHERE repo_id = ?1")
+        .and_then(|mut s| s.query_row([repo], |r| r.get(0)).optional())
+        .map_err(sql_err)?;
+    text.map(|t| decode(&t, "repo")).transpose()
+}
+
+fn set_ref_in(c: &Connection, repo: &str, revision: &str, commit: &str) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO refs (repo_id, revision, commit_sha) VALUES (?1, ?2, ?3)
+         ON CONFLICT (repo_id, revision) DO UPDATE SET commit_sha = excluded.commit_sha
+         WHERE commit_sha != excluded.commit_sha",
+    )
+    .and_then(|mut s| s.execute(params![repo, revision, commit]))
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn file_in(c: &Connection, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
+    c.prepare_cached(
+        "SELECT sha256, size, git_oid FROM files
+         WHERE repo_id = ?1 AND commit_sha = ?2 AND path = ?3",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![repo, commit, path], |r| {
+            Ok(FileRecord {
+                sha256: r.get(0)?,
+                size: from_sql(r.get(1)?),
+                git_oid: r.get(2)?,
             })
-            .map_err(tx_err)?;
-        self.flush()?;
-        Ok(holders.into_iter().map(|(r, c, p, _)| (r, c, p)).collect())
-    }
+        })
+        .optional()
+    })
+    .map_err(sql_err)
 }
 
-/// Remove the file record at `key`, dropping its blob reference; returns the blob when that
-/// was its last reference (its record, and its git-oid index entry, are gone too).
-fn remove_file_record(
-    files: &sled::transaction::TransactionalTree,
-    blobs: &sled::transaction::TransactionalTree,
-    git_oids: &sled::transaction::TransactionalTree,
-    key: &[u8],
-) -> std::result::Result<Option<String>, ConflictableTransactionError<Error>> {
-    let Some(v) = files.remove(key)? else {
+/// Remove one file record, dropping its blob reference; returns the blob when that was its
+/// last reference (its record, and its git-oid index entries, are gone too).
+fn remove_file_in(
+    tx: &Transaction<'_>,
+    repo: &str,
+    commit: &str,
+    path: &str,
+) -> Result<Option<String>> {
+    let Some(rec) = file_in(tx, repo, commit, path)? else {
         return Ok(None);
     };
-    let rec: FileRecord = decode(&v, "file").map_err(ConflictableTransactionError::Abort)?;
-    if !release(blobs, &rec.sha256)? {
-        return Ok(None);
-    }
-    if let Some(oid) = &rec.git_oid {
-        git_oids.remove(oid.as_bytes())?;
-    }
-    Ok(Some(rec.sha256))
-}
-
-/// Drop one reference to `sha256`; true when that was the last one (the record is removed).
-fn release(
-    blobs: &sled::transaction::TransactionalTree,
-    sha256: &str,
-) -> std::result::Result<bool, ConflictableTransactionError<Error>> {
-    let Some(v) = blobs.get(sha256.as_bytes())? else {
-        return Ok(false);
-    };
-    let mut blob: BlobRecord = decode(&v, "blob").map_err(ConflictableTransactionError::Abort)?;
-    blob.refs = blob.refs.saturating_sub(1);
-    if blob.refs == 0 {
-        blobs.remove(sha256.as_bytes())?;
-        Ok(true)
-    } else {
-        blobs.insert(sha256.as_bytes(), encode(&blob))?;
-        Ok(false)
-    }
+    tx.prepare_cached("DELETE FROM files WHERE repo_id = ?1 AND commit_sha = ?2 AND path = ?3")
+        .and_then(|mut s| s.execute(params![repo, commit, path]))
+        .map_err(sql_err)?;
+    tx.prepare_cached("UPDATE blobs SET refs = MAX(refs - 1, 0) WHERE sha256 = ?1")
+        .and_then(|mut s| s.execute([&rec.sha256]))
+        .map_err(sql_err)?;
+    let gone = tx
+        .prepare_cached("DELETE FROM blobs WHERE sha256 = ?1 AND refs = 0")
+        .and_then(|mut s| s.execute([&rec.sha256]))
+        .map_err(sql_err)?;
+    Ok((gone == 1).then_some(rec.sha256))
 }

@@ -1,38 +1,158 @@
-//! The cache directory's exclusive lock: one process (and one open `ModelCache`) at a time,
-//! because sled is a single-process store. Taken before anything else is touched, released
-//! when the handle drops; a second opener gets a prompt, clear `Locked` error, never a hang.
+//! The cross-process locks of a cache directory. Both are OS advisory locks (`flock` on unix,
+//! `LockFileEx` on Windows, through `std::fs::File::lock`), so the kernel releases them when
+//! their holder dies: a crashed or killed process never leaves the cache locked.
+//!
+//! - [`Gate`] (`gate.lock`): held for the short moments that delete blob files, add references
+//!   to existing blobs, change the snapshot view, or recover the directory on open. It makes
+//!   "the blob is there" and "record a reference to it" one step against every deleter, in
+//!   this process (a mutex: threads share the lock file) and in every other.
+//! - [`TransferLock`] (`tmp/<key>.lock`): held by whichever process transfers one content key,
+//!   from before its first byte until the blob is committed or the transfer stops. Waiters and
+//!   sweepers see it held and leave that key's files alone.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
-pub(crate) struct DirLock {
-    // The lock lives as long as this handle to the lock file.
-    _file: File,
+/// Open (creating) a lock file without following a link planted at its path.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    }
+    options.open(path)
 }
 
-impl DirLock {
-    pub(crate) fn acquire(root: &Path) -> Result<DirLock> {
-        let path = root.join("LOCK");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
+pub(crate) struct Gate {
+    path: PathBuf,
+    file: File,
+    threads: Mutex<()>,
+}
+
+/// Held while the gate is; dropping it releases the file lock, then the mutex.
+pub(crate) struct GateGuard<'a> {
+    file: &'a File,
+    _threads: MutexGuard<'a, ()>,
+}
+
+impl Drop for GateGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.file.unlock();
+    }
+}
+
+impl Gate {
+    pub(crate) fn open(root: &Path) -> Result<Gate> {
+        let path = root.join("gate.lock");
+        let file = open_lock_file(&path)
             .map_err(|e| Error::io("could not create the lock file", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::new(
-                ErrorKind::Locked,
-                format!(
-                    "cache is locked by another process (or another open ModelCache in this process): {}; \
-                     close the other user or give this one a different cache directory",
-                    root.display()
-                ),
-            )),
-            Err(TryLockError::Error(e)) => Err(Error::io("could not lock", &path, e)),
+        Ok(Gate {
+            path,
+            file,
+            threads: Mutex::new(()),
+        })
+    }
+
+    /// Wait for the gate. Holders only do a few file operations and one catalog write, so the
+    /// wait is short; a holder that dies releases it.
+    pub(crate) fn enter(&self) -> Result<GateGuard<'_>> {
+        // A panic while holding the gate leaves no half-state worth guarding: every change
+        // under it is a catalog transaction plus idempotent file operations.
+        let threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        self.file
+            .lock()
+            .map_err(|e| Error::io("could not lock", &self.path, e))?;
+        Ok(GateGuard {
+            file: &self.file,
+            _threads: threads,
+        })
+    }
+}
+
+/// The lock on one content key's transfer. Dropping it removes the lock file, then unlocks.
+pub(crate) struct TransferLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl TransferLock {
+    /// Take the lock at `path` if no one holds it; `Ok(None)` when a live holder (in this
+    /// process or another) does.
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<TransferLock>> {
+        loop {
+            let file = open_lock_file(path).map_err(|e| Error::io("could not create", path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Error(e)) => return Err(Error::io("could not lock", path, e)),
+            }
+            // The holder before us removes the file before unlocking it; if that happened after
+            // we opened it, our lock is on a file no one else will ever open, while a newcomer
+            // may lock a new one at the path. Only the file the path names counts.
+            if names_same_file(&file, path) {
+                return Ok(Some(TransferLock {
+                    file,
+                    path: path.to_path_buf(),
+                }));
+            }
         }
+    }
+}
+
+impl Drop for TransferLock {
+    fn drop(&mut self) {
+        // Removed while still held, so no one can lock this file after we are done with it.
+        let _ = std::fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(unix)]
+fn names_same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn names_same_file(_file: &File, path: &Path) -> bool {
+    // Windows cannot delete a file another handle has open, so the path still names it.
+    path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transfer_lock_is_exclusive_and_removes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.lock");
+        let first = TransferLock::try_acquire(&path).unwrap().expect("free");
+        // A second open file description in the same process conflicts, as another process's does.
+        assert!(TransferLock::try_acquire(&path).unwrap().is_none());
+        drop(first);
+        assert!(!path.exists());
+        let again = TransferLock::try_acquire(&path).unwrap();
+        assert!(again.is_some());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        let path = dir.path().join("k.lock");
+        std::os::unix::fs::symlink(&outside, &path).unwrap();
+        assert!(TransferLock::try_acquire(&path).is_err());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
     }
 }

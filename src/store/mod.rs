@@ -1,24 +1,35 @@
 //! Everything on disk under the user's cache directory:
-//! - `catalog/`: the sled catalog (metadata only), see [`catalog`];
+//! - `catalog`: the SQLite catalog (metadata only), see [`catalog`];
 //! - `blobs/`: content-addressed, verified, read-only files, see [`blobs`];
 //! - `hub/`: the snapshot view, a huggingface_hub-style cache of links to blobs, see [`view`];
-//! - `tmp/`: partial downloads, resumed or cleaned on open;
-//! - `LOCK`: held while the cache is open.
+//! - `tmp/`: partial downloads and the lock of each transfer under way, see [`lock`];
+//! - `gate.lock`: the cross-process gate, see [`lock`].
+//!
+//! Any number of processes and handles may have one directory open at once. What keeps them
+//! consistent: every multi-record change is one catalog transaction; a content key is
+//! transferred only by the holder of its [`lock::TransferLock`]; deleting a blob file and
+//! adding a reference to one happen only inside the [`lock::Gate`]; recovery and sweeps leave
+//! alone every `tmp/` file whose transfer lock a live process holds.
 //!
 //! Commit protocol for a downloaded file: the transfer writes and syncs `tmp/<key>.part` and
 //! verifies it; [`Store::commit_file`] renames it into `blobs/`, records the file in one catalog
-//! transaction (flushed), then links it into the view. A crash between any two steps leaves
-//! either the old state or a blob no record names, which the next open removes.
+//! transaction (durable when it returns), then links it into the view. A crash between any two
+//! steps leaves either the old state or a blob no record names, which the next open removes.
+//!
+//! The catalog can always be rebuilt from `blobs/` and `hub/` ([`rebuild`]): opening a cache
+//! whose catalog is missing, damaged or from the sled-based releases restores every file record
+//! without a transfer.
 
 mod blobs;
 mod catalog;
 mod lock;
+mod rebuild;
 mod view;
 
 use std::path::{Path, PathBuf};
 
 pub(crate) use blobs::Adopted;
-pub use catalog::{CatalogTotals, FileRecord};
+pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
 
 use crate::download::{PartialState, ResumeLog};
 use crate::error::{Error, Result};
@@ -29,28 +40,36 @@ pub(crate) struct Store {
     catalog: catalog::Catalog,
     blobs: blobs::BlobDir,
     view: view::SnapshotView,
-    gate: std::sync::Mutex<()>,
-    // Dropped last: the lock must outlive every other handle into the directory.
-    _lock: lock::DirLock,
+    gate: lock::Gate,
+    /// The process that opened the store; a forked child must open its own.
+    opener: u32,
+    /// What opening this store rebuilt, if the catalog had to be rebuilt.
+    rebuilt: Option<Rebuilt>,
 }
 
 impl Store {
+    /// Open the cache at `root`, creating it if needed, and bring it in line with the disk:
+    /// rebuild a lost catalog, remove what a crash left that no live process holds.
     pub(crate) fn open(root: &Path) -> Result<Store> {
         std::fs::create_dir_all(root)
             .map_err(|e| Error::io("could not create the cache directory", root, e))?;
         let root =
             std::fs::canonicalize(root).map_err(|e| Error::io("could not resolve", root, e))?;
-        let lock = lock::DirLock::acquire(&root)?;
-        let catalog = catalog::Catalog::open(&root.join("catalog"))?;
         let blobs = blobs::BlobDir::open(&root)?;
         let view = view::SnapshotView::open(root.join("hub"))?;
+        let gate = lock::Gate::open(&root)?;
+        // One opener at a time creates, migrates, rebuilds and recovers; the rest wait a moment.
+        let guard = gate.enter()?;
+        let (catalog, rebuilt) = open_catalog(&root, &blobs, &view)?;
+        drop(guard);
         let store = Store {
             root,
             catalog,
             blobs,
             view,
-            gate: std::sync::Mutex::new(()),
-            _lock: lock,
+            gate,
+            opener: std::process::id(),
+            rebuilt,
         };
         store.recover()?;
         Ok(store)
@@ -64,28 +83,25 @@ impl Store {
         self.view.root()
     }
 
+    /// What opening this store rebuilt, when its catalog was lost.
+    pub(crate) fn rebuilt_on_open(&self) -> Option<Rebuilt> {
+        self.rebuilt
+    }
+
+    /// The last rebuild of this cache's catalog, by any process.
+    pub(crate) fn last_rebuild(&self) -> Result<Option<Rebuilt>> {
+        self.catalog.last_rebuild()
+    }
+
     /// Bring disk and catalog back in line after a crash: drop blob files no record names (a
-    /// crash between rename and record), resume records whose partial file is gone, and
-    /// partial files no resume record describes (their durable ranges are unknown, so they
-    /// cannot be trusted). Records whose blob file is gone are left: reads check the file.
+    /// crash between rename and record), and the leftovers of transfers no live process runs:
+    /// resume records whose partial file is gone, partial files no resume record describes
+    /// (their durable ranges are unknown, so they cannot be trusted), stray lock files.
+    /// Records whose blob file is gone are left: reads check the file.
     fn recover(&self) -> Result<()> {
+        let _gate = self.gate()?;
         self.remove_unrecorded_blobs()?;
-        let partials: std::collections::HashSet<String> =
-            self.catalog.partial_keys()?.into_iter().collect();
-        for key in &partials {
-            if !self.blobs.partial_path(key).is_file() {
-                self.catalog.clear_partial(key)?;
-            }
-        }
-        let tmp = self.blobs.tmp_dir().to_path_buf();
-        for entry in std::fs::read_dir(&tmp).map_err(|e| Error::io("could not list", &tmp, e))? {
-            let entry = entry.map_err(|e| Error::io("could not list", &tmp, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let key = name.strip_suffix(".part").unwrap_or(&name);
-            if !partials.contains(key) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        self.sweep_transfers(None)?;
         Ok(())
     }
 
@@ -97,20 +113,32 @@ impl Store {
         self.catalog.repo_ids()
     }
 
-    pub(crate) fn put_repo(&self, record: &RepoRecord) -> Result<()> {
-        let _gate = self.gate();
-        self.catalog.put_repo(record)?;
+    /// Store the record `build` makes from the stored one (None when new) and point the
+    /// view's ref at its commit. `build` runs inside the catalog transaction, so a change
+    /// another process made meanwhile (a variant's last failure, say) is seen, never lost.
+    pub(crate) fn upsert_repo(
+        &self,
+        repo: &str,
+        build: impl FnOnce(Option<RepoRecord>) -> RepoRecord,
+    ) -> Result<RepoRecord> {
+        let _gate = self.gate()?;
+        let record = self.catalog.upsert_repo(repo, build)?;
         self.view
-            .set_ref(&record.repo_id, &record.revision, &record.commit)
+            .set_ref(&record.repo_id, &record.revision, &record.commit)?;
+        Ok(record)
     }
 
-    pub(crate) fn update_repo(&self, repo: &str, change: impl Fn(&mut RepoRecord)) -> Result<()> {
+    pub(crate) fn update_repo(
+        &self,
+        repo: &str,
+        change: impl FnOnce(&mut RepoRecord),
+    ) -> Result<()> {
         self.catalog.update_repo(repo, change)
     }
 
     /// Remember that `revision` of `repo` is `commit` (in the catalog and the view's `refs/`).
     pub(crate) fn set_ref(&self, repo: &str, revision: &str, commit: &str) -> Result<()> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         if self.catalog.commit_for(repo, revision)?.as_deref() != Some(commit) {
             self.catalog.set_ref(repo, revision, commit)?;
         }
@@ -172,7 +200,7 @@ impl Store {
         tmp: &Path,
         record: &FileRecord,
     ) -> Result<PathBuf> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         self.blobs.commit(tmp, &record.sha256)?;
         self.add_file(repo, commit, path, record)
     }
@@ -187,7 +215,7 @@ impl Store {
         path: &str,
         record: &FileRecord,
     ) -> Result<Option<PathBuf>> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         if !self.blobs.exists(&record.sha256) {
             return Ok(None);
         }
@@ -211,10 +239,13 @@ impl Store {
     }
 
     /// Taken by everything that deletes blob files, adds references to existing ones or changes
-    /// the view, so a delete can never remove a blob between another thread's "it is there"
-    /// and its record, nor a repo's view folder while another thread links into it.
-    fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    /// the view, in every process, so a delete can never remove a blob between another
+    /// caller's "it is there" and its record, nor a repo's view folder while another caller
+    /// links into it.
+    fn gate(&self) -> Result<lock::GateGuard<'_>> {
+        // The lock file is shared with the parent after fork(), so it would not exclude it.
+        catalog::ensure_same_process(self.opener)?;
+        self.gate.enter()
     }
 
     /// The view path of `repo@commit:path` and its record when it is cached, making sure the
@@ -227,7 +258,7 @@ impl Store {
         commit: &str,
         path: &str,
     ) -> Result<Option<(PathBuf, FileRecord)>> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         let Some(rec) = self.cached_file(repo, commit, path)? else {
             return Ok(None);
         };
@@ -239,7 +270,7 @@ impl Store {
 
     /// Forget `repo` and delete every blob only it referenced. Returns the bytes freed.
     pub(crate) fn remove_repo(&self, repo: &str) -> Result<u64> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         let orphans = self.catalog.remove_repo(repo)?;
         let mut freed = 0;
         for sha in orphans {
@@ -277,7 +308,7 @@ impl Store {
     /// Forget one cached file and delete its blob if nothing else references it. Returns the
     /// bytes freed.
     pub(crate) fn remove_file(&self, repo: &str, commit: &str, path: &str) -> Result<u64> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         let orphans = self.catalog.remove_file(repo, commit, path)?;
         self.view.remove_file(repo, commit, path)?;
         let mut freed = 0;
@@ -293,7 +324,7 @@ impl Store {
     /// Forget a damaged blob: its record, every file record naming it, their view entries and
     /// the blob file. Returns the files that must be fetched again, as `(repo, commit, path)`.
     pub(crate) fn drop_blob(&self, sha256: &str) -> Result<Vec<(String, String, String)>> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         let holders = self.catalog.drop_blob(sha256)?;
         for (repo, commit, path) in &holders {
             self.view.remove_file(repo, commit, path)?;
@@ -312,51 +343,208 @@ impl Store {
         path: &str,
         record: &FileRecord,
     ) -> Result<blobs::Adopted> {
-        let _gate = self.gate();
+        let _gate = self.gate()?;
         let how = self.blobs.adopt(src, &record.sha256)?;
         self.add_file(repo, commit, path, record)?;
         Ok(how)
     }
 
-    /// Delete blob files no record references and every file in `tmp/` whose transfer key is
-    /// not in `busy` (with its resume record).
-    pub(crate) fn sweep(
-        &self,
-        busy: &std::collections::HashSet<String>,
-        stale_after: std::time::Duration,
-    ) -> Result<Swept> {
-        let _gate = self.gate();
+    /// Delete blob files no record references (and blobs a rebuild kept that no file names),
+    /// and the partial downloads no live process is running that nothing has written to for
+    /// `stale_after`.
+    pub(crate) fn sweep(&self, stale_after: std::time::Duration) -> Result<Swept> {
+        let _gate = self.gate()?;
         let mut swept = Swept::default();
-        (swept.blobs, swept.blob_bytes) = self.remove_unrecorded_blobs()?;
-        let tmp = self.blobs.tmp_dir().to_path_buf();
-        let now = std::time::SystemTime::now();
+        for sha in self.catalog.drop_unreferenced_blobs()? {
+            swept.blobs += 1;
+            swept.blob_bytes += std::fs::metadata(self.blobs.path(&sha)).map_or(0, |m| m.len());
+            self.blobs.remove(&sha)?;
+        }
+        let (files, bytes) = self.remove_unrecorded_blobs()?;
+        swept.blobs += files;
+        swept.blob_bytes += bytes;
+        let partials = self.sweep_transfers(Some(stale_after))?;
+        swept.partials = partials.partials;
+        swept.partial_bytes = partials.partial_bytes;
+        swept.partials_kept = partials.partials_kept;
+        swept.partial_bytes_kept = partials.partial_bytes_kept;
+        Ok(swept)
+    }
+
+    /// Clean up `tmp/` key by key, each under its transfer lock, so nothing a live transfer
+    /// (of any process) uses is touched. A partial download without a resume record, a resume
+    /// record without its file, and a lock alone are always removed; a resumable partial
+    /// download only when `stale_after` is given and it has been idle that long. Callers hold
+    /// the gate (which keeps adoptions, the other writers of `tmp/`, away).
+    fn sweep_transfers(&self, stale_after: Option<std::time::Duration>) -> Result<Swept> {
+        let mut swept = Swept::default();
+        let mut keys: std::collections::BTreeMap<String, Option<blobs::TmpFile>> = self
+            .catalog
+            .partial_keys()?
+            .into_iter()
+            .map(|k| (k, None))
+            .collect();
         for file in self.blobs.tmp_files()? {
-            let (name, len) = (&file.name, file.len);
-            let key = name.strip_suffix(".part").unwrap_or(name);
-            if busy.contains(key) {
-                continue;
+            if let Some(key) = file.name.strip_suffix(".part") {
+                keys.insert(key.to_string(), Some(file));
+            } else if let Some(key) = file.name.strip_suffix(".lock") {
+                keys.entry(key.to_string()).or_insert(None);
+            } else {
+                // An adoption's copy that a crash interrupted (adoptions run under the gate).
+                let _ = std::fs::remove_file(self.blobs.tmp_dir().join(&file.name));
             }
-            // A file written in the future (clock change) counts as fresh.
-            let age = file.modified.map_or(std::time::Duration::MAX, |m| {
-                now.duration_since(m).unwrap_or_default()
-            });
-            if age < stale_after {
+        }
+        let now = std::time::SystemTime::now();
+        for (key, part) in keys {
+            let Some(_claim) = lock::TransferLock::try_acquire(&self.blobs.lock_path(&key))? else {
+                continue; // a live transfer
+            };
+            let recorded = self.catalog.partial(&key)?.is_some();
+            let remove = match (&part, recorded) {
+                (None, _) => {
+                    if recorded {
+                        self.catalog.clear_partial(&key)?;
+                    }
+                    continue;
+                }
+                (Some(_), false) => true,
+                (Some(file), true) => match stale_after {
+                    None => false,
+                    // A file written in the future (clock change) counts as fresh.
+                    Some(limit) => {
+                        file.modified.map_or(std::time::Duration::MAX, |m| {
+                            now.duration_since(m).unwrap_or_default()
+                        }) >= limit
+                    }
+                },
+            };
+            let file = part.expect("a partial file");
+            if !remove {
                 swept.partials_kept += 1;
-                swept.partial_bytes_kept += len;
+                swept.partial_bytes_kept += file.len;
                 continue;
             }
-            self.catalog.clear_partial(key)?;
-            let path = tmp.join(name);
+            self.catalog.clear_partial(&key)?;
+            let path = self.blobs.partial_path(&key);
             match std::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io("could not delete", &path, e)),
             }
             swept.partials += 1;
-            swept.partial_bytes += len;
+            swept.partial_bytes += file.len;
         }
         Ok(swept)
     }
+
+    /// Become the one transfer of content `key` across every process: take its lock, waiting
+    /// while another process holds it (every `POLL` a look at `cancel`, and `progress` raised
+    /// to the bytes the holder has recorded durable). The lock is released when the returned
+    /// guard drops. After a wait the holder may have committed the content: look before
+    /// fetching.
+    ///
+    /// # Errors
+    /// `Cancelled` when `cancel` is set while waiting; I/O errors on the lock file.
+    pub(crate) fn claim_transfer(
+        &self,
+        key: &str,
+        cancel: &std::sync::atomic::AtomicBool,
+        progress: &std::sync::atomic::AtomicU64,
+    ) -> Result<TransferClaim> {
+        use std::sync::atomic::Ordering;
+        const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+        let path = self.blobs.lock_path(key);
+        loop {
+            if let Some(lock) = lock::TransferLock::try_acquire(&path)? {
+                return Ok(TransferClaim { _lock: lock });
+            }
+            if cancel.load(Ordering::SeqCst) {
+                return Err(Error::cancelled());
+            }
+            if let Some(held) = self.bytes_held(key)? {
+                progress.fetch_max(held, Ordering::Relaxed);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// How much of `key`'s content another process's transfer holds: its durable ranges, or
+    /// for a single stream (which keeps no range record) the length of its partial file.
+    fn bytes_held(&self, key: &str) -> Result<Option<u64>> {
+        if let Some(state) = self.catalog.partial(key)? {
+            return Ok(Some(state.durable_bytes()));
+        }
+        Ok(std::fs::metadata(self.blobs.partial_path(key))
+            .ok()
+            .map(|m| m.len()))
+    }
+}
+
+/// The right to transfer one content key, in every process, for as long as it lives.
+pub(crate) struct TransferClaim {
+    _lock: lock::TransferLock,
+}
+
+/// Open the catalog, creating or rebuilding it when it is missing, damaged or from the sled
+/// releases. Callers hold the gate, so only one opener does this at a time.
+fn open_catalog(
+    root: &Path,
+    blobs: &blobs::BlobDir,
+    view: &view::SnapshotView,
+) -> Result<(catalog::Catalog, Option<Rebuilt>)> {
+    let path = root.join("catalog");
+    if path.is_dir() {
+        // The sled releases kept their catalog in a folder of that name; the blobs and the
+        // view it described are all still here, and are what the rebuild reads.
+        std::fs::remove_dir_all(&path)
+            .map_err(|e| Error::io("could not remove the old (sled) catalog", &path, e))?;
+    }
+    if !path.exists() {
+        // A write-ahead log left beside a deleted catalog belongs to that catalog: SQLite
+        // would replay it into the new one.
+        remove_sidecars(&path)?;
+    }
+    let catalog = match catalog::Catalog::open(&path) {
+        Ok(c) => c,
+        Err(catalog::OpenError::Other(e)) => return Err(e),
+        Err(catalog::OpenError::Damaged(_)) => {
+            let aside = root.join("catalog.damaged");
+            std::fs::rename(&path, &aside)
+                .map_err(|e| Error::io("could not move the damaged catalog to", &aside, e))?;
+            remove_sidecars(&path)?;
+            match catalog::Catalog::open(&path) {
+                Ok(c) => c,
+                Err(catalog::OpenError::Other(e) | catalog::OpenError::Damaged(e)) => {
+                    return Err(e)
+                }
+            }
+        }
+    };
+    // An empty catalog over a directory that holds blobs lost its records (deleted, damaged,
+    // a sled folder, or a rebuild cut short): restore them rather than sweep the blobs away.
+    if !catalog.is_empty()? {
+        return Ok((catalog, None));
+    }
+    let disk = rebuild::read(blobs, view.root())?;
+    if disk.blobs.is_empty() {
+        return Ok((catalog, None));
+    }
+    let rebuilt = catalog.restore(&disk.blobs, &disk.files, &disk.refs)?;
+    Ok((catalog, Some(rebuilt)))
+}
+
+fn remove_sidecars(catalog: &Path) -> Result<()> {
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = catalog.as_os_str().to_os_string();
+        name.push(suffix);
+        let sidecar = PathBuf::from(name);
+        match std::fs::remove_file(&sidecar) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("could not remove", &sidecar, e)),
+        }
+    }
+    Ok(())
 }
 
 impl Store {

@@ -1,0 +1,170 @@
+//! Rebuilding a lost catalog from what is on disk. Blobs are named by their sha256 and the
+//! snapshot view says which repo, commit and path each one is, so the two together restore
+//! every file record: a deleted or damaged catalog, or one from the sled-based releases, costs
+//! no transfer. Manifests (the listing of each repo, its variants) are not on disk; the next
+//! online `scan_repo` restores them.
+//!
+//! Blobs are trusted by name here, as on every read: they are written only after their hash
+//! was verified and are read-only since (`verify` re-hashes them on demand).
+
+use std::fs;
+use std::path::Path;
+
+use super::blobs::BlobDir;
+use super::catalog::RestoredFile;
+use crate::digest::{is_hex_of_len, sha256_file, to_hex};
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// What the disk says: every blob (sha256, size), every view entry that names one, every ref.
+pub(crate) struct OnDisk {
+    pub(crate) blobs: Vec<(String, u64)>,
+    pub(crate) files: Vec<RestoredFile>,
+    /// (repo, revision, commit)
+    pub(crate) refs: Vec<(String, String, String)>,
+}
+
+/// Read `blobs/` and the view under `hub_root`.
+pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
+    let mut disk = OnDisk {
+        blobs: Vec::new(),
+        files: Vec::new(),
+        refs: Vec::new(),
+    };
+    for name in blobs.list()? {
+        if !is_hex_of_len(&name, 32) {
+            continue; // not a blob name: recovery removes it
+        }
+        if let Ok(meta) = fs::symlink_metadata(blobs.path(&name)) {
+            if meta.is_file() {
+                disk.blobs.push((name, meta.len()));
+            }
+        }
+    }
+    let sizes: std::collections::HashMap<&str, u64> =
+        disk.blobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    let mut files = Vec::new();
+    for repo_dir in sorted_entries(hub_root)? {
+        let folder = file_name(&repo_dir);
+        let Some(repo) = folder
+            .strip_prefix("models--")
+            .map(|f| f.replacen("--", "/", 1))
+        else {
+            continue;
+        };
+        if validate::repo_id(&repo).is_err() {
+            continue;
+        }
+        let snapshots = repo_dir.join("snapshots");
+        for commit_dir in sorted_entries(&snapshots)? {
+            let commit = file_name(&commit_dir);
+            if validate::revision(&commit).is_err() || !commit_dir.is_dir() {
+                continue;
+            }
+            let mut entries = Vec::new();
+            collect(&commit_dir, "", &mut entries)?;
+            for (path, entry) in entries {
+                if validate::repo_path(&path).is_err() {
+                    continue;
+                }
+                if let Some(sha256) = blob_of(&entry, blobs)? {
+                    if let Some(&size) = sizes.get(sha256.as_str()) {
+                        files.push(RestoredFile {
+                            repo: repo.clone(),
+                            commit: commit.clone(),
+                            path,
+                            sha256,
+                            size,
+                        });
+                    }
+                }
+            }
+        }
+        let refs = repo_dir.join("refs");
+        let mut names = Vec::new();
+        collect(&refs, "", &mut names)?;
+        for (revision, file) in names {
+            if validate::revision(&revision).is_err() || revision.ends_with(".tabcache-tmp") {
+                continue;
+            }
+            let commit = fs::read_to_string(&file)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            if validate::revision(&commit).is_ok() {
+                disk.refs.push((repo.clone(), revision, commit));
+            }
+        }
+    }
+    disk.files = files;
+    Ok(disk)
+}
+
+/// The blob a view entry stands for: a link's target name when it points into `blobs/`, or
+/// for a hard link or copy (where the platform has no symlinks) the hash of its bytes.
+fn blob_of(entry: &Path, blobs: &BlobDir) -> Result<Option<String>> {
+    let Ok(meta) = fs::symlink_metadata(entry) else {
+        return Ok(None);
+    };
+    if meta.file_type().is_symlink() {
+        let Ok(target) = fs::canonicalize(entry) else {
+            return Ok(None); // dangling: its blob is gone
+        };
+        let name = file_name(&target);
+        let in_blobs = is_hex_of_len(&name, 32)
+            && fs::canonicalize(blobs.path(&name)).is_ok_and(|b| b == target);
+        return Ok(in_blobs.then_some(name));
+    }
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let sha = to_hex(&sha256_file(entry)?);
+    Ok(blobs.exists(&sha).then_some(sha))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let list = match fs::read_dir(dir) {
+        Ok(list) => list,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("could not list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        out.push(
+            entry
+                .map_err(|e| Error::io("could not list", dir, e))?
+                .path(),
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every non-directory under `dir` as (path relative to it with `/`, full path), skipping the
+/// view's own temporary names (`.name.tabcache-link`). Links are listed, never followed.
+fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, std::path::PathBuf)>) -> Result<()> {
+    for entry in sorted_entries(dir)? {
+        let name = file_name(&entry);
+        if name.starts_with('.') && name.ends_with(".tabcache-link") {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let is_dir = fs::symlink_metadata(&entry).is_ok_and(|m| m.is_dir());
+        if is_dir {
+            collect(&entry, &rel, out)?;
+        } else {
+            out.push((rel, entry));
+        }
+    }
+    Ok(())
+}
