@@ -19,6 +19,8 @@
  *    others wait, their progress moving, and then use the committed file).
  *  - A tc_cache does not cross fork(): in the child, calls on an inherited handle fail with
  *    TC_STATUS_INVALID_ARGUMENT (the message says so); open the cache again in the child.
+ *    That is safe even when other threads were inside tabcache calls at the fork (a fork
+ *    waits for them to leave the library's locks), and never disturbs the parent.
  */
 
 #ifndef TABCACHE_H

@@ -12,6 +12,7 @@ pub mod download;
 pub mod error;
 pub mod ffi;
 mod flight;
+mod fork;
 pub mod hub;
 pub mod jobs;
 pub mod maintenance;

@@ -5,6 +5,10 @@
 >>> manifest = cache.scan_repo("onnx-community/Phi-3.5-mini-instruct-onnx-web")
 >>> cache.download_quant("onnx-community/Phi-3.5-mini-instruct-onnx-web", "q4f16")
 
+Any number of processes (Python, C/C++ programs linking libtabcache, the ``tabcache`` command
+line) and ``ModelCache`` instances may use one cache directory at the same time; an instance
+inherited through ``os.fork()`` opens the cache again in the child on its first use.
+
 Errors are subclasses of :class:`ModelCacheError`; logging goes to the
 ``tabagent_model_cache`` logger.
 """

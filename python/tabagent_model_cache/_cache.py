@@ -33,6 +33,19 @@ _PENDING = 18
 #: Bytes the BufferedReader returned by ``open`` asks the library for at once.
 _OPEN_BUFFER_SIZE = 256 * 1024
 
+#: Serializes ModelCache._after_fork in a forked child.
+_fork_lock = threading.Lock()
+
+
+def _reset_fork_lock() -> None:
+    # The child's copy of the lock may have been held by a thread that does not exist there.
+    global _fork_lock
+    _fork_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX (every platform with fork)
+    os.register_at_fork(after_in_child=_reset_fork_lock)
+
 
 def _error(status: int) -> ModelCacheError:
     """The exception for ``status``; must run right after the failed call, on its thread,
@@ -248,9 +261,19 @@ class ModelCache:
     - ``retry_base_delay``: first wait between retries in seconds, doubled each time (default 1 s);
     - ``user_agent``: the User-Agent header.
 
-    A second ``ModelCache`` on the same directory (in this or another process) raises
-    :class:`CacheLockedError`. One instance may be shared by any number of threads. Use
-    ``close()`` or ``with ModelCache(...) as cache:`` to release the directory.
+    Any number of processes and instances may have one cache directory open at the same time
+    (other Python processes, C/C++ programs linking libtabcache, the ``tabcache`` command line,
+    a second ``ModelCache`` in this process), and every method works from all of them at once:
+    each sees what the others downloaded, and a file several of them ask for at once is
+    transferred only once. A second opener never gets :class:`CacheLockedError`. One instance
+    may be shared by any number of threads. ``close()`` or ``with ModelCache(...) as cache:``
+    releases this instance's native handle.
+
+    After ``os.fork()`` (also multiprocessing's ``fork`` start method), an instance inherited
+    from the parent works in the child: its first call there opens the same directory again
+    with the same options, and the parent's handle is left untouched. Streams returned by
+    ``open`` before the fork share their position with the parent's, like any open file;
+    open them again in the child.
     """
 
     def __init__(
@@ -272,56 +295,36 @@ class ModelCache:
     ) -> None:
         self._handle: Any = ffi.NULL
         self._close_lock = threading.Lock()
+        # The process self._handle belongs to: a native handle is only usable there.
+        self._pid = os.getpid()
         self.db_path = os.fspath(db_path)
-        options = ffi.new("tc_options *")
-        lib.tc_options_init(options)
-        # Struct fields need C arrays that outlive tc_cache_open: this frame keeps them.
-        keep = []
-
-        def borrowed(value: str, what: str) -> Any:
-            text = ffi.new("char[]", _text(value, what))
-            keep.append(text)
-            return text
-
-        if endpoint is not None:
-            options.endpoint = borrowed(endpoint, "endpoint")
-        if token is False:
-            options.token = borrowed("", "token")
-        elif token is not None and token is not True:
-            options.token = borrowed(token, "token")
-        if offline is not None:
-            options.offline = 1 if offline else 0
-        if connections is not None:
-            options.connections = _positive(connections, "connections")
-        if range_size is not None:
-            options.range_size = _positive(range_size, "range_size")
-        if parallel_threshold is not None:
-            options.parallel_threshold = _positive(parallel_threshold, "parallel_threshold")
-        if parallel_files is not None:
-            options.parallel_files = _positive(parallel_files, "parallel_files")
-        if connect_timeout is not None:
-            options.connect_timeout_ms = _milliseconds(connect_timeout, "connect_timeout")
-        if read_timeout is not None:
-            options.read_timeout_ms = _milliseconds(read_timeout, "read_timeout")
-        if max_retries is not None:
-            if max_retries < 0:
-                raise InvalidArgumentError(f"max_retries must be >= 0, not {max_retries}")
-            options.max_retries = max_retries
-        if retry_base_delay is not None:
-            options.retry_base_delay_ms = _milliseconds(retry_base_delay, "retry_base_delay")
-        if user_agent is not None:
-            options.user_agent = borrowed(user_agent, "user_agent")
-
-        out = ffi.new("tc_cache **")
-        _check(lib.tc_cache_open(_text(self.db_path, "db_path"), options, out))
-        self._handle = out[0]
+        # Kept to open the same cache again in a forked child (see _after_fork).
+        self._options: Dict[str, Any] = dict(
+            endpoint=endpoint,
+            token=token,
+            offline=offline,
+            connections=connections,
+            range_size=range_size,
+            parallel_threshold=parallel_threshold,
+            parallel_files=parallel_files,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_retries=max_retries,
+            retry_base_delay=retry_base_delay,
+            user_agent=user_agent,
+        )
+        self._handle = _open_native(self.db_path, **self._options)
         logger.debug("opened model cache at %s", self.db_path)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the cache and release its directory. Calls running in other threads finish
-        first; streams from ``open`` stay readable. Safe to call twice."""
+        """Close this instance's native handle (other instances and processes using the same
+        directory are unaffected). Calls running in other threads finish first; streams from
+        ``open`` stay readable. Safe to call twice. In a forked child that never used the
+        instance, the handle inherited from the parent is left alone (see :class:`ModelCache`)."""
+        if self._pid != os.getpid():
+            self._after_fork(reopen=False)
         with self._close_lock:
             handle, self._handle = self._handle, ffi.NULL
         if handle != ffi.NULL:
@@ -330,7 +333,7 @@ class ModelCache:
 
     @property
     def closed(self) -> bool:
-        """Whether ``close()`` was called."""
+        """Whether ``close()`` was called (in this process, or before a fork)."""
         return self._handle == ffi.NULL
 
     def __enter__(self) -> "ModelCache":
@@ -350,10 +353,46 @@ class ModelCache:
         return f"<ModelCache {self.db_path!r} ({state})>"
 
     def _cache(self) -> Any:
+        """The native handle for a call, opened again first in a forked child."""
+        if self._pid != os.getpid():
+            self._after_fork(reopen=True)
         handle = self._handle
         if handle == ffi.NULL:
             raise InvalidArgumentError(f"this ModelCache ({self.db_path}) is closed; open a new one")
         return handle
+
+    def _after_fork(self, reopen: bool) -> None:
+        """Give this instance, inherited from the process that opened it, a handle of this
+        process's own: a new one on the same directory with the same options (``reopen``), or
+        none (closing an inherited instance that was never used here).
+
+        The inherited native handle is leaked on purpose: never used, never closed here.
+        It is the parent's. Closing it would run its destructor in this process against state
+        the child only has copies of: SQLite says a connection must not cross a fork (closing
+        it in the child can drop or corrupt the parent's locks on the catalog), the lock files
+        it holds are flocks on open file descriptions the parent shares (an unlock here would
+        release them for the parent too), and it may wait for library threads that do not
+        exist in the child. The library refuses any call on it in a child for the same
+        reasons. The leak is one small object per inherited instance, in copy-on-write pages
+        of the parent's memory.
+        """
+        with _fork_lock:
+            if self._pid == os.getpid():
+                return  # another thread of this child got here first
+            # A lock held by a parent thread at fork time is held for ever in the copy: the
+            # child gets a fresh one (no thread of the child can be using the old one yet,
+            # because every use of it passes through here first).
+            self._close_lock = threading.Lock()
+            if self._handle == ffi.NULL or not reopen:
+                # Closed before the fork: stays closed. Closed in the child: nothing to open.
+                self._handle = ffi.NULL
+                self._pid = os.getpid()
+                return
+            # On failure nothing changes: the next call tries again.
+            fresh = _open_native(self.db_path, **self._options)
+            self._handle = fresh
+            self._pid = os.getpid()
+        logger.debug("opened model cache at %s again in forked child %d", self.db_path, self._pid)
 
     # -- manifests -------------------------------------------------------------------------
 
@@ -696,6 +735,67 @@ async def _job_stopped(job: Any, poll_interval: float) -> None:
             cancelled_again = True
     if cancelled_again:
         raise asyncio.CancelledError()
+
+
+def _open_native(
+    db_path: str,
+    *,
+    endpoint: Optional[str],
+    token: Union[str, bool, None],
+    offline: Optional[bool],
+    connections: Optional[int],
+    range_size: Optional[int],
+    parallel_threshold: Optional[int],
+    parallel_files: Optional[int],
+    connect_timeout: Optional[float],
+    read_timeout: Optional[float],
+    max_retries: Optional[int],
+    retry_base_delay: Optional[float],
+    user_agent: Optional[str],
+) -> Any:
+    """A new native handle on ``db_path`` with ``ModelCache``'s options."""
+    options = ffi.new("tc_options *")
+    lib.tc_options_init(options)
+    # Struct fields need C arrays that outlive tc_cache_open: this frame keeps them.
+    keep = []
+
+    def borrowed(value: str, what: str) -> Any:
+        text = ffi.new("char[]", _text(value, what))
+        keep.append(text)
+        return text
+
+    if endpoint is not None:
+        options.endpoint = borrowed(endpoint, "endpoint")
+    if token is False:
+        options.token = borrowed("", "token")
+    elif token is not None and token is not True:
+        options.token = borrowed(token, "token")
+    if offline is not None:
+        options.offline = 1 if offline else 0
+    if connections is not None:
+        options.connections = _positive(connections, "connections")
+    if range_size is not None:
+        options.range_size = _positive(range_size, "range_size")
+    if parallel_threshold is not None:
+        options.parallel_threshold = _positive(parallel_threshold, "parallel_threshold")
+    if parallel_files is not None:
+        options.parallel_files = _positive(parallel_files, "parallel_files")
+    if connect_timeout is not None:
+        options.connect_timeout_ms = _milliseconds(connect_timeout, "connect_timeout")
+    if read_timeout is not None:
+        options.read_timeout_ms = _milliseconds(read_timeout, "read_timeout")
+    if max_retries is not None:
+        if max_retries < 0:
+            raise InvalidArgumentError(f"max_retries must be >= 0, not {max_retries}")
+        options.max_retries = max_retries
+    if retry_base_delay is not None:
+        options.retry_base_delay_ms = _milliseconds(retry_base_delay, "retry_base_delay")
+    if user_agent is not None:
+        options.user_agent = borrowed(user_agent, "user_agent")
+
+    out = ffi.new("tc_cache **")
+    _check(lib.tc_cache_open(_text(db_path, "db_path"), options, out))
+    return out[0]
 
 
 def _positive(value: int, what: str) -> int:

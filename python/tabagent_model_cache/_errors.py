@@ -135,7 +135,9 @@ class IntegrityError(ModelCacheError):
 
 
 class CacheLockedError(ModelCacheError):
-    """Another process, or another open ModelCache, holds the cache directory."""
+    """The library's ``locked`` status. Nothing raises it for a second opener any more: any
+    number of processes and ``ModelCache`` instances share one cache directory. Kept so code
+    that catches it still works."""
 
     status = "locked"
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -22,6 +23,14 @@ def emulator_binary() -> Path:
     binary = Path(os.environ.get("TABCACHE_EMULATOR", REPO_ROOT / "target" / "debug" / "hub-emulator"))
     if not binary.exists():
         pytest.fail(f"{binary} is missing: build it with 'cargo build -p hub-emulator' (scripts/test-python does)")
+    return binary
+
+
+def cli_binary() -> Path:
+    """The `tabcache` command line the Rust build made (scripts/test-python builds it)."""
+    binary = Path(os.environ.get("TABCACHE_CLI", REPO_ROOT / "target" / "debug" / "tabcache"))
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: build it with 'cargo build --bin tabcache' (scripts/test-python does)")
     return binary
 
 
@@ -168,3 +177,34 @@ def vm_rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def check_catalog(cache_dir: Path) -> Dict[str, int]:
+    """The store's invariants, checked from outside through Python's sqlite3 (read-only): an
+    intact SQLite file; every file record's blob has a row, exists and hashes to its name;
+    every blob file has a row; reference counts equal the file records naming each blob; every
+    file record's view link leads to its blob. Returns counts for the caller's own checks."""
+    cache_dir = Path(cache_dir)
+    connection = sqlite3.connect(f"file:{cache_dir / 'catalog'}?mode=ro", uri=True)
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert connection.execute("PRAGMA foreign_key_check").fetchall() == []
+        blobs = {sha: (size, refs) for sha, size, refs in connection.execute("SELECT sha256, size, refs FROM blobs")}
+        files = connection.execute("SELECT repo_id, commit_sha, path, sha256, size FROM files").fetchall()
+    finally:
+        connection.close()
+    on_disk = {p.name for p in (cache_dir / "blobs").iterdir()}
+    assert on_disk <= set(blobs), f"blob files with no catalog row: {sorted(on_disk - set(blobs))}"
+    named = {}
+    for repo_id, commit, path, sha, size in files:
+        assert sha in blobs, f"{repo_id}:{path} names blob {sha}, which has no row"
+        assert sha in on_disk, f"{repo_id}:{path} names blob {sha}, which is not on disk"
+        assert blobs[sha][0] == size, f"{repo_id}:{path}: recorded size {size}, blob row {blobs[sha][0]}"
+        named[sha] = named.get(sha, 0) + 1
+        view = cache_dir / "hub" / ("models--" + repo_id.replace("/", "--")) / "snapshots" / commit / path
+        assert view.resolve() == (cache_dir / "blobs" / sha).resolve(), f"view link {view} does not lead to its blob"
+    for sha in on_disk:
+        assert sha256_of(cache_dir / "blobs" / sha) == sha, f"blob {sha} does not hash to its name"
+    for sha, (_, refs) in blobs.items():
+        assert refs == named.get(sha, 0), f"blob {sha}: refs {refs}, {named.get(sha, 0)} file record(s) name it"
+    return {"files": len(files), "blobs": len(blobs)}

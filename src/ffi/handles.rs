@@ -33,8 +33,9 @@ impl<T> Registry<T> {
         }
     }
 
-    fn live(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    /// Inside a fork-quiet section, so a forked child never inherits the registry locked.
+    fn live(&self) -> crate::fork::QuietGuard<'_, BTreeSet<usize>> {
+        crate::fork::lock(&self.live)
     }
 
     /// Register `value` and return the pointer that names it.

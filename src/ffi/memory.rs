@@ -13,8 +13,9 @@ use super::handles::disguise;
 /// Handed-out allocations: address -> byte length (0 for strings).
 static HANDED_OUT: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
 
-fn handed_out() -> std::sync::MutexGuard<'static, BTreeMap<usize, usize>> {
-    HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner())
+/// Inside a fork-quiet section, so a forked child never inherits the map locked.
+fn handed_out() -> crate::fork::QuietGuard<'static, BTreeMap<usize, usize>> {
+    crate::fork::lock(&HANDED_OUT)
 }
 
 /// Turn `text` into a C string the caller owns (free with tc_string_free).

@@ -19,9 +19,8 @@
 //! writes and one for reads, so a writer waiting on another process never stalls this
 //! process's look-ups. Statements are prepared once per connection (`prepare_cached`).
 
-use std::mem::ManuallyDrop;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -29,6 +28,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::download::PartialState;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fork::{self, QuietGuard};
 use crate::manifest::RepoRecord;
 
 /// How long a statement waits for another process's write to finish before it fails. Writes
@@ -126,11 +126,55 @@ pub(crate) struct RestoredFile {
 }
 
 pub(crate) struct Catalog {
-    // ManuallyDrop: a forked child must not close connections its parent is using.
-    writer: ManuallyDrop<Mutex<Connection>>,
-    reader: ManuallyDrop<Mutex<Connection>>,
-    /// The process that opened the connections; no other may use them (see [`Catalog::conn`]).
+    conns: Arc<Connections>,
+}
+
+/// One handle's connections. Every use runs in a fork-quiet section ([`crate::fork`]), so a
+/// fork never copies a connection (or SQLite's global state) in the middle of a call.
+struct Connections {
+    writer: Mutex<Option<Connection>>,
+    reader: Mutex<Option<Connection>>,
+    /// The process that opened them; no other may use them (see [`Catalog::conn`]).
     opener: u32,
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        let _quiet = fork::quiet();
+        for conn in [&self.writer, &self.reader] {
+            drop(conn.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
+    }
+}
+
+/// Every catalog open in this process, for [`forget_inherited`].
+static LIVE: Mutex<Vec<Weak<Connections>>> = Mutex::new(Vec::new());
+
+/// In a forked child: close the connections the parent opened. SQLite keeps one record per
+/// open file per process, and the child has a copy of the parent's; a connection the child
+/// opens itself would share it and believe it holds file locks only the parent holds. Closing
+/// the copies first removes those records. Closing is safe for the parent: the child holds no
+/// file locks to release, and the parent's own shared lock keeps a closing child from
+/// checkpointing or deleting the write-ahead log under it.
+pub(crate) fn forget_inherited() {
+    let me = std::process::id();
+    let mut live = fork::lock(&LIVE);
+    for conns in live.iter().filter_map(Weak::upgrade) {
+        if conns.opener == me {
+            continue;
+        }
+        for slot in [&conns.writer, &conns.reader] {
+            let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(conn) = taken {
+                if let Err((conn, _)) = conn.close() {
+                    // Still open (it cannot be here: the child runs no statement); never
+                    // retry a close of the parent's connection.
+                    std::mem::forget(conn);
+                }
+            }
+        }
+    }
+    live.retain(|w| w.strong_count() > 0);
 }
 
 /// Why a catalog could not be opened: damage (rebuild it) is told apart from everything else.
@@ -282,28 +326,41 @@ fn migrate(conn: &mut Connection, path: &Path) -> std::result::Result<(), OpenEr
 impl Catalog {
     /// Open (creating and migrating if needed) the catalog at `path`.
     pub(crate) fn open(path: &Path) -> std::result::Result<Catalog, OpenError> {
+        let _quiet = fork::quiet();
         let mut writer = connect(path)?;
         migrate(&mut writer, path)?;
         let reader = connect(path)?;
-        Ok(Catalog {
-            writer: ManuallyDrop::new(Mutex::new(writer)),
-            reader: ManuallyDrop::new(Mutex::new(reader)),
+        let conns = Arc::new(Connections {
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(Some(reader)),
             opener: std::process::id(),
-        })
+        });
+        let mut live = fork::lock(&LIVE);
+        live.retain(|w| w.strong_count() > 0);
+        live.push(Arc::downgrade(&conns));
+        Ok(Catalog { conns })
     }
 
     /// A connection of this handle, refused in a forked child: SQLite connections must not
-    /// cross `fork()` (the child would share the parent's file locks and corrupt the catalog).
-    fn conn<'a>(&self, which: &'a Mutex<Connection>) -> Result<MutexGuard<'a, Connection>> {
-        ensure_same_process(self.opener)?;
+    /// cross `fork()` (see [`forget_inherited`]).
+    fn conn<'a>(
+        &self,
+        which: &'a Mutex<Option<Connection>>,
+    ) -> Result<QuietGuard<'a, Option<Connection>>> {
+        ensure_same_process(self.conns.opener)?;
         // A panic while holding a connection leaves no half-state: changes are transactions,
         // rolled back when dropped.
-        Ok(which.lock().unwrap_or_else(|p| p.into_inner()))
+        let guard = fork::lock(which);
+        if guard.is_none() {
+            return Err(Error::internal("the catalog connection is closed"));
+        }
+        Ok(guard)
     }
 
     /// Run `change` in one write transaction; it commits only if `change` returns Ok.
     fn write<T>(&self, change: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.conn(&self.writer)?;
+        let mut guard = self.conn(&self.conns.writer)?;
+        let conn = guard.as_mut().expect("checked by conn");
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err)?;
@@ -315,8 +372,8 @@ impl Catalog {
     /// Run `look` on the read connection (one statement is one consistent snapshot; `look`
     /// that runs several opens its own transaction).
     fn read<T>(&self, look: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let conn = self.conn(&self.reader)?;
-        look(&conn)
+        let guard = self.conn(&self.conns.reader)?;
+        look(guard.as_ref().expect("checked by conn"))
     }
 
     pub(crate) fn repo(&self, repo: &str) -> Result<Option<RepoRecord>> {
@@ -734,20 +791,6 @@ impl Catalog {
             )
             .map_err(sql_err)
         })
-    }
-}
-
-impl Drop for Catalog {
-    fn drop(&mut self) {
-        // In a forked child the connections belong to the parent: closing them here could
-        // checkpoint or unlock under the parent's feet. Leaking them is the safe choice.
-        if std::process::id() == self.opener {
-            // SAFETY: dropped exactly once, here, and never used after.
-            unsafe {
-                ManuallyDrop::drop(&mut self.writer);
-                ManuallyDrop::drop(&mut self.reader);
-            }
-        }
     }
 }
 

@@ -15,6 +15,58 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
+use crate::fork;
+
+/// The lock files this process has open, with the process that opened each: a forked child
+/// must let go of its parent's (see [`detach_inherited`]).
+#[cfg(unix)]
+static OPEN_LOCKS: Mutex<Vec<(std::os::fd::RawFd, u32)>> = Mutex::new(Vec::new());
+
+#[cfg(unix)]
+fn track(file: &File) {
+    use std::os::fd::AsRawFd;
+    fork::lock(&OPEN_LOCKS).push((file.as_raw_fd(), std::process::id()));
+}
+
+#[cfg(unix)]
+fn untrack(file: &File) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    fork::lock(&OPEN_LOCKS).retain(|&(f, _)| f != fd);
+}
+
+#[cfg(not(unix))]
+fn track(_file: &File) {}
+
+#[cfg(not(unix))]
+fn untrack(_file: &File) {}
+
+/// In a forked child: point the parent's lock-file descriptors at `/dev/null`. An advisory
+/// lock belongs to the open file both processes share and lives while either has it open, so a
+/// child that kept them would keep its parent's transfer locked after the parent died.
+#[cfg(unix)]
+pub(crate) fn detach_inherited() {
+    let me = std::process::id();
+    let mut open = fork::lock(&OPEN_LOCKS);
+    // SAFETY: plain descriptor calls on descriptors this registry knows to be open.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        if null >= 0 {
+            for &(fd, _) in open.iter().filter(|(_, pid)| *pid != me) {
+                #[cfg(target_os = "linux")]
+                libc::dup3(null, fd, libc::O_CLOEXEC);
+                #[cfg(not(target_os = "linux"))]
+                libc::dup2(null, fd);
+            }
+            libc::close(null);
+        }
+    }
+    // The descriptors stay open (now on /dev/null) and are closed by whoever owns them.
+    open.retain(|&(_, pid)| pid == me);
+}
+
+#[cfg(not(unix))]
+pub(crate) fn detach_inherited() {}
 
 /// Open (creating) a lock file without following a link planted at its path.
 fn open_lock_file(path: &Path) -> std::io::Result<File> {
@@ -43,6 +95,12 @@ pub(crate) struct GateGuard<'a> {
 impl Drop for GateGuard<'_> {
     fn drop(&mut self) {
         let _ = self.file.unlock();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        untrack(&self.file);
     }
 }
 
@@ -95,6 +153,7 @@ impl TransferLock {
             // we opened it, our lock is on a file no one else will ever open, while a newcomer
             // may lock a new one at the path. Only the file the path names counts.
             if names_same_file(&file, path) {
+                track(&file);
                 return Ok(Some(TransferLock {
                     file,
                     path: path.to_path_buf(),
@@ -109,6 +168,7 @@ impl Drop for TransferLock {
         // Removed while still held, so no one can lock this file after we are done with it.
         let _ = std::fs::remove_file(&self.path);
         let _ = self.file.unlock();
+        untrack(&self.file);
     }
 }
 

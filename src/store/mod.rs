@@ -480,6 +480,13 @@ impl Store {
     }
 }
 
+/// In a forked child, let go of what the parent's stores hold: their catalog connections and
+/// lock files (see `crate::fork`).
+pub(crate) fn forget_inherited() {
+    catalog::forget_inherited();
+    lock::detach_inherited();
+}
+
 /// The right to transfer one content key, in every process, for as long as it lives.
 pub(crate) struct TransferClaim {
     _lock: lock::TransferLock,
