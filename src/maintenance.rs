@@ -147,6 +147,33 @@ pub struct RemoveReport {
     pub bytes_freed: u64,
 }
 
+/// What is wrong with the blob file at `path` that should hold `size` bytes hashing to `sha`,
+/// if anything; and how many bytes were hashed to tell.
+fn blob_problem(path: &Path, sha: &str, size: u64) -> (u64, Option<String>) {
+    match fs::metadata(path) {
+        Err(_) => (0, Some("the blob file is missing".to_string())),
+        Ok(meta) if meta.len() != size => (
+            0,
+            Some(format!(
+                "the blob file has {} bytes, {size} were recorded",
+                meta.len()
+            )),
+        ),
+        Ok(meta) => match sha256_file(path) {
+            Ok(actual) => {
+                let actual = to_hex(&actual);
+                let problem =
+                    (actual != sha).then(|| format!("its content now hashes to {actual}"));
+                (meta.len(), problem)
+            }
+            Err(e) => (
+                0,
+                Some(format!("the blob file cannot be read: {}", e.message())),
+            ),
+        },
+    }
+}
+
 /// The huggingface_hub cache directory as huggingface_hub finds it: `$HF_HUB_CACHE`, else
 /// `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
 pub fn default_hf_hub_cache() -> Option<PathBuf> {
@@ -209,19 +236,20 @@ impl ModelCache {
         for sha in wanted {
             let path = store.blob_path(&sha);
             let size = sizes.get(&sha).copied().unwrap_or(0);
-            let problem = match fs::metadata(&path) {
-                Err(_) => Some("the blob file is missing".to_string()),
-                Ok(meta) if meta.len() != size => Some(format!(
-                    "the blob file has {} bytes, {size} were recorded",
-                    meta.len()
-                )),
-                Ok(meta) => {
-                    report.bytes_checked += meta.len();
-                    let actual = to_hex(&sha256_file(&path)?);
-                    (actual != sha).then(|| format!("its content now hashes to {actual}"))
-                }
-            };
             report.blobs_checked += 1;
+            let (checked, mut problem) = blob_problem(&path, &sha, size);
+            report.bytes_checked += checked;
+            if problem.is_some() {
+                // Another process (or thread) may have deleted or re-added the blob since the
+                // records were read: only what its record says now, under the gate, counts.
+                // Asked again after the second look, which a delete can also overlap.
+                problem = match store.recorded_blob(&sha)? {
+                    None => None,
+                    Some(recorded) => blob_problem(&path, &sha, recorded)
+                        .1
+                        .filter(|_| matches!(store.recorded_blob(&sha), Ok(Some(_)))),
+                };
+            }
             if let Some(problem) = problem {
                 report.damaged.push(DamagedBlob {
                     files: holders.get(&sha).cloned().unwrap_or_default(),

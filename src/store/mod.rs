@@ -295,6 +295,13 @@ impl Store {
         self.catalog.file_records(repo)
     }
 
+    /// The recorded size of blob `sha256`, read under the gate (so no delete is half done), or
+    /// None when it is not recorded (any more).
+    pub(crate) fn recorded_blob(&self, sha256: &str) -> Result<Option<u64>> {
+        let _gate = self.gate()?;
+        Ok(self.catalog.blob(sha256)?.map(|b| b.size))
+    }
+
     /// Every recorded blob: (sha256, size).
     pub(crate) fn blob_sizes(&self) -> Result<Vec<(String, u64)>> {
         Ok(self
@@ -469,7 +476,9 @@ impl Store {
     }
 
     /// How much of `key`'s content another process's transfer holds: its durable ranges, or
-    /// for a single stream (which keeps no range record) the length of its partial file.
+    /// for a single stream (which keeps no range record, and writes its file in order) the
+    /// length of its partial file. A ranged transfer records its (empty) state before its
+    /// preallocated file could be seen, so a full-length file never reads as all held.
     fn bytes_held(&self, key: &str) -> Result<Option<u64>> {
         if let Some(state) = self.catalog.partial(key)? {
             return Ok(Some(state.durable_bytes()));
