@@ -662,7 +662,6 @@ fn the_cli_says_it_rebuilt_the_catalog_and_stats_reports_the_rebuild() {
 /// Small (non-LFS) files are known to a scan by their git blob sha1 only, so reusing a held
 /// blob for them needs the catalog's `git_oids` index, which a rebuild does not restore yet.
 #[test]
-#[ignore = "library bug: the rebuild does not restore git_oids (reported to the lead); run with --ignored"]
 fn small_git_files_are_adopted_and_deduplicated_after_a_rebuild() {
     let hub = hub(fill_repos);
     let dir = tempfile::tempdir().unwrap();
@@ -697,7 +696,6 @@ fn small_git_files_are_adopted_and_deduplicated_after_a_rebuild() {
 }
 
 #[test]
-#[ignore = "library bug: damage past the schema page is reported as Corrupt on every open, never rebuilt (reported to the lead); run with --ignored"]
 fn a_catalog_damaged_past_its_first_page_is_rebuilt() {
     // The first page (header and schema) is whole, the tables' pages are garbage: the file
     // opens and its schema version reads, the first look at a table fails.

@@ -32,7 +32,7 @@ pub(crate) use blobs::Adopted;
 pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
 
 use crate::download::{PartialState, ResumeLog};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::RepoRecord;
 
 pub(crate) struct Store {
@@ -68,7 +68,7 @@ impl Store {
             blobs,
             view,
             gate,
-            opener: std::process::id(),
+            opener: crate::fork::current_pid(),
             rebuilt,
         };
         store.recover()?;
@@ -160,6 +160,21 @@ impl Store {
             .catalog
             .file(repo, commit, path)?
             .filter(|rec| self.blobs.exists(&rec.sha256)))
+    }
+
+    /// The commit and record of `path` at `revision` (a ref, or a commit sha given as
+    /// `commit_if_sha`) when it is cached and its blob is present.
+    pub(crate) fn cached_file_at_revision(
+        &self,
+        repo: &str,
+        revision: &str,
+        path: &str,
+        commit_if_sha: Option<&str>,
+    ) -> Result<Option<(String, FileRecord)>> {
+        Ok(self
+            .catalog
+            .file_at_revision(repo, revision, path, commit_if_sha)?
+            .filter(|(_, rec)| self.blobs.exists(&rec.sha256)))
     }
 
     pub(crate) fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -524,29 +539,44 @@ fn open_catalog(
         Ok(c) => c,
         Err(catalog::OpenError::Other(e)) => return Err(e),
         Err(catalog::OpenError::Damaged(_)) => {
-            let aside = root.join("catalog.damaged");
-            std::fs::rename(&path, &aside)
-                .map_err(|e| Error::io("could not move the damaged catalog to", &aside, e))?;
-            remove_sidecars(&path)?;
-            match catalog::Catalog::open(&path) {
-                Ok(c) => c,
-                Err(catalog::OpenError::Other(e) | catalog::OpenError::Damaged(e)) => {
-                    return Err(e)
-                }
-            }
+            set_aside_damaged(root, &path)?;
+            open_new(&path)?
         }
     };
     // An empty catalog over a directory that holds blobs lost its records (deleted, damaged,
     // a sled folder, or a rebuild cut short): restore them rather than sweep the blobs away.
-    if !catalog.is_empty()? {
-        return Ok((catalog, None));
-    }
+    // This first read of the tables is also where damage past the header shows.
+    let catalog = match catalog.is_empty() {
+        Ok(false) => return Ok((catalog, None)),
+        Ok(true) => catalog,
+        Err(e) if e.kind() == ErrorKind::Corrupt => {
+            drop(catalog);
+            set_aside_damaged(root, &path)?;
+            open_new(&path)?
+        }
+        Err(e) => return Err(e),
+    };
     let disk = rebuild::read(blobs, view.root())?;
     if disk.blobs.is_empty() {
         return Ok((catalog, None));
     }
-    let rebuilt = catalog.restore(&disk.blobs, &disk.files, &disk.refs)?;
+    let rebuilt = catalog.restore(&disk.blobs, &disk.files, &disk.refs, &disk.git_oids)?;
     Ok((catalog, Some(rebuilt)))
+}
+
+/// Move a damaged catalog to `catalog.damaged` (replacing an older one), with its log gone.
+fn set_aside_damaged(root: &Path, path: &Path) -> Result<()> {
+    let aside = root.join("catalog.damaged");
+    std::fs::rename(path, &aside)
+        .map_err(|e| Error::io("could not move the damaged catalog to", &aside, e))?;
+    remove_sidecars(path)
+}
+
+/// Open the catalog just created in place of a damaged one.
+fn open_new(path: &Path) -> Result<catalog::Catalog> {
+    catalog::Catalog::open(path).map_err(|e| match e {
+        catalog::OpenError::Other(e) | catalog::OpenError::Damaged(e) => e,
+    })
 }
 
 fn remove_sidecars(catalog: &Path) -> Result<()> {

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use super::blobs::BlobDir;
 use super::catalog::RestoredFile;
-use crate::digest::{is_hex_of_len, sha256_file, to_hex};
+use crate::digest::{git_blob_sha1_file, is_hex_of_len, sha256_file, to_hex};
 use crate::error::{Error, Result};
 use crate::validate;
 
@@ -22,7 +22,14 @@ pub(crate) struct OnDisk {
     pub(crate) files: Vec<RestoredFile>,
     /// (repo, revision, commit)
     pub(crate) refs: Vec<(String, String, String)>,
+    /// (git blob sha1, sha256) of every blob small enough to be a plain git file: listings
+    /// name those by git id only, so without this a scan could not find them held.
+    pub(crate) git_oids: Vec<(String, String)>,
 }
+
+/// The Hub keeps files above this size in LFS (named by sha256); only smaller ones can be
+/// listed by their git blob id.
+const GIT_FILE_MAX: u64 = 10 << 20;
 
 /// Read `blobs/` and the view under `hub_root`.
 pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
@@ -30,13 +37,20 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
         blobs: Vec::new(),
         files: Vec::new(),
         refs: Vec::new(),
+        git_oids: Vec::new(),
     };
     for name in blobs.list()? {
         if !is_hex_of_len(&name, 32) {
             continue; // not a blob name: recovery removes it
         }
-        if let Ok(meta) = fs::symlink_metadata(blobs.path(&name)) {
+        let path = blobs.path(&name);
+        if let Ok(meta) = fs::symlink_metadata(&path) {
             if meta.is_file() {
+                if meta.len() <= GIT_FILE_MAX {
+                    if let Ok(oid) = git_blob_sha1_file(&path, meta.len()) {
+                        disk.git_oids.push((to_hex(&oid), name.clone()));
+                    }
+                }
                 disk.blobs.push((name, meta.len()));
             }
         }
