@@ -16,7 +16,7 @@ use crate::cache::ModelCache;
 use crate::digest::{is_hex_of_len, read_chunks, sha256_file, to_hex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
-use crate::store::{Adopted, FileRecord};
+use crate::store::{entries_sorted, files_below, Adopted, FileRecord};
 use crate::validate;
 
 /// One cached file: `repo_id@commit:path`.
@@ -326,7 +326,7 @@ impl ModelCache {
             ..ImportReport::default()
         };
         let mut repos = BTreeSet::new();
-        for entry in read_dir_sorted(&dir)? {
+        for entry in entries_sorted(&dir)? {
             let name = entry
                 .file_name()
                 .unwrap_or_default()
@@ -363,7 +363,7 @@ impl ModelCache {
         let mut commits = BTreeSet::new();
         let snapshots = folder.join("snapshots");
         if snapshots.is_dir() {
-            for snapshot in read_dir_sorted(&snapshots)? {
+            for snapshot in entries_sorted(&snapshots)? {
                 let commit = snapshot
                     .file_name()
                     .unwrap_or_default()
@@ -377,7 +377,7 @@ impl ModelCache {
                     continue;
                 }
                 let mut files = Vec::new();
-                collect_files(&snapshot, "", &mut files)?;
+                files_below(&snapshot, "", &mut files)?;
                 for (path, on_disk) in files {
                     match self.import_hf_file(repo_id, &commit, &path, &on_disk, report) {
                         Ok(()) => {
@@ -401,7 +401,7 @@ impl ModelCache {
         let refs = folder.join("refs");
         if refs.is_dir() {
             let mut ref_files = Vec::new();
-            collect_files(&refs, "", &mut ref_files)?;
+            files_below(&refs, "", &mut ref_files)?;
             for (revision, file) in ref_files {
                 let commit = fs::read_to_string(&file)
                     .map_err(|e| Error::io("could not read", &file, e))?
@@ -649,44 +649,6 @@ impl ModelCache {
             bytes_freed,
         })
     }
-}
-
-/// The entries of `dir`, sorted so reports are stable.
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("could not list", dir, e))? {
-        out.push(
-            entry
-                .map_err(|e| Error::io("could not list", dir, e))?
-                .path(),
-        );
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Every non-directory under `dir` (symlinks not followed), as (`/`-joined relative path, path).
-fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
-    for entry in read_dir_sorted(dir)? {
-        let name = entry
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let meta =
-            fs::symlink_metadata(&entry).map_err(|e| Error::io("could not read", &entry, e))?;
-        if meta.is_dir() {
-            collect_files(&entry, &rel, out)?;
-        } else {
-            out.push((rel, entry));
-        }
-    }
-    Ok(())
 }
 
 /// One pass over a file: its sha256, its git blob sha1 (`blob <len>\0` + content), its size.

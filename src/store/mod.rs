@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use blobs::Adopted;
 pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
+pub(crate) use view::{entries_sorted, files_below};
 
 use crate::download::{PartialState, ResumeLog};
 use crate::error::{Error, ErrorKind, Result};
