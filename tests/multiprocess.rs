@@ -759,7 +759,7 @@ fn a_storm_of_four_processes_with_random_kills_leaves_a_consistent_catalog() {
     {
         *done.entry(line.to_string()).or_default() += 1;
     }
-    let checks = check_catalog(fam.cache.path());
+    let checks = check_storm_catalog(fam.cache.path());
     let tally: Vec<String> = done.iter().map(|(op, n)| format!("{op} {n}")).collect();
     println!(
         "storm: {} s, {STORM_PROCESSES} processes, {kills} kills; operations: {}; \
@@ -767,7 +767,7 @@ fn a_storm_of_four_processes_with_random_kills_leaves_a_consistent_catalog() {
          ({} view links without a record)",
         started.elapsed().as_secs(),
         tally.join(", "),
-        checks.files,
+        checks.files.len(),
         checks.blobs,
         checks.links,
         checks.refcounts,
@@ -789,182 +789,24 @@ fn a_storm_of_four_processes_with_random_kills_leaves_a_consistent_catalog() {
     );
 }
 
-#[derive(Default)]
-struct Checked {
-    files: u64,
-    blobs: u64,
-    links: u64,
-    refcounts: u64,
-    stray_links: u64,
-}
-
-/// Every symlink under `dir`, recursively.
-fn view_links(dir: &Path) -> Vec<PathBuf> {
-    let mut links = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return links;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        match entry.file_type() {
-            Ok(t) if t.is_symlink() => links.push(path),
-            Ok(t) if t.is_dir() => links.extend(view_links(&path)),
-            _ => {}
-        }
-    }
-    links
-}
-
-/// The store's invariants, read from outside the library: the catalog opened read-only with
-/// SQLite, the blobs and view read from the file system.
-fn check_catalog(cache: &Path) -> Checked {
-    use rusqlite::{Connection, OpenFlags};
-    let db = Connection::open_with_flags(
-        cache.join("catalog"),
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .unwrap();
-    let integrity: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(integrity, "ok");
-    let fk: Vec<String> = db
-        .prepare("PRAGMA foreign_key_check")
-        .unwrap()
-        .query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect();
-    assert!(fk.is_empty(), "rows naming missing parents in: {fk:?}");
-
-    let mut blobs: BTreeMap<String, (u64, u64)> = BTreeMap::new(); // sha -> (size, refs)
-    let mut stmt = db.prepare("SELECT sha256, size, refs FROM blobs").unwrap();
-    for row in stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
-        })
-        .unwrap()
-    {
-        let (sha, size, refs) = row.unwrap();
-        blobs.insert(sha, (size as u64, refs as u64));
-    }
-    let mut files: Vec<(String, String, String, String, u64)> = Vec::new();
-    let mut stmt = db
-        .prepare("SELECT repo_id, commit_sha, path, sha256, size FROM files")
-        .unwrap();
-    for row in stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)? as u64,
-            ))
-        })
-        .unwrap()
-    {
-        files.push(row.unwrap());
-    }
-    let mut checked = Checked::default();
-
-    // Every blob row: its file exists, has the recorded size and hashes to its name.
-    for (sha, (size, _)) in &blobs {
-        let path = cache.join("blobs").join(sha);
-        let meta = std::fs::metadata(&path)
-            .unwrap_or_else(|e| panic!("blob {sha} is recorded but its file is not there: {e}"));
-        assert_eq!(meta.len(), *size, "blob {sha}: size on disk vs recorded");
-        assert_eq!(
-            &read_hash(&path),
-            sha,
-            "blob {sha} does not hash to its name"
-        );
-        checked.blobs += 1;
-    }
-    // No blob file the catalog does not know.
-    for name in blob_files(cache) {
-        assert!(
-            blobs.contains_key(&name),
-            "blobs/{name} is on disk but not recorded"
-        );
-    }
-    // Reference counts are the number of file records naming each blob.
-    let mut named: BTreeMap<&str, u64> = BTreeMap::new();
-    for (_, _, _, sha, _) in &files {
-        *named.entry(sha.as_str()).or_default() += 1;
-    }
-    for (sha, (_, refs)) in &blobs {
-        let n = named.get(sha.as_str()).copied().unwrap_or(0);
-        assert_eq!(
-            *refs, n,
-            "blob {sha}: refs {refs} but {n} file records name it"
-        );
-        checked.refcounts += 1;
-    }
-    // Every file record: the content the hub has at that path, a recorded blob of its size,
-    // and a view link that resolves to it.
+/// The store's invariants after a storm (see [`common::check_catalog`]), plus the storm's own:
+/// every file record holds the content the hub has at that path, and at most one partial
+/// download per distinct content is left in `tmp/`.
+fn check_storm_catalog(cache: &Path) -> CatalogCheck {
+    let checked = check_catalog(cache);
     let expected = storm_expected();
-    for (repo, commit, path, sha, size) in &files {
-        let what = format!("{repo}@{commit}:{path}");
+    for f in &checked.files {
         assert_eq!(
-            expected.get(&(repo.as_str(), path.as_str())),
-            Some(sha),
-            "{what}: recorded with the wrong content"
+            expected.get(&(f.repo.as_str(), f.path.as_str())),
+            Some(&f.sha256),
+            "{}: recorded with the wrong content",
+            f.what()
         );
-        let (blob_size, _) = blobs
-            .get(sha)
-            .unwrap_or_else(|| panic!("{what} names blob {sha}, which has no blobs row"));
-        assert_eq!(blob_size, size, "{what}: size vs its blob's");
-        checked.files += 1;
-        let link = cache
-            .join("hub")
-            .join(format!("models--{}", repo.replace('/', "--")))
-            .join("snapshots")
-            .join(commit)
-            .join(path);
-        let target = std::fs::read_link(&link)
-            .unwrap_or_else(|e| panic!("{what}: no view link at {}: {e}", link.display()));
-        assert!(
-            target.is_relative(),
-            "{what}: view link {target:?} is absolute"
-        );
-        let resolved = link.parent().unwrap().join(&target).canonicalize();
-        assert_eq!(
-            resolved.ok(),
-            cache.join("blobs").join(sha).canonicalize().ok(),
-            "{what}: the view link {target:?} does not point at its blob"
-        );
-        checked.links += 1;
     }
-    // View links no record stands behind (a kill between a delete's steps): not a promise of
-    // the store, counted for the tally.
-    let recorded: BTreeSet<PathBuf> = files
-        .iter()
-        .map(|(repo, commit, path, _, _)| {
-            cache
-                .join("hub")
-                .join(format!("models--{}", repo.replace('/', "--")))
-                .join("snapshots")
-                .join(commit)
-                .join(path)
-        })
-        .collect();
-    checked.stray_links = view_links(&cache.join("hub"))
-        .into_iter()
-        .filter(|l| !recorded.contains(l))
-        .count() as u64;
-    // At most one partial download per distinct content.
     let parts = tmp_files(cache)
         .into_iter()
         .filter(|n| n.ends_with(".part"))
         .count();
-    assert!(
-        parts <= storm_expected().len(),
-        "tmp/ grows: {parts} .part files"
-    );
+    assert!(parts <= expected.len(), "tmp/ grows: {parts} .part files");
     checked
 }

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use common::*;
 use hub_emulator::{pseudo_random_bytes, write_file, write_pseudo_random_file};
@@ -147,87 +147,6 @@ fn remove_catalog(dir: &Path) {
     }
 }
 
-fn view_path(dir: &Path, repo: &str, commit: &str, path: &str) -> PathBuf {
-    dir.join("hub")
-        .join(format!("models--{}", repo.replace('/', "--")))
-        .join("snapshots")
-        .join(commit)
-        .join(path)
-}
-
-/// Every invariant of the store-spec a consistency check can test from outside, read from the
-/// catalog file itself (read-only). Returns each blob's reference count.
-fn check_consistency(dir: &Path) -> BTreeMap<String, u64> {
-    let db = Connection::open_with_flags(catalog_path(dir), OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .expect("the catalog is an SQLite database");
-    let version: i64 = db
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 1);
-    let mut blobs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut stmt = db.prepare("SELECT sha256, size, refs FROM blobs").unwrap();
-    for row in stmt
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-    {
-        let (sha, size, refs): (String, i64, i64) = row.unwrap();
-        blobs.insert(sha, (size as u64, refs as u64));
-    }
-    let mut named: BTreeMap<String, u64> = BTreeMap::new();
-    let mut stmt = db
-        .prepare("SELECT repo_id, commit_sha, path, sha256, size FROM files")
-        .unwrap();
-    for row in stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
-        .unwrap()
-    {
-        let (repo, commit, path, sha, size) = row.unwrap();
-        let blob = dir.join("blobs").join(&sha);
-        let bytes = std::fs::read(&blob).unwrap_or_else(|e| panic!("{repo}:{path}: {e}"));
-        assert_eq!(sha256_hex(&bytes), sha, "blob {sha} hashes to its name");
-        assert_eq!(
-            bytes.len() as u64,
-            size as u64,
-            "{repo}@{commit}:{path} size"
-        );
-        assert_eq!(
-            blobs.get(&sha).map(|b| b.0),
-            Some(size as u64),
-            "{repo}@{commit}:{path} names blob {sha}, which has no row of that size"
-        );
-        let link = view_path(dir, &repo, &commit, &path);
-        assert_eq!(
-            std::fs::canonicalize(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display())),
-            std::fs::canonicalize(&blob).unwrap(),
-            "the view entry points at its blob"
-        );
-        *named.entry(sha).or_default() += 1;
-    }
-    for (sha, (_, refs)) in &blobs {
-        assert_eq!(
-            *refs,
-            named.get(sha).copied().unwrap_or(0),
-            "blob {sha}'s reference count"
-        );
-        assert!(dir.join("blobs").join(sha).is_file(), "blob {sha} exists");
-    }
-    for name in blob_files(dir) {
-        assert!(blobs.contains_key(&name), "blob file {name} has no row");
-    }
-    blobs
-        .into_iter()
-        .map(|(sha, (_, refs))| (sha, refs))
-        .collect()
-}
-
 /// The checks every kind of lost catalog must pass once reopened: every file served again,
 /// offline and without a request; the rebuild reported; the next open rebuilds nothing; an
 /// online scan restores the manifests, after which a held variant downloads nothing.
@@ -299,7 +218,7 @@ fn assert_rebuilt(hub: &Hub, dir: &Path, filled: &Filled) {
     );
     let requests = hub.settled_requests();
     assert!(requests.is_empty(), "requests while offline: {requests:?}");
-    let refs = check_consistency(dir);
+    let refs = check_catalog(dir).refs;
     assert_eq!(refs.len(), 7, "7 distinct contents: {refs:?}");
     assert_eq!(refs.values().sum::<u64>(), FILES);
     drop(cache);
@@ -349,7 +268,7 @@ fn assert_rebuilt(hub: &Hub, dir: &Path, filled: &Filled) {
     assert_eq!(hub.emu.bytes_sent_total(), 0);
     assert_eq!(cache.stats().unwrap().total_files, FILES);
     drop(cache);
-    check_consistency(dir);
+    check_catalog(dir);
 }
 
 fn unix_now() -> i64 {
@@ -557,7 +476,7 @@ fn a_blob_no_view_link_names_is_kept_and_adopted_by_the_next_scan() {
         "every blob is still counted"
     );
     drop(cache);
-    let refs = check_consistency(dir.path());
+    let refs = check_catalog(dir.path()).refs;
     assert_eq!(
         refs.get(&q2_sha),
         Some(&0),
@@ -587,25 +506,10 @@ fn a_blob_no_view_link_names_is_kept_and_adopted_by_the_next_scan() {
         "downloading an adopted file made requests"
     );
     drop(cache);
-    assert_eq!(check_consistency(dir.path()).get(&q2_sha), Some(&1));
+    assert_eq!(check_catalog(dir.path()).refs.get(&q2_sha), Some(&1));
 }
 
 // ---------------------------------------------------------------- the command line
-
-fn tabcache(hub: &Hub, cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tabcache"))
-        .arg("--cache")
-        .arg(cache)
-        .args(["--endpoint", &hub.emu.url(), "--token", ""])
-        .args(args)
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_ENDPOINT")
-        .env_remove("TABCACHE_HOME")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn ok(out: &Output) -> (String, String) {
     let (stdout, stderr) = (
@@ -739,5 +643,5 @@ fn openers_racing_after_the_catalog_was_lost_rebuild_it_once() {
         [&(FILES, REPOS)],
         "one opener rebuilds: {reports:?}"
     );
-    check_consistency(dir.path());
+    check_catalog(dir.path());
 }

@@ -4,7 +4,13 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+mod catalog;
+
+#[allow(unused_imports)] // not every test binary checks the catalog
+pub use catalog::*;
+
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hub_emulator::{Emulator, Listener, RequestRecord};
@@ -192,4 +198,26 @@ pub fn epoch_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// Run the `tabcache` binary on `cache` against `hub`, isolated from the developer's HF
+/// environment.
+pub fn tabcache(hub: &Hub, cache: &Path, args: &[&str]) -> Output {
+    tabcache_command(hub, cache, args).output().unwrap()
+}
+
+/// The command [`tabcache`] runs, to spawn it instead (stdin is null; stdout and stderr are
+/// the caller's to set).
+pub fn tabcache_command(hub: &Hub, cache: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tabcache"));
+    cmd.arg("--cache")
+        .arg(cache)
+        .args(["--endpoint", &hub.emu.url(), "--token", ""])
+        .args(args)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_ENDPOINT")
+        .env_remove("TABCACHE_HOME")
+        .stdin(Stdio::null());
+    cmd
 }
