@@ -41,6 +41,9 @@ BIG_REPO, BIG_FILE = "bench/big", "model.gguf"
 WARM_REPO, WARM_FILE = "bench/warm", "model.gguf"
 ONNX_REPO, ONNX_QUANT = "bench/onnx-30", "fp16"
 MANY_REPO, MANY_QUANT, MANY_FILES = "bench/many", "Q4_0", 10_000
+# Case 7: four different files for four processes (the same-file half uses the warm file).
+FOUR_REPO, FOUR_FILES = "bench/four", [f"part-{i}.bin" for i in range(1, 5)]
+PROCESSES = 4
 MIB = 1 << 20
 SETUP_BUDGET_S = 180  # per run, for caching the 10,000 files of case 5
 THROTTLE = "40m"  # nginx limit_rate per connection: 40 MiB/s
@@ -83,14 +86,15 @@ def write_random(path: Path, size: int):
             left -= n
 
 
-def generate(big_size: int, warm_size: int):
+def generate(big_size: int, warm_size: int, four_size: int):
     """Write the repos once; files already there at their size are kept."""
     stamp = DATA / "generated.json"
-    want = {"big": big_size, "warm": warm_size, "version": 3}
+    want = {"big": big_size, "warm": warm_size, "four": four_size, "version": 3}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return
     log(f"generating data in {DATA} (one time) ...")
-    for repo, name, size in [(BIG_REPO, BIG_FILE, big_size), (WARM_REPO, WARM_FILE, warm_size)]:
+    for repo, name, size in [(BIG_REPO, BIG_FILE, big_size), (WARM_REPO, WARM_FILE, warm_size),
+                             *((FOUR_REPO, name, four_size) for name in FOUR_FILES)]:
         path = REPOS / repo / name
         if not path.exists() or path.stat().st_size != size:
             write_random(path, size)
@@ -199,7 +203,7 @@ http {{
             self.emulators[name] = (proc, url)
         # The emulator hashes each file once; do it now, not inside the first timed run.
         for _, url in self.emulators.values():
-            for repo in [BIG_REPO, WARM_REPO, ONNX_REPO, MANY_REPO]:
+            for repo in [BIG_REPO, WARM_REPO, ONNX_REPO, MANY_REPO, FOUR_REPO]:
                 subprocess.run(["curl", "-sSf", "-o", "/dev/null",
                                 f"{url}/api/models/{repo}/tree/main?recursive=true"], check=True)
         return self
@@ -210,11 +214,11 @@ http {{
     def log_mark(self):
         return self.access_log.stat().st_size if self.access_log.exists() else 0
 
-    def bytes_sent_since(self, mark, sha):
+    def bytes_sent_since(self, mark, *shas):
         with open(self.access_log, "rb") as f:
             f.seek(mark)
             lines = f.read().decode().splitlines()
-        return sum(int(l.split()[2]) for l in lines if l.startswith(f"/{sha}"))
+        return sum(int(l.split()[2]) for l in lines for sha in shas if l.startswith(f"/{sha}"))
 
     def __exit__(self, *exc):
         for proc, _ in self.emulators.values():
@@ -531,6 +535,10 @@ def case_warm(servers, warm_size, calls):
             proc.wait()
         log(f"  ... {time.perf_counter() - start:.1f} s")
     probe = f"{MANY_QUANT}/part-00000.gguf"  # fetched first: the variant's files are sorted
+    # One open untimed: it does what a first open may have to (recovery after a set-up that
+    # was stopped, or the rebuild of a catalog written by an older release), not measured here.
+    subprocess.run([str(FETCH), "open", str(many), MANY_REPO, probe], env=env, check=True,
+                   capture_output=True)
     opens = []
     for _ in range(7):
         _, _, out = timed([str(FETCH), "open", str(many), MANY_REPO, probe], env)
@@ -582,6 +590,92 @@ def case_resume(servers, size, sha):
     return {"size": size, "progress_at_kill": killed_at, "sent_before_kill": first,
             "sent_on_resume": second, "refetched": first + second - size,
             "resume_seconds": wall}
+
+
+def cli_download(cache_dir, repo, files):
+    """The CLI fetching `files` of `repo` into `cache_dir`, with a JSON report on stdout."""
+    return [str(CLI), "--cache", str(cache_dir), "--json", "-q", "download", repo,
+            *(arg for f in files for arg in ("--file", f))]
+
+
+def run_together(commands, env):
+    """Start every command at once; (seconds from the first start to the last exit, the JSON
+    report of each)."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for c in commands]
+    outs = [p.communicate() for p in procs]
+    wall = time.perf_counter() - start
+    for p, (_, err), c in zip(procs, outs, commands):
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(c)} failed ({p.returncode}): {err[-2000:]}")
+    return wall, [json.loads(out) for out, _ in outs]
+
+
+def case_processes(servers, index, file_size, four_size, runs):
+    """Case 7: processes sharing one cache. (a) PROCESSES processes ask for the same file at
+    once: one transfer (CDN bytes / file) and the wall time against one process alone; (b) a
+    process per file for four different files against one process fetching the four."""
+    log(f"case 7: {PROCESSES} processes sharing one cache (tabcache CLI)")
+    env = hf_env(servers.url("fast"))
+    same_sha = index[f"{WARM_REPO}/{WARM_FILE}"]["sha"]
+    four_shas = [index[f"{FOUR_REPO}/{name}"]["sha"] for name in FOUR_FILES]
+    # The sources stay in the page cache, as a CDN serves from memory.
+    for path in [REPOS / WARM_REPO / WARM_FILE, *(REPOS / FOUR_REPO / n for n in FOUR_FILES)]:
+        subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
+
+    def measure(name, commands, shas, sizes):
+        """Run `commands(cache dir)` together in a fresh cache; (seconds, CDN bytes)."""
+        d = scratch(name)
+        mark = servers.log_mark()
+        wall, reports = run_together(commands(d), env)
+        time.sleep(0.5)  # nginx logs a request once it has sent the response
+        sent = servers.bytes_sent_since(mark, *shas)
+        for report in reports:
+            for f in report["files"]:
+                got = Path(f["local_path"]).stat().st_size
+                if got != sizes[f["path"]]:
+                    raise RuntimeError(f"{f['local_path']}: {got} bytes, want {sizes[f['path']]}")
+        settle(d)
+        return wall, sent
+
+    same = {WARM_FILE: file_size}
+    four = {name: four_size for name in FOUR_FILES}
+    pairs = {
+        "same file": (
+            ("1 process", lambda d: [cli_download(d, WARM_REPO, [WARM_FILE])]),
+            (f"{PROCESSES} processes at once",
+             lambda d: [cli_download(d, WARM_REPO, [WARM_FILE])] * PROCESSES),
+            [same_sha], same, file_size),
+        "four files": (
+            ("1 process, the 4 files", lambda d: [cli_download(d, FOUR_REPO, FOUR_FILES)]),
+            ("4 processes, a file each",
+             lambda d: [cli_download(d, FOUR_REPO, [name]) for name in FOUR_FILES]),
+            four_shas, four, four_size * len(FOUR_FILES)),
+    }
+    result = {"file_size": file_size, "four_size": four_size, "processes": PROCESSES}
+    for key, (one, many, shas, sizes, total) in pairs.items():
+        rounds = []
+        for r in range(runs):
+            # Alternate which goes first, so neither always runs on a warmer machine.
+            order = [one, many] if r % 2 == 0 else [many, one]
+            got = {}
+            for row, commands in order:
+                got[row] = measure(f"processes-{len(got)}", commands, shas, sizes)
+                log(f"  run {r + 1}/{runs} {key}, {row}: {got[row][0]:.2f} s, "
+                    f"CDN sent {got[row][1] / total:.3f} x the bytes")
+            rounds.append({"one_s": got[one[0]][0], "many_s": got[many[0]][0],
+                           "one_cdn_bytes": got[one[0]][1], "many_cdn_bytes": got[many[0]][1]})
+        result[key] = {
+            "bytes": total, "rounds": rounds,
+            "one_s": statistics.median(x["one_s"] for x in rounds),
+            "many_s": statistics.median(x["many_s"] for x in rounds),
+            # Paired in each round, then the median: robust to the machine's load drifting.
+            "ratio": statistics.median(x["many_s"] / x["one_s"] for x in rounds),
+            "many_cdn_worst": max(x["many_cdn_bytes"] for x in rounds),
+            "one_cdn_worst": max(x["one_cdn_bytes"] for x in rounds),
+        }
+    return result
 
 
 # ---------------------------------------------------------------- report
@@ -663,6 +757,17 @@ def table(results):
                       f"| cache.open() streamed (1 MiB reads) | {p['bytes'] / p['stream_s'] / 1e9:.2f} GB/s |",
                       f"| ModelCache(...) with {w['open_10k_files']} files in the catalog | {p['open_10k_s'] * 1e3:.1f} ms |",
                       f"| ModelCache(...) + first has_file | {p['open_10k_first_has_file_s'] * 1e3:.1f} ms |"]
+    p7 = results.get("7 processes")
+    if p7:
+        same, four = p7["same file"], p7["four files"]
+        n = p7["processes"]
+        lines += ["", f"| case 7 (processes sharing one cache; tabcache CLI, {len(same['rounds'])} rounds, medians) | value |",
+                  "| --- | ---: |",
+                  f"| {n} processes ask for the same {p7['file_size'] / MIB:.0f} MiB file at once: CDN bytes / file (worst round) | {same['many_cdn_worst'] / same['bytes']:.3f} |",
+                  f"| the same, one process alone: CDN bytes / file | {same['one_cdn_worst'] / same['bytes']:.3f} |",
+                  f"| {n} processes at once: wall time / one process alone | {same['ratio']:.2f} ({same['many_s']:.2f} s vs {same['one_s']:.2f} s) |",
+                  f"| 4 different {p7['four_size'] / MIB:.0f} MiB files, a process each: CDN bytes / their size (worst round) | {four['many_cdn_worst'] / four['bytes']:.3f} |",
+                  f"| 4 processes (a file each) / the same 4 files in one process: total wall time | {four['ratio']:.2f} ({four['many_s']:.2f} s vs {four['one_s']:.2f} s) |"]
     r = results.get("6 resume")
     if r:
         one_range = 16 * MIB
@@ -681,10 +786,11 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true",
-                    help="512 MiB file, one run each, 60 s towards the 10k-file cache")
+                    help="512 MiB file (256 MiB warm / case 7, 4 x 64 MiB), one run each, "
+                         "60 s towards the 10k-file cache")
     ap.add_argument("--big-mib", type=int, help="size of the case 1/2/6 file (default 2048)")
     ap.add_argument("--runs", type=int)
-    ap.add_argument("--cases", default="1,2,3,5,6", help="comma-separated case numbers (4 rides on 1)")
+    ap.add_argument("--cases", default="1,2,3,5,6,7", help="comma-separated case numbers (4 rides on 1)")
     ap.add_argument("--before", type=Path, help="an older build of examples/fetch to compare")
     args = ap.parse_args()
     global BEFORE, SETUP_BUDGET_S
@@ -693,11 +799,12 @@ def main():
         SETUP_BUDGET_S = 60
     big = (args.big_mib or (512 if args.quick else 2048)) * MIB
     warm = (256 if args.quick else 1024) * MIB
+    four = (64 if args.quick else 256) * MIB
     runs = args.runs or (1 if args.quick else 3)
     cases = set(args.cases.split(","))
     for d in (DATA, CACHES, OUT):
         d.mkdir(parents=True, exist_ok=True)
-    generate(big, warm)
+    generate(big, warm, four)
     index = link_cdn()
     big_sha = index[f"{BIG_REPO}/{BIG_FILE}"]["sha"]
     variant_size = sum(v for v in SHARED_FILES.values()) + sum(
@@ -718,6 +825,8 @@ def main():
             results["5 warm"] = case_warm(servers, warm, 100_000)
         if "6" in cases:
             results["6 resume"] = case_resume(servers, big, big_sha)
+        if "7" in cases:
+            results["7 processes"] = case_processes(servers, index, warm, four, runs)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
     text = table(results)

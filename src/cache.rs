@@ -730,14 +730,11 @@ impl ModelCache {
         validate::repo_path(path)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
-        let Some(commit) = self.commit_of(repo_id, revision)? else {
-            return Ok(None);
-        };
-        Ok(self
-            .inner
+        // As commit_of: the recorded ref, else the revision itself when it is a commit sha.
+        let sha = is_hex_of_len(revision, 20).then(|| revision.to_ascii_lowercase());
+        self.inner
             .store
-            .cached_file(repo_id, &commit, path)?
-            .map(|rec| (commit, rec)))
+            .cached_file_at_revision(repo_id, revision, path, sha.as_deref())
     }
 
     /// Whether `path` of `repo_id` (default revision `main`) is cached. No network.

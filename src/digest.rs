@@ -62,6 +62,15 @@ pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
+/// The git blob id of a file of `size` bytes: sha1 of `"blob {size}\0"` and its content.
+pub fn git_blob_sha1_file(path: &Path, size: u64) -> Result<[u8; 20]> {
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {size}\0").as_bytes());
+    read_chunks(path, |chunk| hasher.update(chunk))?;
+    Ok(hasher.finalize().into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@
 //! they protect exists.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Forks under way (their prepare handler ran, their parent/child handler has not).
@@ -30,6 +30,24 @@ thread_local! {
     /// Depth of nested quiet sections on this thread: only the outermost one counts in BUSY,
     /// so a nested one never waits for a fork that waits for the outer one.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// This process's id, kept by the fork handlers: asking the kernel (`getpid`) on every
+/// catalog call was a measurable part of a `has_file`.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// The id of this process (right in a forked child too).
+pub(crate) fn current_pid() -> u32 {
+    // Installed before the id is kept, so no fork can happen in between unseen.
+    install();
+    match PID.load(Ordering::SeqCst) {
+        0 => {
+            let id = std::process::id();
+            PID.store(id, Ordering::SeqCst);
+            id
+        }
+        id => id,
+    }
 }
 
 /// A section that a fork waits for; see the module doc.
@@ -138,6 +156,7 @@ extern "C" fn in_parent() {
 #[cfg(unix)]
 extern "C" fn in_child() {
     // No other thread exists here, and none was inside a section at the fork.
+    PID.store(std::process::id(), Ordering::SeqCst);
     BUSY.store(DEPTH.with(|d| usize::from(d.get() > 0)), Ordering::SeqCst);
     FORKING.store(0, Ordering::SeqCst);
     crate::store::forget_inherited();

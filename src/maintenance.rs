@@ -16,7 +16,7 @@ use crate::cache::ModelCache;
 use crate::digest::{is_hex_of_len, read_chunks, sha256_file, to_hex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
-use crate::store::{Adopted, FileRecord};
+use crate::store::{entries_sorted, files_below, Adopted, FileRecord};
 use crate::validate;
 
 /// One cached file: `repo_id@commit:path`.
@@ -147,6 +147,33 @@ pub struct RemoveReport {
     pub bytes_freed: u64,
 }
 
+/// What is wrong with the blob file at `path` that should hold `size` bytes hashing to `sha`,
+/// if anything; and how many bytes were hashed to tell.
+fn blob_problem(path: &Path, sha: &str, size: u64) -> (u64, Option<String>) {
+    match fs::metadata(path) {
+        Err(_) => (0, Some("the blob file is missing".to_string())),
+        Ok(meta) if meta.len() != size => (
+            0,
+            Some(format!(
+                "the blob file has {} bytes, {size} were recorded",
+                meta.len()
+            )),
+        ),
+        Ok(meta) => match sha256_file(path) {
+            Ok(actual) => {
+                let actual = to_hex(&actual);
+                let problem =
+                    (actual != sha).then(|| format!("its content now hashes to {actual}"));
+                (meta.len(), problem)
+            }
+            Err(e) => (
+                0,
+                Some(format!("the blob file cannot be read: {}", e.message())),
+            ),
+        },
+    }
+}
+
 /// The huggingface_hub cache directory as huggingface_hub finds it: `$HF_HUB_CACHE`, else
 /// `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else `~/.cache/huggingface/hub`.
 pub fn default_hf_hub_cache() -> Option<PathBuf> {
@@ -209,19 +236,20 @@ impl ModelCache {
         for sha in wanted {
             let path = store.blob_path(&sha);
             let size = sizes.get(&sha).copied().unwrap_or(0);
-            let problem = match fs::metadata(&path) {
-                Err(_) => Some("the blob file is missing".to_string()),
-                Ok(meta) if meta.len() != size => Some(format!(
-                    "the blob file has {} bytes, {size} were recorded",
-                    meta.len()
-                )),
-                Ok(meta) => {
-                    report.bytes_checked += meta.len();
-                    let actual = to_hex(&sha256_file(&path)?);
-                    (actual != sha).then(|| format!("its content now hashes to {actual}"))
-                }
-            };
             report.blobs_checked += 1;
+            let (checked, mut problem) = blob_problem(&path, &sha, size);
+            report.bytes_checked += checked;
+            if problem.is_some() {
+                // Another process (or thread) may have deleted or re-added the blob since the
+                // records were read: only what its record says now, under the gate, counts.
+                // Asked again after the second look, which a delete can also overlap.
+                problem = match store.recorded_blob(&sha)? {
+                    None => None,
+                    Some(recorded) => blob_problem(&path, &sha, recorded)
+                        .1
+                        .filter(|_| matches!(store.recorded_blob(&sha), Ok(Some(_)))),
+                };
+            }
             if let Some(problem) = problem {
                 report.damaged.push(DamagedBlob {
                     files: holders.get(&sha).cloned().unwrap_or_default(),
@@ -298,7 +326,7 @@ impl ModelCache {
             ..ImportReport::default()
         };
         let mut repos = BTreeSet::new();
-        for entry in read_dir_sorted(&dir)? {
+        for entry in entries_sorted(&dir)? {
             let name = entry
                 .file_name()
                 .unwrap_or_default()
@@ -335,7 +363,7 @@ impl ModelCache {
         let mut commits = BTreeSet::new();
         let snapshots = folder.join("snapshots");
         if snapshots.is_dir() {
-            for snapshot in read_dir_sorted(&snapshots)? {
+            for snapshot in entries_sorted(&snapshots)? {
                 let commit = snapshot
                     .file_name()
                     .unwrap_or_default()
@@ -349,7 +377,7 @@ impl ModelCache {
                     continue;
                 }
                 let mut files = Vec::new();
-                collect_files(&snapshot, "", &mut files)?;
+                files_below(&snapshot, "", &mut files)?;
                 for (path, on_disk) in files {
                     match self.import_hf_file(repo_id, &commit, &path, &on_disk, report) {
                         Ok(()) => {
@@ -373,7 +401,7 @@ impl ModelCache {
         let refs = folder.join("refs");
         if refs.is_dir() {
             let mut ref_files = Vec::new();
-            collect_files(&refs, "", &mut ref_files)?;
+            files_below(&refs, "", &mut ref_files)?;
             for (revision, file) in ref_files {
                 let commit = fs::read_to_string(&file)
                     .map_err(|e| Error::io("could not read", &file, e))?
@@ -621,44 +649,6 @@ impl ModelCache {
             bytes_freed,
         })
     }
-}
-
-/// The entries of `dir`, sorted so reports are stable.
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("could not list", dir, e))? {
-        out.push(
-            entry
-                .map_err(|e| Error::io("could not list", dir, e))?
-                .path(),
-        );
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Every non-directory under `dir` (symlinks not followed), as (`/`-joined relative path, path).
-fn collect_files(dir: &Path, prefix: &str, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
-    for entry in read_dir_sorted(dir)? {
-        let name = entry
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let meta =
-            fs::symlink_metadata(&entry).map_err(|e| Error::io("could not read", &entry, e))?;
-        if meta.is_dir() {
-            collect_files(&entry, &rel, out)?;
-        } else {
-            out.push((rel, entry));
-        }
-    }
-    Ok(())
 }
 
 /// One pass over a file: its sha256, its git blob sha1 (`blob <len>\0` + content), its size.

@@ -204,13 +204,40 @@ fn an_empty_repo_scans_with_no_variants() {
 }
 
 #[test]
-fn two_handles_on_one_cache_both_work() {
+fn a_second_handle_on_the_same_cache_opens_and_works_beside_the_first() {
     let hub = hub(fill);
     let dir = tempfile::tempdir().unwrap();
     let first = open(dir.path(), &hub);
-    let second = open(dir.path(), &hub);
-    let scanned = first.scan_repo(REPO, None).unwrap();
-    assert_eq!(second.get_manifest(REPO).unwrap().unwrap(), scanned);
+    let second = ModelCache::open(dir.path(), options(&hub))
+        .unwrap_or_else(|e| panic!("a second open failed: {:?}: {e}", e.kind()));
+    // Both read and write, and each sees what the other did: one catalog, not two copies.
+    let m = first.scan_repo(REPO, None).unwrap();
+    assert_eq!(second.get_manifest(REPO).unwrap().unwrap(), m);
+    first
+        .download_file(REPO, "config.json", None, None)
+        .unwrap();
+    assert!(second.has_file(REPO, "config.json", None).unwrap());
+    assert_eq!(
+        second.get_file(REPO, "config.json", None).unwrap().unwrap(),
+        br#"{"model_type":"bert"}"#
+    );
+    let path = second
+        .download_file(REPO, "onnx/model.onnx", None, None)
+        .unwrap();
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        hub_emulator::pseudo_random_bytes(40_000, 1)
+    );
+    assert!(first.has_file(REPO, "onnx/model.onnx", None).unwrap());
+    assert_eq!(
+        first.file_path(REPO, "onnx/model.onnx", None).unwrap(),
+        second.file_path(REPO, "onnx/model.onnx", None).unwrap()
+    );
+    // A delete through one is seen by the other.
+    second.delete_model(REPO).unwrap();
+    assert!(!first.has_file(REPO, "config.json", None).unwrap());
+    assert!(first.get_manifest(REPO).unwrap().is_none());
+    // Closing one leaves the other working.
     drop(first);
     assert_eq!(second.scan_repo(REPO, None).unwrap().repo_id, REPO);
 }

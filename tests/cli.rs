@@ -29,25 +29,6 @@ fn fill(root: &Path) {
     write_file(root, REPO, "README.md", b"# tiny gguf").unwrap();
 }
 
-/// Run the binary on `cache` against `hub`, isolated from the developer's HF environment.
-fn tabcache(hub: &Hub, cache: &Path, args: &[&str]) -> Output {
-    command(hub, cache, args).output().unwrap()
-}
-
-fn command(hub: &Hub, cache: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tabcache"));
-    cmd.arg("--cache")
-        .arg(cache)
-        .args(["--endpoint", &hub.emu.url(), "--token", ""])
-        .args(args)
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_ENDPOINT")
-        .env_remove("TABCACHE_HOME")
-        .stdin(Stdio::null());
-    cmd
-}
-
 fn code(out: &Output) -> i32 {
     out.status.code().expect("exited, not killed")
 }
@@ -355,7 +336,7 @@ fn ctrl_c_stops_a_download_cleanly_and_the_next_run_resumes() {
         .on(Listener::Cdn),
     );
     let args = ["download", "org/big", "Q4_K_M", "--connections", "2"];
-    let mut child = command(&hub, cache.path(), &args)
+    let mut child = tabcache_command(&hub, cache.path(), &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -2,14 +2,16 @@
 //! is killed with SIGKILL at random moments (during transfers, hashing, commits, catalog
 //! updates, deletes). After every kill the cache must open, serve only correct bytes, report
 //! truthful statuses, keep no orphan blobs and no unbounded temp files, and the next run must
-//! finish the work. Prints a tally. `TABCACHE_SOAK=1` kills 300 times instead of 30;
-//! `TABCACHE_CRASH_SEED=N` replays a run.
+//! finish the work. Throughout, a second process (never killed) reads and downloads the same
+//! repos in a loop and must never fail: the kills and the recoveries after them happen while
+//! another process uses the cache. Prints a tally. `TABCACHE_SOAK=1` kills 300 times instead
+//! of 30; `TABCACHE_CRASH_SEED=N` replays a run.
 
 mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -71,16 +73,53 @@ fn workload(cache_dir: &str, endpoint: &str) {
     }
 }
 
-/// A small deterministic generator for kill times.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
+/// The second, live process: reads and downloads of the same repos (content the workload
+/// fetches and deletes too) in a loop until `stop` appears. Any error or wrong byte panics.
+fn reader(cache_dir: &str, endpoint: &str, stop: &Path) {
+    let cache = ModelCache::open(cache_dir, options_for(endpoint)).unwrap();
+    let expected = expected_hashes();
+    let mut rounds = 0u64;
+    let check_read = |what: &str, path: &Path, want: &str| match std::fs::read(path) {
+        Ok(bytes) => assert_eq!(sha256_hex(&bytes), want, "reader: {what}: wrong bytes"),
+        // The workload deleted the repo since the path was handed out.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("reader: {what}: {}: {e}", path.display()),
+    };
+    while !stop.exists() {
+        let fail =
+            |what: &str, e: tabcache::Error| -> ! { panic!("reader: {what}: {:?}: {e}", e.kind()) };
+        cache
+            .scan_repo(REPO, None)
+            .unwrap_or_else(|e| fail("scan", e));
+        for (path, sha) in &expected {
+            cache
+                .has_file(REPO, path, None)
+                .unwrap_or_else(|e| fail(path, e));
+            if let Some(bytes) = cache
+                .get_file(REPO, path, None)
+                .unwrap_or_else(|e| fail(path, e))
+            {
+                assert_eq!(&sha256_hex(&bytes), sha, "reader: get_file {path}");
+            }
+        }
+        let fetches = [
+            (REPO, "tokenizer.json", &expected["tokenizer.json"]),
+            (REPO, "onnx/model_q4.onnx", &expected["onnx/model_q4.onnx"]),
+            // The same content as REPO's q4 external data, which the workload fetches.
+            (OTHER, "weights.onnx", &expected["onnx/model_q4.onnx_data"]),
+            (OTHER, "config.json", &expected["config.json"]),
+        ];
+        for (repo, path, sha) in fetches {
+            let what = format!("download {repo} {path}");
+            let got = cache
+                .download_file(repo, path, None, None)
+                .unwrap_or_else(|e| fail(&what, e));
+            check_read(&what, &got, sha);
+        }
+        rounds += 1;
+        std::thread::sleep(Duration::from_millis(50));
     }
+    println!("READER rounds {rounds}");
 }
 
 /// Everything the cache promises after a crash. Returns the number of corrupt files served.
@@ -99,12 +138,23 @@ fn check_recovered(dir: &Path, hub: &Hub, expected: &HashMap<String, String>) ->
             }
         }
     }
+    // The live reader only adds files while this runs: a variant whose files were all held
+    // or all not held both before and after the manifest was read had that state then.
+    let all_held = |files: &[String]| files.iter().all(|f| cache.has_file(REPO, f, None).unwrap());
+    let held_before: HashMap<String, bool> = match cache.get_manifest(REPO).unwrap() {
+        Some(m) => m
+            .quants
+            .iter()
+            .map(|(k, q)| (k.clone(), all_held(&q.files)))
+            .collect(),
+        None => HashMap::new(),
+    };
     if let Some(m) = cache.get_manifest(REPO).unwrap() {
         for (key, q) in &m.quants {
-            let all_held = q
-                .files
-                .iter()
-                .all(|f| cache.has_file(REPO, f, None).unwrap());
+            let all_held = all_held(&q.files);
+            if held_before.get(key) != Some(&all_held) {
+                continue; // the reader completed it meanwhile
+            }
             assert_eq!(
                 q.status == QuantStatus::Downloaded,
                 all_held,
@@ -118,25 +168,44 @@ fn check_recovered(dir: &Path, hub: &Hub, expected: &HashMap<String, String>) ->
             );
         }
     }
-    // Every blob on disk is recorded, and holds exactly the content its name says.
-    let stats = cache.stats().unwrap();
-    let blobs = blob_files(dir);
-    let mut disk = 0;
-    for name in &blobs {
-        let bytes = std::fs::read(dir.join("blobs").join(name)).unwrap();
-        disk += bytes.len() as u64;
-        if &sha256_hex(&bytes) != name {
-            corrupt += 1;
-            eprintln!("CORRUPT: blob {name} does not hash to its name");
+    // Every blob on disk holds exactly the content its name says...
+    for name in &blob_files(dir) {
+        if let Ok(bytes) = std::fs::read(dir.join("blobs").join(name)) {
+            if &sha256_hex(&bytes) != name {
+                corrupt += 1;
+                eprintln!("CORRUPT: blob {name} does not hash to its name");
+            }
         }
     }
-    assert_eq!(
-        disk, stats.disk_bytes,
-        "orphan or missing blob files: {blobs:?}"
+    // ... and is recorded: the bytes on disk are the bytes the catalog counts. The reader may
+    // commit a blob while we look, so take a look the catalog did not change during.
+    let mut looks = Vec::new();
+    let consistent = (0..50).any(|_| {
+        let before = cache.stats().unwrap().disk_bytes;
+        let blobs = blob_files(dir);
+        let disk: u64 = blobs
+            .iter()
+            .filter_map(|n| std::fs::metadata(dir.join("blobs").join(n)).ok())
+            .map(|m| m.len())
+            .sum();
+        let after = cache.stats().unwrap().disk_bytes;
+        looks.push((before, disk, after, blobs));
+        if before == disk && disk == after {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        false
+    });
+    assert!(
+        consistent,
+        "orphan or missing blob files (catalog bytes before, on disk, after, files): {:?}",
+        looks.last()
     );
-    // At most one partial download per distinct content.
+    // At most one partial download per distinct content (tmp/ also holds the lock files of
+    // transfers, next to their partial files).
     let tmp = tmp_files(dir);
-    assert!(tmp.len() <= expected.len(), "tmp/ grows: {tmp:?}");
+    let parts = tmp.iter().filter(|n| n.ends_with(".part")).count();
+    assert!(parts <= expected.len(), "tmp/ grows: {tmp:?}");
     corrupt
 }
 
@@ -146,7 +215,10 @@ fn random_kills_lose_nothing_and_serve_nothing_wrong() {
         std::env::var("TABCACHE_CRASH_CACHE"),
         std::env::var("TABCACHE_CRASH_ENDPOINT"),
     ) {
-        workload(&dir, &endpoint);
+        match std::env::var_os("TABCACHE_CRASH_READER_STOP") {
+            Some(stop) => reader(&dir, &endpoint, Path::new(&stop)),
+            None => workload(&dir, &endpoint),
+        }
         return;
     }
     let kills: usize = if std::env::var("TABCACHE_SOAK").is_ok() {
@@ -154,16 +226,7 @@ fn random_kills_lose_nothing_and_serve_nothing_wrong() {
     } else {
         30
     };
-    let seed: u64 = std::env::var("TABCACHE_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = seed_from_env("TABCACHE_CRASH_SEED");
     println!("crash suite: seed {seed} (replay with TABCACHE_CRASH_SEED={seed})");
     let mut rng = XorShift(seed);
     let hub = hub(fill);
@@ -176,14 +239,29 @@ fn random_kills_lose_nothing_and_serve_nothing_wrong() {
     );
     let dir = tempfile::tempdir().unwrap();
     let expected = expected_hashes();
+    let work = tempfile::tempdir().unwrap();
+    let (reader_stop, reader_err) = (work.path().join("stop"), work.path().join("reader.err"));
+    let mut reader = self_exec("random_kills_lose_nothing_and_serve_nothing_wrong")
+        .env("TABCACHE_CRASH_CACHE", dir.path())
+        .env("TABCACHE_CRASH_ENDPOINT", hub.emu.url())
+        .env("TABCACHE_CRASH_READER_STOP", &reader_stop)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&reader_err).unwrap())
+        .spawn()
+        .unwrap();
+    let reader_failed = |status: std::process::ExitStatus| -> String {
+        format!(
+            "the live reader process failed ({status}): {}",
+            std::fs::read_to_string(&reader_err).unwrap_or_default()
+        )
+    };
     let (mut recovered, mut corrupt) = (0, 0);
     for _ in 0..kills {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "random_kills_lose_nothing_and_serve_nothing_wrong",
-                "--exact",
-                "--nocapture",
-            ])
+        if let Some(status) = reader.try_wait().unwrap() {
+            panic!("{}", reader_failed(status));
+        }
+        let mut child = self_exec("random_kills_lose_nothing_and_serve_nothing_wrong")
             .env("TABCACHE_CRASH_CACHE", dir.path())
             .env("TABCACHE_CRASH_ENDPOINT", hub.emu.url())
             .stdout(Stdio::null())
@@ -208,6 +286,27 @@ fn random_kills_lose_nothing_and_serve_nothing_wrong() {
             recovered += 1;
         }
     }
+    // The reader used the cache throughout without one failure.
+    std::fs::write(&reader_stop, b"").unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = reader.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            reader.kill().unwrap();
+            panic!("the live reader process did not stop");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{}", reader_failed(status));
+    let mut out = String::new();
+    std::io::Read::read_to_string(reader.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let rounds = out
+        .lines()
+        .find_map(|l| l.split_once("READER rounds ").map(|(_, n)| n))
+        .unwrap_or_else(|| panic!("no reader tally: {out}"))
+        .to_string();
     // After all that, the work still completes and every byte is right.
     hub.emu.clear_faults();
     let cache = open(dir.path(), &hub);
@@ -227,6 +326,9 @@ fn random_kills_lose_nothing_and_serve_nothing_wrong() {
         .unwrap()
         .unwrap();
     assert_eq!(weights, pseudo_random_bytes(BIG_LEN as usize, 2));
-    println!("crash suite: {recovered}/{kills} recovered, {corrupt} corrupt");
+    println!(
+        "crash suite: {recovered}/{kills} recovered, {corrupt} corrupt; \
+         the live reader did {rounds} rounds"
+    );
     assert_eq!((recovered, corrupt), (kills, 0));
 }

@@ -366,15 +366,12 @@ class ModelCache:
         process's own: a new one on the same directory with the same options (``reopen``), or
         none (closing an inherited instance that was never used here).
 
-        The inherited native handle is leaked on purpose: never used, never closed here.
-        It is the parent's. Closing it would run its destructor in this process against state
-        the child only has copies of: SQLite says a connection must not cross a fork (closing
-        it in the child can drop or corrupt the parent's locks on the catalog), the lock files
-        it holds are flocks on open file descriptions the parent shares (an unlock here would
-        release them for the parent too), and it may wait for library threads that do not
-        exist in the child. The library refuses any call on it in a child for the same
-        reasons. The leak is one small object per inherited instance, in copy-on-write pages
-        of the parent's memory.
+        The inherited native handle is leaked on purpose: never used, never closed here. It is
+        the parent's: the library refuses every call on it in a child (at the fork it already let
+        go of the SQLite connections and lock files the handle holds, so nothing of the parent's
+        is touched), and its destructor could wait for library threads that do not exist in the
+        child. The leak is one small object per inherited instance, in copy-on-write pages of
+        the parent's memory.
         """
         with _fork_lock:
             if self._pid == os.getpid():

@@ -200,10 +200,12 @@ fn open_or_resume(job: &Job, plan: &RangePlan) -> Result<(File, Bitset)> {
             }
         }
     }
-    if recorded.is_some() {
-        // Clear before writing, so the record never describes bytes of another attempt.
-        job.resume.clear()?;
-    }
+    // An empty record replaces any old one before the file is written (so it never describes
+    // bytes of another attempt), and exists before the file is: the file is full-size from its
+    // preallocation on, so its length says nothing, and the record is what others (another
+    // process waiting for this content) read.
+    let none_done = Bitset::new(plan.count());
+    job.resume.save(&plan.state(&none_done))?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -213,7 +215,7 @@ fn open_or_resume(job: &Job, plan: &RangePlan) -> Result<(File, Bitset)> {
         .map_err(|e| job.io_error("creating", e))?;
     preallocate(&file, plan.size).map_err(|e| job.io_error("preallocating", e))?;
     sync_parent_dir(job.path).map_err(|e| job.io_error("syncing the directory of", e))?;
-    Ok((file, Bitset::new(plan.count())))
+    Ok((file, none_done))
 }
 
 /// Run workers and hasher, and make ranges durable on this thread until the workers end.

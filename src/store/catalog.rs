@@ -157,7 +157,7 @@ static LIVE: Mutex<Vec<Weak<Connections>>> = Mutex::new(Vec::new());
 /// file locks to release, and the parent's own shared lock keeps a closing child from
 /// checkpointing or deleting the write-ahead log under it.
 pub(crate) fn forget_inherited() {
-    let me = std::process::id();
+    let me = crate::fork::current_pid();
     let mut live = fork::lock(&LIVE);
     for conns in live.iter().filter_map(Weak::upgrade) {
         if conns.opener == me {
@@ -333,7 +333,7 @@ impl Catalog {
         let conns = Arc::new(Connections {
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(Some(reader)),
-            opener: std::process::id(),
+            opener: crate::fork::current_pid(),
         });
         let mut live = fork::lock(&LIVE);
         live.retain(|w| w.strong_count() > 0);
@@ -443,6 +443,39 @@ impl Catalog {
 
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
         self.read(|c| file_in(c, repo, commit, path))
+    }
+
+    /// The file record of `path` at the commit `revision` of `repo` means: the recorded ref,
+    /// else `commit_if_sha` (the revision itself, when it is a commit sha). One statement, so
+    /// one read of the catalog: this is the hot path of `has_file`.
+    pub(crate) fn file_at_revision(
+        &self,
+        repo: &str,
+        revision: &str,
+        path: &str,
+        commit_if_sha: Option<&str>,
+    ) -> Result<Option<(String, FileRecord)>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT f.commit_sha, f.sha256, f.size, f.git_oid FROM files f
+                 WHERE f.repo_id = ?1 AND f.path = ?3 AND f.commit_sha = COALESCE(
+                     (SELECT commit_sha FROM refs WHERE repo_id = ?1 AND revision = ?2), ?4)",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![repo, revision, path, commit_if_sha], |r| {
+                    Ok((
+                        r.get(0)?,
+                        FileRecord {
+                            sha256: r.get(1)?,
+                            size: from_sql(r.get(2)?),
+                            git_oid: r.get(3)?,
+                        },
+                    ))
+                })
+                .optional()
+            })
+            .map_err(sql_err)
+        })
     }
 
     pub(crate) fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>> {
@@ -719,13 +752,15 @@ impl Catalog {
     }
 
     /// Fill an empty catalog from what is on disk: `files` from the snapshot view, `refs` from
-    /// its `refs/` folders, and every blob file (named and sized) with the number of files
-    /// naming it, zero for blobs no view entry names. Records the rebuild in `meta`.
+    /// its `refs/` folders, every blob file (named and sized) with the number of files naming
+    /// it (zero for blobs no view entry names), and the git ids of the small ones. Records the
+    /// rebuild in `meta`.
     pub(crate) fn restore(
         &self,
         blobs: &[(String, u64)],
         files: &[RestoredFile],
         refs: &[(String, String, String)],
+        git_oids: &[(String, String)],
     ) -> Result<Rebuilt> {
         self.write(|tx| {
             for (sha, size) in blobs {
@@ -757,6 +792,13 @@ impl Catalog {
             }
             for (repo, revision, commit) in refs {
                 set_ref_in(tx, repo, revision, commit)?;
+            }
+            for (oid, sha) in git_oids {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO git_oids (git_oid, sha256) VALUES (?1, ?2)",
+                )
+                .and_then(|mut s| s.execute(params![oid, sha]))
+                .map_err(sql_err)?;
             }
             let rebuilt = Rebuilt {
                 files: restored,
@@ -796,7 +838,7 @@ impl Catalog {
 
 /// Refuse to use, in a forked child, a handle its parent opened.
 pub(crate) fn ensure_same_process(opener: u32) -> Result<()> {
-    let me = std::process::id();
+    let me = crate::fork::current_pid();
     if me == opener {
         return Ok(());
     }

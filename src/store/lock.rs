@@ -25,7 +25,7 @@ static OPEN_LOCKS: Mutex<Vec<(std::os::fd::RawFd, u32)>> = Mutex::new(Vec::new()
 #[cfg(unix)]
 fn track(file: &File) {
     use std::os::fd::AsRawFd;
-    fork::lock(&OPEN_LOCKS).push((file.as_raw_fd(), std::process::id()));
+    fork::lock(&OPEN_LOCKS).push((file.as_raw_fd(), crate::fork::current_pid()));
 }
 
 #[cfg(unix)]
@@ -46,7 +46,7 @@ fn untrack(_file: &File) {}
 /// child that kept them would keep its parent's transfer locked after the parent died.
 #[cfg(unix)]
 pub(crate) fn detach_inherited() {
-    let me = std::process::id();
+    let me = crate::fork::current_pid();
     let mut open = fork::lock(&OPEN_LOCKS);
     // SAFETY: plain descriptor calls on descriptors this registry knows to be open.
     unsafe {

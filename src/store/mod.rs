@@ -30,9 +30,10 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use blobs::Adopted;
 pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
+pub(crate) use view::{entries_sorted, files_below};
 
 use crate::download::{PartialState, ResumeLog};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::RepoRecord;
 
 pub(crate) struct Store {
@@ -68,7 +69,7 @@ impl Store {
             blobs,
             view,
             gate,
-            opener: std::process::id(),
+            opener: crate::fork::current_pid(),
             rebuilt,
         };
         store.recover()?;
@@ -160,6 +161,21 @@ impl Store {
             .catalog
             .file(repo, commit, path)?
             .filter(|rec| self.blobs.exists(&rec.sha256)))
+    }
+
+    /// The commit and record of `path` at `revision` (a ref, or a commit sha given as
+    /// `commit_if_sha`) when it is cached and its blob is present.
+    pub(crate) fn cached_file_at_revision(
+        &self,
+        repo: &str,
+        revision: &str,
+        path: &str,
+        commit_if_sha: Option<&str>,
+    ) -> Result<Option<(String, FileRecord)>> {
+        Ok(self
+            .catalog
+            .file_at_revision(repo, revision, path, commit_if_sha)?
+            .filter(|(_, rec)| self.blobs.exists(&rec.sha256)))
     }
 
     pub(crate) fn blob_path(&self, sha256: &str) -> PathBuf {
@@ -293,6 +309,13 @@ impl Store {
         repo: Option<&str>,
     ) -> Result<Vec<(String, String, String, FileRecord)>> {
         self.catalog.file_records(repo)
+    }
+
+    /// The recorded size of blob `sha256`, read under the gate (so no delete is half done), or
+    /// None when it is not recorded (any more).
+    pub(crate) fn recorded_blob(&self, sha256: &str) -> Result<Option<u64>> {
+        let _gate = self.gate()?;
+        Ok(self.catalog.blob(sha256)?.map(|b| b.size))
     }
 
     /// Every recorded blob: (sha256, size).
@@ -469,7 +492,9 @@ impl Store {
     }
 
     /// How much of `key`'s content another process's transfer holds: its durable ranges, or
-    /// for a single stream (which keeps no range record) the length of its partial file.
+    /// for a single stream (which keeps no range record, and writes its file in order) the
+    /// length of its partial file. A ranged transfer records its (empty) state before its
+    /// preallocated file could be seen, so a full-length file never reads as all held.
     fn bytes_held(&self, key: &str) -> Result<Option<u64>> {
         if let Some(state) = self.catalog.partial(key)? {
             return Ok(Some(state.durable_bytes()));
@@ -515,29 +540,44 @@ fn open_catalog(
         Ok(c) => c,
         Err(catalog::OpenError::Other(e)) => return Err(e),
         Err(catalog::OpenError::Damaged(_)) => {
-            let aside = root.join("catalog.damaged");
-            std::fs::rename(&path, &aside)
-                .map_err(|e| Error::io("could not move the damaged catalog to", &aside, e))?;
-            remove_sidecars(&path)?;
-            match catalog::Catalog::open(&path) {
-                Ok(c) => c,
-                Err(catalog::OpenError::Other(e) | catalog::OpenError::Damaged(e)) => {
-                    return Err(e)
-                }
-            }
+            set_aside_damaged(root, &path)?;
+            open_new(&path)?
         }
     };
     // An empty catalog over a directory that holds blobs lost its records (deleted, damaged,
     // a sled folder, or a rebuild cut short): restore them rather than sweep the blobs away.
-    if !catalog.is_empty()? {
-        return Ok((catalog, None));
-    }
+    // This first read of the tables is also where damage past the header shows.
+    let catalog = match catalog.is_empty() {
+        Ok(false) => return Ok((catalog, None)),
+        Ok(true) => catalog,
+        Err(e) if e.kind() == ErrorKind::Corrupt => {
+            drop(catalog);
+            set_aside_damaged(root, &path)?;
+            open_new(&path)?
+        }
+        Err(e) => return Err(e),
+    };
     let disk = rebuild::read(blobs, view.root())?;
     if disk.blobs.is_empty() {
         return Ok((catalog, None));
     }
-    let rebuilt = catalog.restore(&disk.blobs, &disk.files, &disk.refs)?;
+    let rebuilt = catalog.restore(&disk.blobs, &disk.files, &disk.refs, &disk.git_oids)?;
     Ok((catalog, Some(rebuilt)))
+}
+
+/// Move a damaged catalog to `catalog.damaged` (replacing an older one), with its log gone.
+fn set_aside_damaged(root: &Path, path: &Path) -> Result<()> {
+    let aside = root.join("catalog.damaged");
+    std::fs::rename(path, &aside)
+        .map_err(|e| Error::io("could not move the damaged catalog to", &aside, e))?;
+    remove_sidecars(path)
+}
+
+/// Open the catalog just created in place of a damaged one.
+fn open_new(path: &Path) -> Result<catalog::Catalog> {
+    catalog::Catalog::open(path).map_err(|e| match e {
+        catalog::OpenError::Other(e) | catalog::OpenError::Damaged(e) => e,
+    })
 }
 
 fn remove_sidecars(catalog: &Path) -> Result<()> {

@@ -12,8 +12,9 @@ use std::path::Path;
 
 use super::blobs::BlobDir;
 use super::catalog::RestoredFile;
-use crate::digest::{is_hex_of_len, sha256_file, to_hex};
-use crate::error::{Error, Result};
+use super::view::{entries_sorted, files_below, is_link_in_progress};
+use crate::digest::{git_blob_sha1_file, is_hex_of_len, sha256_file, to_hex};
+use crate::error::Result;
 use crate::validate;
 
 /// What the disk says: every blob (sha256, size), every view entry that names one, every ref.
@@ -22,7 +23,14 @@ pub(crate) struct OnDisk {
     pub(crate) files: Vec<RestoredFile>,
     /// (repo, revision, commit)
     pub(crate) refs: Vec<(String, String, String)>,
+    /// (git blob sha1, sha256) of every blob small enough to be a plain git file: listings
+    /// name those by git id only, so without this a scan could not find them held.
+    pub(crate) git_oids: Vec<(String, String)>,
 }
+
+/// The Hub keeps files above this size in LFS (named by sha256); only smaller ones can be
+/// listed by their git blob id.
+const GIT_FILE_MAX: u64 = 10 << 20;
 
 /// Read `blobs/` and the view under `hub_root`.
 pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
@@ -30,13 +38,20 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
         blobs: Vec::new(),
         files: Vec::new(),
         refs: Vec::new(),
+        git_oids: Vec::new(),
     };
     for name in blobs.list()? {
         if !is_hex_of_len(&name, 32) {
             continue; // not a blob name: recovery removes it
         }
-        if let Ok(meta) = fs::symlink_metadata(blobs.path(&name)) {
+        let path = blobs.path(&name);
+        if let Ok(meta) = fs::symlink_metadata(&path) {
             if meta.is_file() {
+                if meta.len() <= GIT_FILE_MAX {
+                    if let Ok(oid) = git_blob_sha1_file(&path, meta.len()) {
+                        disk.git_oids.push((to_hex(&oid), name.clone()));
+                    }
+                }
                 disk.blobs.push((name, meta.len()));
             }
         }
@@ -44,7 +59,7 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
     let sizes: std::collections::HashMap<&str, u64> =
         disk.blobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
     let mut files = Vec::new();
-    for repo_dir in sorted_entries(hub_root)? {
+    for repo_dir in entries_sorted(hub_root)? {
         let folder = file_name(&repo_dir);
         let Some(repo) = folder
             .strip_prefix("models--")
@@ -56,15 +71,16 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
             continue;
         }
         let snapshots = repo_dir.join("snapshots");
-        for commit_dir in sorted_entries(&snapshots)? {
+        for commit_dir in entries_sorted(&snapshots)? {
             let commit = file_name(&commit_dir);
             if validate::revision(&commit).is_err() || !commit_dir.is_dir() {
                 continue;
             }
             let mut entries = Vec::new();
-            collect(&commit_dir, "", &mut entries)?;
+            files_below(&commit_dir, "", &mut entries)?;
             for (path, entry) in entries {
-                if validate::repo_path(&path).is_err() {
+                let name = path.rsplit('/').next().unwrap_or_default();
+                if is_link_in_progress(name) || validate::repo_path(&path).is_err() {
                     continue;
                 }
                 if let Some(sha256) = blob_of(&entry, blobs)? {
@@ -82,7 +98,7 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
         }
         let refs = repo_dir.join("refs");
         let mut names = Vec::new();
-        collect(&refs, "", &mut names)?;
+        files_below(&refs, "", &mut names)?;
         for (revision, file) in names {
             if validate::revision(&revision).is_err() || revision.ends_with(".tabcache-tmp") {
                 continue;
@@ -126,45 +142,4 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<std::path::PathBuf>> {
-    let list = match fs::read_dir(dir) {
-        Ok(list) => list,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("could not list", dir, e)),
-    };
-    let mut out = Vec::new();
-    for entry in list {
-        out.push(
-            entry
-                .map_err(|e| Error::io("could not list", dir, e))?
-                .path(),
-        );
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// Every non-directory under `dir` as (path relative to it with `/`, full path), skipping the
-/// view's own temporary names (`.name.tabcache-link`). Links are listed, never followed.
-fn collect(dir: &Path, prefix: &str, out: &mut Vec<(String, std::path::PathBuf)>) -> Result<()> {
-    for entry in sorted_entries(dir)? {
-        let name = file_name(&entry);
-        if name.starts_with('.') && name.ends_with(".tabcache-link") {
-            continue;
-        }
-        let rel = if prefix.is_empty() {
-            name
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let is_dir = fs::symlink_metadata(&entry).is_ok_and(|m| m.is_dir());
-        if is_dir {
-            collect(&entry, &rel, out)?;
-        } else {
-            out.push((rel, entry));
-        }
-    }
-    Ok(())
 }

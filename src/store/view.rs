@@ -72,6 +72,7 @@ impl SnapshotView {
         if points_to(&entry, blob) {
             return Ok(entry);
         }
+        // Named so that is_link_in_progress knows it.
         let tmp = parent.join(format!(
             ".{}.tabcache-link",
             entry
@@ -115,6 +116,59 @@ impl SnapshotView {
             Err(e) => Err(Error::io("could not remove", &entry, e)),
         }
     }
+}
+
+/// The entries of `dir`, sorted so walks and reports are stable; none when it does not exist.
+pub(crate) fn entries_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let list = match fs::read_dir(dir) {
+        Ok(list) => list,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("could not list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        out.push(
+            entry
+                .map_err(|e| Error::io("could not list", dir, e))?
+                .path(),
+        );
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every non-directory below `dir` (links are listed, never followed), as (`/`-joined path
+/// relative to `dir` after `prefix`, full path): the files of a snapshot or `refs/` folder.
+pub(crate) fn files_below(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<(String, PathBuf)>,
+) -> Result<()> {
+    for entry in entries_sorted(dir)? {
+        let name = entry
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let meta =
+            fs::symlink_metadata(&entry).map_err(|e| Error::io("could not read", &entry, e))?;
+        if meta.is_dir() {
+            files_below(&entry, &rel, out)?;
+        } else {
+            out.push((rel, entry));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file name is one of the view's own temporary names (`.name.tabcache-link`).
+pub(crate) fn is_link_in_progress(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tabcache-link")
 }
 
 fn points_to(entry: &Path, blob: &Path) -> bool {

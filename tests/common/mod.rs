@@ -4,7 +4,13 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+mod catalog;
+
+#[allow(unused_imports)] // not every test binary checks the catalog
+pub use catalog::*;
+
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use hub_emulator::{Emulator, Listener, RequestRecord};
@@ -126,4 +132,92 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 pub fn path_of(root: &Path, repo: &str, file: &str) -> PathBuf {
     hub_emulator::repo_dir(root, repo).join(file)
+}
+
+/// A deterministic generator (xorshift64) for seeded, replayable schedules: kill times, victims,
+/// operation mixes. Never seed it with 0.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The seed a seeded test uses: `env_var` when set (to replay a run), else the clock.
+pub fn seed_from_env(env_var: &str) -> u64 {
+    std::env::var(env_var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        })
+}
+
+/// This test binary, re-run to execute only `test` (whose body checks an env var to know it is
+/// a child): the self-re-exec pattern of the multi-process tests.
+pub fn self_exec(test: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    cmd
+}
+
+/// Create (or truncate) an empty marker file: one side of a file barrier between processes.
+pub fn touch(path: &Path) {
+    std::fs::write(path, b"").unwrap();
+}
+
+/// Wait for a marker file another process creates; panics after `timeout`.
+pub fn wait_for_file(path: &Path, timeout: Duration) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < timeout,
+            "{} did not appear within {timeout:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Milliseconds since the Unix epoch: a clock that processes on one machine share.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Run the `tabcache` binary on `cache` against `hub`, isolated from the developer's HF
+/// environment.
+pub fn tabcache(hub: &Hub, cache: &Path, args: &[&str]) -> Output {
+    tabcache_command(hub, cache, args).output().unwrap()
+}
+
+/// The command [`tabcache`] runs, to spawn it instead (stdin is null; stdout and stderr are
+/// the caller's to set).
+pub fn tabcache_command(hub: &Hub, cache: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tabcache"));
+    cmd.arg("--cache")
+        .arg(cache)
+        .args(["--endpoint", &hub.emu.url(), "--token", ""])
+        .args(args)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_ENDPOINT")
+        .env_remove("TABCACHE_HOME")
+        .stdin(Stdio::null());
+    cmd
 }
