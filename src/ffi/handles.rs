@@ -82,13 +82,15 @@ impl<T> Registry<T> {
                 });
                 live.slots.len() - 1
             }
-            None => return Err(Failure {
-                status: TcStatus::Internal,
-                message: format!(
+            None => {
+                return Err(Failure {
+                    status: TcStatus::Internal,
+                    message: format!(
                     "{MAX_SLOTS} {} handles are open; close (or free) the ones no longer in use",
                     self.kind
                 ),
-            }),
+                })
+            }
         };
         let address = Arc::into_raw(Arc::new(value)).expose_provenance();
         let slot = &mut live.slots[index];
