@@ -567,7 +567,11 @@ impl ModelCache {
                 }
             }
         }
-        let total: u64 = plans.iter().filter_map(|p| p.size).sum();
+        // Sizes from resolves are each at most 1 PiB, but many of them could still wrap a sum.
+        let total = plans
+            .iter()
+            .filter_map(|p| p.size)
+            .fold(0u64, u64::saturating_add);
         let mut reporter = Reporter::new(progress, total);
         let mut loaded_done = 0u64;
         let mut queue = std::collections::VecDeque::new();
@@ -683,7 +687,25 @@ impl ModelCache {
         }
         let url = match &plan.url {
             Some(url) => url.clone(),
-            None => inner.hub.resolve(&plan.repo, &plan.commit, &plan.path)?.url,
+            None => {
+                let resolved = inner.hub.resolve(&plan.repo, &plan.commit, &plan.path)?;
+                // Refused here, before a transfer allocates anything for the claimed size.
+                if let (Some(listed), Some(claimed)) = (plan.size, resolved.size) {
+                    if listed != claimed {
+                        let server = resolved
+                            .size_from
+                            .unwrap_or_else(|| crate::hub::server_name(&resolved.url));
+                        return Err(download::size_claim_refused(
+                            &server,
+                            format_args!(
+                                "said {} has {claimed} bytes, its listing gives {listed}",
+                                plan.path
+                            ),
+                        ));
+                    }
+                }
+                resolved.url
+            }
         };
         let source = inner.hub.file_source(&url);
         let tmp = inner.store.partial_path(key);

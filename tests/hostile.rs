@@ -560,6 +560,17 @@ fn hostile_downloads_end_in_clear_errors_with_bounded_memory() {
             says: &["claimed a size of 562949953421312 bytes", "free", "invalid"],
         },
         Case {
+            name: "X-Linked-Size on the resolve disagreeing with the listing",
+            faults: vec![Fault::new(claim(SMALL_LFS_SIZE + 1000))
+                .on(Listener::Api)
+                .path(SMALL_LFS)],
+            path: SMALL_LFS,
+            scan: true,
+            kind: "corrupt",
+            server: api.clone(),
+            says: &["its listing gives", "the size it claimed is invalid"],
+        },
+        Case {
             name: "Content-Length disagreeing with the listing (one stream)",
             faults: vec![Fault::new(claim(SMALL_LFS_SIZE + 1000))
                 .on(Listener::Cdn)

@@ -317,7 +317,7 @@ pub(crate) fn size_claim_refused(server: &str, claim: impl std::fmt::Display) ->
         ErrorKind::Corrupt,
         format!(
             "the server at {server} {claim}: the size it claimed is invalid, so nothing was cached \
-             and the partial file was deleted. The server (or a proxy in between) is at fault: retry later, \
+             and nothing it sent was kept. The server (or a proxy in between) is at fault: retry later, \
              and if it persists report it to whoever runs that server"
         ),
     )

@@ -40,6 +40,7 @@ pub use api::{ModelInfo, RemoteFile, MAX_TREE_ENTRIES, MAX_TREE_PAGES};
 pub use config::{HubOptions, DEFAULT_ENDPOINT};
 pub use resolve::ResolvedFile;
 pub use source::FileSource;
+pub(crate) use url::server_name;
 
 use crate::error::Result;
 use config::HubConfig;

@@ -29,6 +29,8 @@ pub struct ResolvedFile {
     /// `X-Linked-Size`, else the final response's `Content-Length`; at most
     /// [`MAX_FILE_SIZE`].
     pub size: Option<u64>,
+    /// The `host:port` that stated `size`, for an error about it to name the right server.
+    pub size_from: Option<String>,
     /// Where to GET the bytes: the CDN location when redirected, else the resolve URL.
     pub url: String,
 }
@@ -147,7 +149,12 @@ impl Found {
         Ok(ResolvedFile {
             commit: self.commit.map(|c| c.to_ascii_lowercase()),
             etag,
-            size: self.linked_size.or(self.length).map(|(n, _)| n),
+            size: self
+                .linked_size
+                .as_ref()
+                .or(self.length.as_ref())
+                .map(|(n, _)| *n),
+            size_from: self.linked_size.or(self.length).map(|(_, server)| server),
             url,
         })
     }
