@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use serde::Deserialize;
 
-use super::http::{Http, Method, JSON_ENCODINGS};
+use super::http::{Http, Method, JSON_REQUEST};
 use super::link::next_link;
 use super::status::{display_url, Subject};
 use super::url::{join, quote};
@@ -113,17 +113,7 @@ pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInf
     let doing = format!("fetch information about '{repo_id}'");
     let (url, subject) = revision_api(http, repo_id, revision, "revision", "", &doing)?;
     let raw: RawModelInfo = http.config.retry.run(|| {
-        let hop = http.check(
-            http.send(
-                Method::Get,
-                &url,
-                &[
-                    ("accept", "application/json"),
-                    ("accept-encoding", JSON_ENCODINGS),
-                ],
-            )?,
-            subject,
-        )?;
+        let hop = http.check(http.send(Method::Get, &url, JSON_REQUEST)?, subject)?;
         hop.read_json(MAX_JSON, "model info")
     })?;
 
@@ -213,17 +203,7 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
             ));
         }
         let (page_url, entries, link) = http.config.retry.run(|| {
-            let hop = http.check(
-                http.send(
-                    Method::Get,
-                    &url,
-                    &[
-                        ("accept", "application/json"),
-                        ("accept-encoding", JSON_ENCODINGS),
-                    ],
-                )?,
-                subject,
-            )?;
+            let hop = http.check(http.send(Method::Get, &url, JSON_REQUEST)?, subject)?;
             let page_url = hop.url.clone();
             let link = hop.header("link");
             let entries: Vec<RawTreeEntry> = hop.read_json(MAX_JSON, "file listing")?;

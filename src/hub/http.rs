@@ -293,6 +293,12 @@ fn decoded(body: Body, encoding: Option<&str>, url: &str, what: &str) -> Result<
 /// well, and [`decoded`] undoes it.
 pub const JSON_ENCODINGS: &str = "gzip, identity";
 
+/// The headers of every Hub API request for JSON.
+pub const JSON_REQUEST: &[(&str, &str)] = &[
+    ("accept", "application/json"),
+    ("accept-encoding", JSON_ENCODINGS),
+];
+
 pub fn too_many_redirects(url: &str) -> Error {
     Error::new(
         ErrorKind::Http,

@@ -3,7 +3,8 @@
 //! - `repos`: repo id -> [`RepoRecord`] (JSON)
 //! - `refs`: (repo, revision) -> commit
 //! - `files`: (repo, commit, path) -> blob sha256, size, git oid ([`FileRecord`])
-//! - `blobs`: sha256 -> size, how many `files` rows name it ([`BlobRecord`])
+//! - `blobs`: sha256 -> size, how many `files` rows name it (kept in the same transaction as
+//!   the rows, so a blob's last reference is known without a count)
 //! - `git_oids`: git blob sha1 -> sha256 (so small files dedup before any transfer)
 //! - `partials`: transfer key -> [`PartialState`] (which ranges of a `.part` are durable)
 //! - `meta`: small facts about the catalog itself (the last rebuild)
@@ -86,13 +87,6 @@ pub struct FileRecord {
     pub size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_oid: Option<String>,
-}
-
-/// A stored blob and how many file records reference it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlobRecord {
-    pub size: u64,
-    pub refs: u64,
 }
 
 /// Totals over the catalog.
@@ -341,13 +335,18 @@ impl Catalog {
         Ok(Catalog { conns })
     }
 
+    /// Refuse a forked child's use of a handle its parent opened.
+    pub(crate) fn ensure_opened_here(&self) -> Result<()> {
+        ensure_same_process(self.conns.opener)
+    }
+
     /// A connection of this handle, refused in a forked child: SQLite connections must not
     /// cross `fork()` (see [`forget_inherited`]).
     fn conn<'a>(
         &self,
         which: &'a Mutex<Option<Connection>>,
     ) -> Result<QuietGuard<'a, Option<Connection>>> {
-        ensure_same_process(self.conns.opener)?;
+        self.ensure_opened_here()?;
         // A panic while holding a connection leaves no half-state: changes are transactions,
         // rolled back when dropped.
         let guard = fork::lock(which);
@@ -478,38 +477,23 @@ impl Catalog {
         })
     }
 
-    pub(crate) fn blob(&self, sha256: &str) -> Result<Option<BlobRecord>> {
+    /// The recorded size of blob `sha256`, if it is recorded.
+    pub(crate) fn blob_size(&self, sha256: &str) -> Result<Option<u64>> {
         self.read(|c| {
-            c.prepare_cached("SELECT size, refs FROM blobs WHERE sha256 = ?1")
-                .and_then(|mut s| {
-                    s.query_row([sha256], |r| {
-                        Ok(BlobRecord {
-                            size: from_sql(r.get(0)?),
-                            refs: from_sql(r.get(1)?),
-                        })
-                    })
-                    .optional()
-                })
+            c.prepare_cached("SELECT size FROM blobs WHERE sha256 = ?1")
+                .and_then(|mut s| s.query_row([sha256], |r| r.get(0).map(from_sql)).optional())
                 .map_err(sql_err)
         })
     }
 
-    /// Every blob record: (sha256, record).
-    pub(crate) fn blobs(&self) -> Result<Vec<(String, BlobRecord)>> {
+    /// Every blob record: (sha256, size).
+    pub(crate) fn blob_sizes(&self) -> Result<Vec<(String, u64)>> {
         self.read(|c| {
             let mut stmt = c
-                .prepare_cached("SELECT sha256, size, refs FROM blobs ORDER BY sha256")
+                .prepare_cached("SELECT sha256, size FROM blobs ORDER BY sha256")
                 .map_err(sql_err)?;
             let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        BlobRecord {
-                            size: from_sql(r.get(1)?),
-                            refs: from_sql(r.get(2)?),
-                        },
-                    ))
-                })
+                .query_map([], |r| Ok((r.get(0)?, from_sql(r.get(1)?))))
                 .map_err(sql_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(sql_err)
         })
@@ -837,7 +821,7 @@ impl Catalog {
 }
 
 /// Refuse to use, in a forked child, a handle its parent opened.
-pub(crate) fn ensure_same_process(opener: u32) -> Result<()> {
+fn ensure_same_process(opener: u32) -> Result<()> {
     let me = crate::fork::current_pid();
     if me == opener {
         return Ok(());

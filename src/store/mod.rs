@@ -42,8 +42,6 @@ pub(crate) struct Store {
     blobs: blobs::BlobDir,
     view: view::SnapshotView,
     gate: lock::Gate,
-    /// The process that opened the store; a forked child must open its own.
-    opener: u32,
     /// What opening this store rebuilt, if the catalog had to be rebuilt.
     rebuilt: Option<Rebuilt>,
 }
@@ -69,7 +67,6 @@ impl Store {
             blobs,
             view,
             gate,
-            opener: crate::fork::current_pid(),
             rebuilt,
         };
         store.recover()?;
@@ -184,7 +181,7 @@ impl Store {
 
     /// A committed blob with this sha256, if the store has it.
     pub(crate) fn has_blob(&self, sha256: &str) -> Result<bool> {
-        Ok(self.catalog.blob(sha256)?.is_some() && self.blobs.exists(sha256))
+        Ok(self.catalog.blob_size(sha256)?.is_some() && self.blobs.exists(sha256))
     }
 
     /// The sha256 of a committed blob whose git blob sha1 is `git_oid`, if the store has one.
@@ -260,7 +257,7 @@ impl Store {
     /// links into it.
     fn gate(&self) -> Result<lock::GateGuard<'_>> {
         // The lock file is shared with the parent after fork(), so it would not exclude it.
-        catalog::ensure_same_process(self.opener)?;
+        self.catalog.ensure_opened_here()?;
         self.gate.enter()
     }
 
@@ -315,17 +312,12 @@ impl Store {
     /// None when it is not recorded (any more).
     pub(crate) fn recorded_blob(&self, sha256: &str) -> Result<Option<u64>> {
         let _gate = self.gate()?;
-        Ok(self.catalog.blob(sha256)?.map(|b| b.size))
+        self.catalog.blob_size(sha256)
     }
 
     /// Every recorded blob: (sha256, size).
     pub(crate) fn blob_sizes(&self) -> Result<Vec<(String, u64)>> {
-        Ok(self
-            .catalog
-            .blobs()?
-            .into_iter()
-            .map(|(sha, rec)| (sha, rec.size))
-            .collect())
+        self.catalog.blob_sizes()
     }
 
     /// Forget one cached file and delete its blob if nothing else references it. Returns the
@@ -423,25 +415,24 @@ impl Store {
                 continue; // a live transfer
             };
             let recorded = self.catalog.partial(&key)?.is_some();
-            let remove = match (&part, recorded) {
-                (None, _) => {
-                    if recorded {
-                        self.catalog.clear_partial(&key)?;
-                    }
-                    continue;
+            let Some(file) = part else {
+                // A lock alone, or a resume record whose file is gone.
+                if recorded {
+                    self.catalog.clear_partial(&key)?;
                 }
-                (Some(_), false) => true,
-                (Some(file), true) => match stale_after {
-                    None => false,
-                    // A file written in the future (clock change) counts as fresh.
-                    Some(limit) => {
-                        file.modified.map_or(std::time::Duration::MAX, |m| {
+                continue;
+            };
+            let remove = match stale_after {
+                // On open: only what no record describes.
+                None => !recorded,
+                // A file written in the future (clock change) counts as fresh.
+                Some(limit) => {
+                    !recorded
+                        || file.modified.map_or(std::time::Duration::MAX, |m| {
                             now.duration_since(m).unwrap_or_default()
                         }) >= limit
-                    }
-                },
+                }
             };
-            let file = part.expect("a partial file");
             if !remove {
                 swept.partials_kept += 1;
                 swept.partial_bytes_kept += file.len;
@@ -599,7 +590,7 @@ impl Store {
     fn remove_unrecorded_blobs(&self) -> Result<(u64, u64)> {
         let recorded: std::collections::HashSet<String> = self
             .catalog
-            .blobs()?
+            .blob_sizes()?
             .into_iter()
             .map(|(sha, _)| sha)
             .collect();
