@@ -150,9 +150,11 @@ typedef uint32_t tc_status;
 typedef struct tc_cache tc_cache;
 
 /**
- * A download running on a worker thread. Opaque: start one with
- * tc_cache_download_quant_start or tc_cache_download_file_start, release it with
- * tc_job_free. All tc_job_ functions may be called from any thread.
+ * A scan or download running on a worker thread. Opaque: start one with
+ * tc_cache_scan_repo_start, tc_cache_download_quant_start or tc_cache_download_file_start,
+ * release it with tc_job_free. All tc_job_ functions may be called from any thread. A
+ * cancelled job finishes within a second whatever it was doing (see tc_progress_fn's
+ * heartbeat), so tc_job_wait after tc_job_cancel, and tc_job_free, never block longer.
  */
 typedef struct tc_job tc_job;
 
@@ -231,10 +233,21 @@ typedef struct tc_options {
 } tc_options;
 
 /**
- * The C progress callback: called with the bytes loaded so far and the total bytes of the
- * request (0 while unknown), throttled (at most about 20 calls a second) and monotonic, with
- * a final call where loaded == total on success. Return 0 to continue, non-zero to cancel:
- * the call then returns TC_STATUS_CANCELLED. For blocking calls it runs on the thread that
+ * The C progress callback: called with the work done so far and the total work of the
+ * request (bytes for downloads, files listed for scans), throttled (at most about 20 calls
+ * a second) and monotonic.
+ *
+ * - total is 0 while unknown (a scan, a file whose size no listing gives); loaded still
+ *   grows meanwhile.
+ * - Heartbeat: while the call runs, the callback is called at least every 250 ms (200 ms in
+ *   practice), with unchanged values when nothing moved (during a resolve, a retry wait, a
+ *   stalled or silent server, a wait for another process's transfer). So the callback is also
+ *   the cancel check: return non-zero and the call returns TC_STATUS_CANCELLED within a
+ *   second, whatever it was doing; partial data is kept and the next call resumes.
+ * - On success the last call has loaded == total (for an unknown total, both are then what
+ *   was done); with a known non-zero total it is the only such call.
+ *
+ * Return 0 to continue, non-zero to cancel. For blocking calls it runs on the thread that
  * made the call. It must not call tc_cache_close on the cache in use, and must not throw
  * (C++) or longjmp out.
  */
@@ -349,6 +362,24 @@ tc_status tc_cache_scan_repo(struct tc_cache *cache,
                              const char *repo_id,
                              const char *revision,
                              char **out_json);
+
+/**
+ * tc_cache_scan_repo with progress and cancellation: progress gets (files listed so far, 0)
+ * as the pages of the listing arrive, a heartbeat while a request or retry wait is under way,
+ * and (n, n) at the end (see tc_progress_fn).
+ *
+ * - progress (may be NULL) and user_data: called on this thread.
+ *
+ * Returns the statuses of tc_cache_scan_repo, and TC_STATUS_CANCELLED when progress returned
+ * non-zero (within a second, even in the middle of a request; the stored manifest is as
+ * before).
+ */
+tc_status tc_cache_scan_repo_with_progress(struct tc_cache *cache,
+                                           const char *repo_id,
+                                           const char *revision,
+                                           tc_progress_fn progress,
+                                           void *user_data,
+                                           char **out_json);
 
 /**
  * The stored manifest of repo_id (as last scanned), without any network request.
@@ -568,6 +599,24 @@ tc_status tc_cache_download_quant_start(struct tc_cache *cache,
                                         struct tc_job **out);
 
 /**
+ * Start tc_cache_scan_repo on a worker thread and return at once. tc_job_progress gives
+ * (files listed so far, 0) while it runs; tc_job_manifest_json the manifest once it
+ * succeeded.
+ *
+ * - repo_id, revision (NULL = "main"): borrowed for this call only.
+ * - out: on TC_STATUS_OK receives the job; the caller owns it and frees it with
+ *   tc_job_free (which cancels it if still running).
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL or malformed argument, bad cache
+ * handle); TC_STATUS_INTERNAL when no thread can be started. Scan errors are the job's
+ * outcome: see tc_job_wait.
+ */
+tc_status tc_cache_scan_repo_start(struct tc_cache *cache,
+                                   const char *repo_id,
+                                   const char *revision,
+                                   struct tc_job **out);
+
+/**
  * Start tc_cache_download_file on a worker thread and return at once. The file's path is
  * available from tc_job_file_path once the job succeeded.
  *
@@ -630,8 +679,22 @@ tc_status tc_job_file_path(const struct tc_job *job,
                            char **out_path);
 
 /**
- * Free a job. A job still running is cancelled first, and this call waits (briefly) for its
- * worker thread to stop, so no thread outlives the handle. NULL is ignored; a job already
+ * The manifest a finished tc_cache_scan_repo_start job produced, as JSON (the shape of
+ * tc_cache_scan_repo's).
+ *
+ * - out_json: on TC_STATUS_OK receives the manifest; the caller frees it with
+ *   tc_string_free.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_PENDING while the job runs; the job's error if it
+ * failed; TC_STATUS_INVALID_ARGUMENT for a bad handle, NULL out_json, or a job that is not a
+ * scan.
+ */
+tc_status tc_job_manifest_json(const struct tc_job *job,
+                               char **out_json);
+
+/**
+ * Free a job. A job still running is cancelled first, and this call waits for its worker
+ * thread to stop (within a second), so no job thread outlives the handle. NULL is ignored; a job already
  * freed, or a pointer that is not a tc_job, is detected and ignored (tc_last_error_message()
  * says so).
  */

@@ -16,7 +16,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flight, Flights, Ticket};
 use crate::hub::{HubClient, HubOptions};
 use crate::manifest::{unix_now, ListedFile, Manifest, QuantLive, QuantState, RepoRecord};
-use crate::progress::{FileEvent, FileProgressFn, ProgressFn, Reporter, POLL_INTERVAL};
+use crate::progress::{
+    reborrow, FileEvent, FileProgressFn, ProgressFn, Reporter, Watch, POLL_INTERVAL,
+};
 use crate::store::{FileRecord, Rebuilt, Store};
 use crate::{quant, validate};
 
@@ -161,25 +163,61 @@ impl ModelCache {
     /// Ask the hub for `repo_id` at `revision` (default `main`), classify its files into
     /// variants and store the manifest. Offline, answers from the catalog when it can.
     pub fn scan_repo(&self, repo_id: &str, revision: Option<&str>) -> Result<Manifest> {
+        self.scan_repo_with_progress(repo_id, revision, None)
+    }
+
+    /// [`scan_repo`](Self::scan_repo), reporting `(files listed, 0)` as the pages of the
+    /// listing arrive and `(n, n)` at the end; `progress` may return false to cancel (the scan
+    /// then returns `Cancelled` at once, even in the middle of a request or a retry wait).
+    pub fn scan_repo_with_progress(
+        &self,
+        repo_id: &str,
+        revision: Option<&str>,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<Manifest> {
         validate::repo_id(repo_id)?;
-        let record = self.scan_record(repo_id, revision)?;
+        let mut reporter = Reporter::new(progress, None);
+        let record = self.scan_record_watched(&mut reporter, repo_id, revision)?;
+        reporter.finish(record.files.len() as u64);
         Ok(self.manifest_of(&record))
     }
 
+    /// [`scan_record`](Self::scan_record) on a helper thread while `reporter` beats.
+    fn scan_record_watched(
+        &self,
+        reporter: &mut Reporter<'_>,
+        repo_id: &str,
+        revision: Option<&str>,
+    ) -> Result<RepoRecord> {
+        let (cache, repo, revision) = (
+            self.clone(),
+            repo_id.to_string(),
+            revision.map(str::to_string),
+        );
+        reporter.run("scan", move |watch| {
+            cache.scan_record(&cache.inner.hub.watched(watch), &repo, revision.as_deref())
+        })
+    }
+
     /// The work of `scan_repo`, returning the stored record itself (which another thread may
-    /// delete from the catalog the moment it is stored).
-    fn scan_record(&self, repo_id: &str, revision: Option<&str>) -> Result<RepoRecord> {
+    /// delete from the catalog the moment it is stored). `hub` carries the caller's watch.
+    fn scan_record(
+        &self,
+        hub: &HubClient,
+        repo_id: &str,
+        revision: Option<&str>,
+    ) -> Result<RepoRecord> {
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
         let inner = &self.inner;
-        if inner.hub.is_offline() {
+        if hub.is_offline() {
             return match inner.store.repo(repo_id)? {
                 Some(rec) if rec.revision == revision || rec.commit == revision => Ok(rec),
                 _ => Err(offline_error(&format!("scan {repo_id}"))),
             };
         }
-        let info = inner.hub.model_info(repo_id, revision)?;
-        let listing = inner.hub.list_files(repo_id, &info.sha)?;
+        let info = hub.model_info(repo_id, revision)?;
+        let listing = hub.list_files(repo_id, &info.sha)?;
         let classes = quant::classify(listing.iter().map(|f| f.path.as_str()));
         let files: BTreeMap<String, ListedFile> = listing
             .iter()
@@ -314,19 +352,24 @@ impl ModelCache {
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
         let mut progress = progress;
-        let mut report = |loaded, total| progress.as_mut().is_none_or(|p| p(loaded, total));
         // A delete_model on another thread can remove the file between its landing and our
         // look-up; the caller asked for it to be cached, so fetch it again (a few times).
         for _ in 0..3 {
             let plan = match self.cached_commit(repo_id, revision, path)? {
-                Some(commit) => match self.ready_path(repo_id, &commit, path, Some(&mut report))? {
-                    Some(view_path) => return Ok(view_path),
-                    None => continue, // deleted by another thread since we looked
-                },
-                None => self.plan_file(repo_id, revision, path)?,
+                Some(commit) => {
+                    match self.ready_path(repo_id, &commit, path, reborrow(&mut progress))? {
+                        Some(view_path) => return Ok(view_path),
+                        None => continue, // deleted by another thread since we looked
+                    }
+                }
+                None => {
+                    let mut planning = Reporter::new(reborrow(&mut progress), None);
+                    self.plan_watched(&mut planning, repo_id, revision, &[path])?
+                        .remove(0)
+                }
             };
             let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
-            self.fetch_all(vec![plan], Some(&mut report), None, None)?;
+            self.fetch_all(vec![plan], reborrow(&mut progress), None, None)?;
             if let Some(view_path) = self.file_path_at(&repo, &commit, path)? {
                 return Ok(view_path);
             }
@@ -355,22 +398,9 @@ impl ModelCache {
         for path in paths {
             validate::repo_path(path)?;
         }
-        let mut plans = Vec::with_capacity(paths.len());
-        for path in paths {
-            // Cached files make no request, and their sizes count in the overall progress.
-            plans.push(match self.cached_record(repo_id, path, Some(revision))? {
-                Some((commit, rec)) => FilePlan {
-                    repo: repo_id.to_string(),
-                    commit,
-                    path: path.to_string(),
-                    size: Some(rec.size),
-                    sha256: Some(rec.sha256),
-                    git_oid: rec.git_oid,
-                    url: None,
-                },
-                None => self.plan_file(repo_id, revision, path)?,
-            });
-        }
+        let mut progress = progress;
+        let mut planning = Reporter::new(reborrow(&mut progress), None);
+        let plans = self.plan_watched(&mut planning, repo_id, revision, paths)?;
         let at: Vec<(String, String)> = plans
             .iter()
             .map(|p| (p.commit.clone(), p.path.clone()))
@@ -385,6 +415,41 @@ impl ModelCache {
                 },
             )
             .collect()
+    }
+
+    /// Plan each of `paths` (cached ones from the catalog, the others from the listing or a
+    /// resolve) on a helper thread while `reporter` beats, so that a cancel ends a slow
+    /// resolve or a retry wait at once.
+    fn plan_watched(
+        &self,
+        reporter: &mut Reporter<'_>,
+        repo_id: &str,
+        revision: &str,
+        paths: &[&str],
+    ) -> Result<Vec<FilePlan>> {
+        let (cache, repo, revision) = (self.clone(), repo_id.to_string(), revision.to_string());
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        reporter.run("resolve", move |watch| {
+            let hub = cache.inner.hub.watched(watch);
+            let mut plans = Vec::with_capacity(paths.len());
+            for path in &paths {
+                watch.check()?;
+                // Cached files make no request, and their sizes count in the overall progress.
+                plans.push(match cache.cached_record(&repo, path, Some(&revision))? {
+                    Some((commit, rec)) => FilePlan {
+                        repo: repo.clone(),
+                        commit,
+                        path: path.clone(),
+                        size: Some(rec.size),
+                        sha256: Some(rec.sha256),
+                        git_oid: rec.git_oid,
+                        url: None,
+                    },
+                    None => cache.plan_file(&hub, &repo, &revision, path)?,
+                });
+            }
+            Ok(plans)
+        })
     }
 
     /// The commit at which `path` is already cached for `revision`, if it is.
@@ -404,7 +469,7 @@ impl ModelCache {
         let Some((view_path, rec)) = self.inner.store.cached_view(repo, commit, path)? else {
             return Ok(None);
         };
-        Reporter::new(progress, rec.size).finish();
+        Reporter::new(progress, Some(rec.size)).finish(rec.size);
         Ok(Some(view_path))
     }
 
@@ -430,10 +495,14 @@ impl ModelCache {
         per_file: Option<FileProgressFn<'_>>,
     ) -> Result<()> {
         validate::repo_id(repo_id)?;
+        let mut progress = progress;
         let record = match (self.inner.store.repo(repo_id)?, revision) {
             (Some(rec), None) => rec,
             (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
-            _ => self.scan_record(repo_id, revision)?,
+            _ => {
+                let mut scanning = Reporter::new(reborrow(&mut progress), None);
+                self.scan_record_watched(&mut scanning, repo_id, revision)?
+            }
         };
         let files = record.variant_files(quant)?;
         let plans: Vec<FilePlan> = files
@@ -477,8 +546,14 @@ impl ModelCache {
     }
 
     /// Work out where `path` comes from and what its bytes must hash to: from the scanned
-    /// listing when it covers this revision, else from a resolve (one HEAD request).
-    fn plan_file(&self, repo: &str, revision: &str, path: &str) -> Result<FilePlan> {
+    /// listing when it covers this revision, else from a resolve (one HEAD request) by `hub`.
+    fn plan_file(
+        &self,
+        hub: &HubClient,
+        repo: &str,
+        revision: &str,
+        path: &str,
+    ) -> Result<FilePlan> {
         if let Some(rec) = self.inner.store.repo(repo)? {
             if rec.revision == revision || rec.commit == revision {
                 if let Some(listed) = rec.files.get(path) {
@@ -494,14 +569,14 @@ impl ModelCache {
                 }
             }
         }
-        if self.inner.hub.is_offline() {
+        if hub.is_offline() {
             return Err(offline_error(&format!("download {path} from {repo}")));
         }
-        let resolved = self.inner.hub.resolve(repo, revision, path)?;
+        let resolved = hub.resolve(repo, revision, path)?;
         // A server that names no commit (some mirrors) leaves model info to tell us.
         let commit = match resolved.commit {
             Some(c) => c,
-            None => self.inner.hub.model_info(repo, revision)?.sha,
+            None => hub.model_info(repo, revision)?.sha,
         };
         self.inner.store.set_ref(repo, revision, &commit)?;
         let etag = resolved.etag.to_ascii_lowercase();
@@ -568,10 +643,10 @@ impl ModelCache {
             }
         }
         // Sizes from resolves are each at most 1 PiB, but many of them could still wrap a sum.
+        // One file of unknown size makes the whole total unknown (reported as 0).
         let total = plans
             .iter()
-            .filter_map(|p| p.size)
-            .fold(0u64, u64::saturating_add);
+            .try_fold(0u64, |sum, p| p.size.map(|size| sum.saturating_add(size)));
         let mut reporter = Reporter::new(progress, total);
         let mut loaded_done = 0u64;
         let mut queue = std::collections::VecDeque::new();
@@ -645,11 +720,12 @@ impl ModelCache {
                 live.store(loaded, Ordering::Relaxed);
             }
             if !reporter.tick(loaded) {
-                // Dropping the tickets withdraws our interest; flights no one else wants stop.
+                // Withdraw our interest; flights no one else wants stop.
+                crate::flight::withdraw_all(running.into_iter().map(|(_, ticket)| ticket));
                 return Err(Error::cancelled());
             }
         }
-        reporter.finish();
+        reporter.finish(loaded_done);
         Ok(())
     }
 
@@ -688,7 +764,9 @@ impl ModelCache {
         let url = match &plan.url {
             Some(url) => url.clone(),
             None => {
-                let resolved = inner.hub.resolve(&plan.repo, &plan.commit, &plan.path)?;
+                // Watched by the flight's cancel: a retry wait ends when every requester left.
+                let hub = inner.hub.watched(&Watch::on(flight.cancel.clone()));
+                let resolved = hub.resolve(&plan.repo, &plan.commit, &plan.path)?;
                 // Refused here, before a transfer allocates anything for the claimed size.
                 if let (Some(listed), Some(claimed)) = (plan.size, resolved.size) {
                     if listed != claimed {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Result;
 use crate::store::FileRecord;
@@ -18,7 +18,7 @@ pub(crate) struct Flight {
     /// Bytes of the content held so far (resumed bytes included).
     pub(crate) progress: AtomicU64,
     /// Set when no requester wants the bytes any more; the transfer checks it between reads.
-    pub(crate) cancel: AtomicBool,
+    pub(crate) cancel: Arc<AtomicBool>,
     interested: AtomicUsize,
     outcome: Mutex<Option<Result<FileRecord>>>,
     landed: Condvar,
@@ -48,7 +48,7 @@ impl Flights {
         }
         let flight = Arc::new(Flight {
             progress: AtomicU64::new(0),
-            cancel: AtomicBool::new(false),
+            cancel: Arc::default(),
             interested: AtomicUsize::new(1),
             outcome: Mutex::new(None),
             landed: Condvar::new(),
@@ -110,24 +110,56 @@ impl Ticket {
 }
 
 /// How long withdrawing the last interest waits for the flight to stop. Transfers check their
-/// cancel flag every few tens of milliseconds, so this bound is only hit by a wedged disk.
-const STOP_WAIT: Duration = Duration::from_secs(10);
+/// cancel flag every few tens of milliseconds, so a flight normally stops well within this; one
+/// stuck in a request that a silent server never answers (or on a wedged disk) is left to end
+/// by itself (at the hub client's read timeout), since a cancelled call must return within a
+/// second. Its durable ranges stay, and the next request for the content joins or resumes it.
+const STOP_WAIT: Duration = Duration::from_millis(500);
+
+impl Ticket {
+    /// Withdraw this interest without waiting; the flight, when it was the last one (the
+    /// flight is then cancelled and its stop worth waiting for).
+    fn withdraw(&mut self) -> Option<Arc<Flight>> {
+        if self.settled {
+            return None;
+        }
+        self.settled = true;
+        if self.flight.interested.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.flight.cancel.store(true, Ordering::SeqCst);
+            return Some(self.flight.clone());
+        }
+        None
+    }
+}
+
+impl Flight {
+    /// Wait until the flight landed or `deadline` passed: when a cancelled call returns, none
+    /// of its connections or threads are normally still running, and its resumable state is
+    /// on disk.
+    fn wait_landed(&self, deadline: Instant) {
+        let guard = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self.landed.wait_timeout_while(guard, left, |o| o.is_none());
+    }
+}
+
+/// Withdraw every ticket at once, then wait for the flights no one else wants to stop, all
+/// within one [`STOP_WAIT`] (dropping them one by one would wait once per stuck flight).
+pub(crate) fn withdraw_all(tickets: impl IntoIterator<Item = Ticket>) {
+    let deadline = Instant::now() + STOP_WAIT;
+    let stopping: Vec<Arc<Flight>> = tickets
+        .into_iter()
+        .filter_map(|mut ticket| ticket.withdraw())
+        .collect();
+    for flight in stopping {
+        flight.wait_landed(deadline);
+    }
+}
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        if !self.settled && self.flight.interested.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.flight.cancel.store(true, Ordering::SeqCst);
-            // Wait for it to stop: when a cancelled call returns, none of its connections or
-            // threads are still running, and its resumable state is on disk.
-            let guard = self
-                .flight
-                .outcome
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            let _ = self
-                .flight
-                .landed
-                .wait_timeout_while(guard, STOP_WAIT, |o| o.is_none());
+        if let Some(flight) = self.withdraw() {
+            flight.wait_landed(Instant::now() + STOP_WAIT);
         }
     }
 }

@@ -1,8 +1,10 @@
-//! Background jobs: a download started on a worker thread that the caller polls, waits for
-//! with a timeout, or cancels. This is the asynchronous API of the C ABI (`tc_job`), and the
-//! one that Python's asyncio variants and the CLI build on: the blocking [`ModelCache`] call
-//! runs unchanged on the worker, its progress callback feeds atomic counters and reads the
-//! cancel flag.
+//! Background jobs: a scan or download started on a worker thread that the caller polls,
+//! waits for with a timeout, or cancels. This is the asynchronous API of the C ABI (`tc_job`),
+//! and the one that Python's asyncio variants build on: the blocking [`ModelCache`] call runs
+//! unchanged on the worker, its progress callback feeds atomic counters and reads the cancel
+//! flag. Since blocking calls reach their callback at least every
+//! [`HEARTBEAT`](crate::progress::HEARTBEAT) whatever they are doing, a cancelled job finishes
+//! within a heartbeat and a poll, and dropping one never waits longer.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,11 +14,22 @@ use std::time::{Duration, Instant};
 
 use crate::cache::{ModelCache, DEFAULT_REVISION};
 use crate::error::{Error, Result};
+use crate::manifest::Manifest;
 use crate::validate;
 
-/// What a finished job produced: the snapshot-view path for a file download, `None` for a
-/// variant download.
-pub type JobResult = Result<Option<PathBuf>>;
+/// What a finished job produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutput {
+    /// A variant download: its files are in the cache.
+    Done,
+    /// A file download: the file's snapshot-view path.
+    File(PathBuf),
+    /// A scan: the repo's manifest.
+    Manifest(Box<Manifest>),
+}
+
+/// A finished job's outcome.
+pub type JobResult = Result<JobOutput>;
 
 /// A download running on its own thread. Dropping the job cancels it and waits for its thread,
 /// so no worker outlives its handle.
@@ -167,7 +180,7 @@ impl ModelCache {
         Job::spawn(format!("tabcache-job-{quant}"), move |progress| {
             cache
                 .download_quant(&repo, &quant_key, revision.as_deref(), Some(progress))
-                .map(|()| None)
+                .map(|()| JobOutput::Done)
         })
     }
 
@@ -191,7 +204,24 @@ impl ModelCache {
         Job::spawn("tabcache-job-file".to_string(), move |progress| {
             cache
                 .download_file(&repo, &file, revision.as_deref(), Some(progress))
-                .map(Some)
+                .map(JobOutput::File)
+        })
+    }
+
+    /// Start [`ModelCache::scan_repo`] on a worker thread; its progress counts the files
+    /// listed, and the job's result is the manifest.
+    pub fn start_scan_repo(&self, repo_id: &str, revision: Option<&str>) -> Result<Job> {
+        validate::repo_id(repo_id)?;
+        validate::revision(revision.unwrap_or(DEFAULT_REVISION))?;
+        let (cache, repo, revision) = (
+            self.clone(),
+            repo_id.to_string(),
+            revision.map(str::to_string),
+        );
+        Job::spawn("tabcache-job-scan".to_string(), move |progress| {
+            cache
+                .scan_repo_with_progress(&repo, revision.as_deref(), Some(progress))
+                .map(|manifest| JobOutput::Manifest(Box::new(manifest)))
         })
     }
 }
@@ -210,14 +240,14 @@ mod tests {
             while !g.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Ok(None)
+            Ok(JobOutput::Done)
         })
         .unwrap();
         assert!(job.wait(Some(Duration::from_millis(20))).is_none());
         assert_eq!(job.progress(), (1, 2));
         gate.store(true, Ordering::Relaxed);
-        assert_eq!(job.wait(None), Some(Ok(None)));
-        assert_eq!(job.outcome(), Some(Ok(None)));
+        assert_eq!(job.wait(None), Some(Ok(JobOutput::Done)));
+        assert_eq!(job.outcome(), Some(Ok(JobOutput::Done)));
     }
 
     #[test]

@@ -10,7 +10,6 @@ blocking calls, and on the event loop's thread for the ``*_async`` variants.
 from __future__ import annotations
 
 import asyncio
-import functools
 import io
 import json
 import logging
@@ -131,11 +130,43 @@ class _ProgressState:
         self.error: Optional[BaseException] = None
 
 
-@ffi.callback("tc_progress_fn")
+#: An exception raised in a progress callback before it could tell which call it serves (see
+#: ``_on_callback_error``), kept for the call on this thread.
+_stray = threading.local()
+
+
+def _on_callback_error(exc_type: Any, exc_value: Optional[BaseException], traceback: Any) -> int:
+    """cffi's ``onerror`` for the trampoline: an exception the trampoline could not catch
+    itself, chiefly a KeyboardInterrupt delivered as the callback is entered (Python runs
+    signal handlers at the first instruction of a frame, before the trampoline's ``try``).
+    Without this, cffi prints "Exception ignored from cffi callback" and the call runs on.
+    The exception is kept for the call, which re-raises it, and the call is cancelled."""
+    error = exc_value if exc_value is not None else exc_type()
+    state = None
+    while traceback is not None:
+        user_data = traceback.tb_frame.f_locals.get("user_data")
+        if user_data is not None:
+            try:
+                state = ffi.from_handle(user_data)
+            except Exception:  # noqa: BLE001 - not our frame; fall back to the thread's slot
+                state = None
+            break
+        traceback = traceback.tb_next
+    if isinstance(state, _ProgressState):
+        if state.error is None:
+            state.error = error
+    else:
+        _stray.error = error
+    return 1
+
+
+@ffi.callback("tc_progress_fn", onerror=_on_callback_error)
 def _progress_trampoline(user_data: Any, loaded: int, total: int) -> int:
     # One C callback for every call; the per-call state travels in user_data. Any exception
-    # (KeyboardInterrupt too) is kept for the caller and cancels the download: it must not
-    # unwind through Rust frames, and printing and swallowing it would hide the failure.
+    # (KeyboardInterrupt too) is kept for the caller and cancels the call: it must not
+    # unwind through Rust frames, and printing and swallowing it would hide the failure. The
+    # library calls this at least every 200 ms even when nothing moves, so a Ctrl-C reaches
+    # the caller within a second whatever the call is doing.
     state = ffi.from_handle(user_data)
     try:
         if state.callback is not None:
@@ -144,6 +175,12 @@ def _progress_trampoline(user_data: Any, loaded: int, total: int) -> int:
         state.error = exc
         return 1
     return 0
+
+
+def _take_stray_error() -> Optional[BaseException]:
+    error = getattr(_stray, "error", None)
+    _stray.error = None
+    return error
 
 
 class CachedFile(io.RawIOBase):
@@ -393,17 +430,34 @@ class ModelCache:
 
     # -- manifests -------------------------------------------------------------------------
 
-    def scan_repo(self, repo_id: str, *, revision: Optional[str] = None) -> Dict[str, Any]:
+    def scan_repo(
+        self,
+        repo_id: str,
+        *,
+        revision: Optional[str] = None,
+        progress_callback: Optional[ProgressCallback] = None,
+    ) -> Dict[str, Any]:
         """Scan ``repo_id`` on the Hub (list its files, group them into quantization variants)
         and store its manifest. Offline, returns the stored manifest.
+
+        ``progress_callback(listed, 0)`` hears how many files the listing has given so far
+        (a 100k-file repo takes many pages), then ``(n, n)`` at the end; if it raises, the
+        scan stops and the exception propagates. Ctrl-C stops it within a second.
 
         Returns the manifest dict: ``repo_id``, ``task``, ``created_at``, ``updated_at``,
         ``quants`` (``{key: {status, files, total_size, downloaded_size, last_updated}}``),
         plus ``revision``, ``commit`` and ``addons``.
         """
         out = ffi.new("char **")
+        cache = self._cache()
         logger.debug("scanning %s", repo_id)
-        _check(lib.tc_cache_scan_repo(self._cache(), _text(repo_id, "repo_id"), _text(revision, "revision"), out))
+        self._with_progress(
+            None,
+            progress_callback,
+            lambda progress, user_data: lib.tc_cache_scan_repo_with_progress(
+                cache, _text(repo_id, "repo_id"), _text(revision, "revision"), progress, user_data, out
+            ),
+        )
         return json.loads(_take_string(out[0]))
 
     def get_manifest(self, repo_id: str) -> Optional[Dict[str, Any]]:
@@ -418,12 +472,16 @@ class ModelCache:
 
     # -- downloads -------------------------------------------------------------------------
 
-    def _with_progress(self, description: str, callback: Optional[ProgressCallback], start: Callable[[Any, Any], int]) -> None:
+    def _with_progress(self, description: Optional[str], callback: Optional[ProgressCallback], start: Callable[[Any, Any], int]) -> None:
+        """Run one blocking native call with the progress trampoline, always passed (even
+        with no callback) so that Ctrl-C is seen during the call. ``description`` names the
+        tqdm bar shown when nobody asked for progress; ``None`` for no bar."""
         if callback is not None and not callable(callback):
             raise TypeError(f"progress_callback must be callable, not {type(callback).__name__}")
-        bar = _default_progress(description) if callback is None else None
+        bar = _default_progress(description) if callback is None and description is not None else None
         state = _ProgressState(callback if callback is not None else bar)
         user_data = ffi.new_handle(state)
+        _take_stray_error()
         try:
             status = start(_progress_trampoline, user_data)
             failure = _error(status) if status != _OK else None
@@ -431,8 +489,9 @@ class ModelCache:
             if bar is not None:
                 bar.close()
         # The callback's own exception explains the cancellation better than "cancelled".
-        if state.error is not None:
-            error, state.error = state.error, None
+        error = state.error if state.error is not None else _take_stray_error()
+        if error is not None:
+            state.error = None
             raise error
         if failure is not None:
             raise failure
@@ -636,11 +695,26 @@ class ModelCache:
 
     # -- asyncio ---------------------------------------------------------------------------
 
-    async def scan_repo_async(self, repo_id: str, *, revision: Optional[str] = None) -> Dict[str, Any]:
-        """``scan_repo`` on a worker thread, without blocking the event loop. Cancelling the
-        task abandons the result; the scan itself (short) runs to its end."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, functools.partial(self.scan_repo, repo_id, revision=revision))
+    async def scan_repo_async(
+        self,
+        repo_id: str,
+        *,
+        revision: Optional[str] = None,
+        progress_callback: Optional[ProgressCallback] = None,
+        poll_interval: float = 0.05,
+    ) -> Dict[str, Any]:
+        """``scan_repo`` as a coroutine: the scan runs on the library's worker thread and the
+        event loop stays free. ``progress_callback(listed, 0)`` runs on the loop's thread.
+        ``task.cancel()`` stops the scan at once (even mid-request) and raises
+        ``asyncio.CancelledError``. Returns the manifest dict."""
+        job = self._start_job(lib.tc_cache_scan_repo_start, _text(repo_id, "repo_id"), _text(revision, "revision"))
+        try:
+            await self._await_job(job, progress_callback, None, poll_interval)
+            out = ffi.new("char **")
+            _check(lib.tc_job_manifest_json(job, out))
+            return json.loads(_take_string(out[0]))
+        finally:
+            lib.tc_job_free(job)
 
     async def download_file_async(
         self,
@@ -655,7 +729,7 @@ class ModelCache:
         and the event loop stays free. ``progress_callback`` runs on the loop's thread.
         ``task.cancel()`` stops the transfer (partial data is kept for a resume) and raises
         ``asyncio.CancelledError``. Returns the file's snapshot-view path."""
-        job = self._start_job(lib.tc_cache_download_file_start, repo_id, _text(file_path, "file_path"), revision)
+        job = self._start_job(lib.tc_cache_download_file_start, _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"))
         try:
             await self._await_job(job, progress_callback, file_path, poll_interval)
             out = ffi.new("char **")
@@ -675,21 +749,22 @@ class ModelCache:
     ) -> None:
         """``download_quant`` as a coroutine; see ``download_file_async`` for threads,
         progress and cancellation."""
-        job = self._start_job(lib.tc_cache_download_quant_start, repo_id, _text(quant_key, "quant_key"), revision)
+        job = self._start_job(lib.tc_cache_download_quant_start, _text(repo_id, "repo_id"), _text(quant_key, "quant_key"), _text(revision, "revision"))
         try:
             await self._await_job(job, progress_callback, f"{repo_id} {quant_key}", poll_interval)
         finally:
             lib.tc_job_free(job)
 
-    def _start_job(self, start: Any, repo_id: str, what: Any, revision: Optional[str]) -> Any:
+    def _start_job(self, start: Any, *args: Any) -> Any:
+        """Start a native job: ``start(cache, *args, out)``."""
         out = ffi.new("tc_job **")
-        _check(start(self._cache(), _text(repo_id, "repo_id"), what, _text(revision, "revision"), out))
+        _check(start(self._cache(), *args, out))
         return out[0]
 
-    async def _await_job(self, job: Any, callback: Optional[ProgressCallback], description: str, poll_interval: float) -> None:
+    async def _await_job(self, job: Any, callback: Optional[ProgressCallback], description: Optional[str], poll_interval: float) -> None:
         if callback is not None and not callable(callback):
             raise TypeError(f"progress_callback must be callable, not {type(callback).__name__}")
-        bar = _default_progress(description) if callback is None else None
+        bar = _default_progress(description) if callback is None and description is not None else None
         report = callback if callback is not None else bar
         loaded = ffi.new("uint64_t *")
         total = ffi.new("uint64_t *")

@@ -166,8 +166,33 @@ enum SortKey {
     Size,
 }
 
-/// Set by SIGINT; download progress callbacks read it and cancel.
+/// Set by SIGINT; the progress callbacks of long commands read it and cancel. The library
+/// calls them at least every 200 ms whatever it is doing, so Ctrl-C ends a command within a
+/// second.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The progress callback of a command that shows no progress: it only cancels on Ctrl-C.
+fn until_interrupted(_loaded: u64, _total: u64) -> bool {
+    !INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// What an interrupted command ends with (exit code 130).
+fn interrupted() -> Error {
+    Error::new(
+        ErrorKind::Cancelled,
+        "interrupted; partial downloads are kept: run the same command again to resume",
+    )
+}
+
+/// `result`, with a cancellation by Ctrl-C worded as [`interrupted`].
+fn unless_interrupted<T>(result: Result<T, Error>) -> Result<T, Error> {
+    match result {
+        Err(e) if e.kind() == ErrorKind::Cancelled && INTERRUPTED.load(Ordering::Relaxed) => {
+            Err(interrupted())
+        }
+        other => other,
+    }
+}
 
 const SECONDS_PER_DAY: f64 = 86_400.0;
 
@@ -524,7 +549,12 @@ fn run(cli: &Cli, ctx: &Ctx) -> CmdResult {
 }
 
 fn scan(ctx: &Ctx, cache: &ModelCache, repo: &str, revision: Option<&str>) -> CmdResult {
-    let manifest = cache.scan_repo(repo, revision)?;
+    install_sigint_handler();
+    let manifest = unless_interrupted(cache.scan_repo_with_progress(
+        repo,
+        revision,
+        Some(&mut until_interrupted),
+    ))?;
     if ctx.json {
         ctx.emit_json(&manifest);
         return Ok(());
@@ -632,7 +662,8 @@ fn download(
 ) -> CmdResult {
     install_sigint_handler();
     let revision_name = revision.unwrap_or(tabcache::DEFAULT_REVISION).to_string();
-    let manifest = match cache.scan_repo(repo, revision) {
+    let scanned = cache.scan_repo_with_progress(repo, revision, Some(&mut until_interrupted));
+    let manifest = match unless_interrupted(scanned) {
         Ok(m) => Some(m),
         // Named files may be cached already; let each one answer for itself.
         Err(e) if e.kind() == ErrorKind::Offline && quant.is_none() && !files.is_empty() => None,
@@ -784,12 +815,10 @@ fn fetch_files(
     }
     bars.finish();
     if INTERRUPTED.load(Ordering::Relaxed) {
-        // Let every transfer save its resume state before the process ends.
-        cache.wait_idle(Duration::from_secs(10));
-        return Err(Error::new(
-            ErrorKind::Cancelled,
-            "interrupted; partial downloads are kept: run the same command again to resume",
-        ));
+        // The library already waited (briefly) for its transfers to save their resume state;
+        // one stuck on a silent server is not worth holding the user's terminal for.
+        cache.wait_idle(Duration::from_millis(200));
+        return Err(interrupted());
     }
     outcome?;
     // download_quant gives no paths: the variant's files are looked up; the others came back.

@@ -1,6 +1,7 @@
 //! `tc_cache`: opening and closing a cache, its options, and the blocking calls.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::ptr;
 use std::time::Duration;
 
 use super::args::{optional_str, out_ptr, required_str, required_strs};
@@ -8,6 +9,7 @@ use super::error::{call, call_void, Failure, TcStatus};
 use super::handles::Registry;
 use super::memory::{give_bytes, give_string, TcBytes};
 use crate::cache::{CacheOptions, ModelCache};
+use crate::progress::ProgressFn;
 
 /// A model cache over one directory. Opaque: create with tc_cache_open, destroy with
 /// tc_cache_close. One tc_cache may be used by many threads at once.
@@ -211,24 +213,38 @@ pub unsafe extern "C" fn tc_cache_close(cache: *mut TcCache) {
     })
 }
 
-/// The C progress callback: called with the bytes loaded so far and the total bytes of the
-/// request (0 while unknown), throttled (at most about 20 calls a second) and monotonic, with
-/// a final call where loaded == total on success. Return 0 to continue, non-zero to cancel:
-/// the call then returns TC_STATUS_CANCELLED. For blocking calls it runs on the thread that
+/// The C progress callback: called with the work done so far and the total work of the
+/// request (bytes for downloads, files listed for scans), throttled (at most about 20 calls
+/// a second) and monotonic.
+///
+/// - total is 0 while unknown (a scan, a file whose size no listing gives); loaded still
+///   grows meanwhile.
+/// - Heartbeat: while the call runs, the callback is called at least every 250 ms (200 ms in
+///   practice), with unchanged values when nothing moved (during a resolve, a retry wait, a
+///   stalled or silent server, a wait for another process's transfer). So the callback is also
+///   the cancel check: return non-zero and the call returns TC_STATUS_CANCELLED within a
+///   second, whatever it was doing; partial data is kept and the next call resumes.
+/// - On success the last call has loaded == total (for an unknown total, both are then what
+///   was done); with a known non-zero total it is the only such call.
+///
+/// Return 0 to continue, non-zero to cancel. For blocking calls it runs on the thread that
 /// made the call. It must not call tc_cache_close on the cache in use, and must not throw
 /// (C++) or longjmp out.
 pub type TcProgressFn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, loaded: u64, total: u64) -> c_int>;
 
-/// Wrap a C callback as the Rust progress closure.
+/// Wrap a C callback as the Rust progress closure; `None` for a NULL callback, so that a call
+/// nobody can cancel does its work on the calling thread.
 fn progress_closure(
     callback: TcProgressFn,
     user_data: *mut c_void,
-) -> impl FnMut(u64, u64) -> bool {
-    move |loaded, total| match callback {
-        Some(f) => unsafe { f(user_data, loaded, total) == 0 },
-        None => true,
-    }
+) -> Option<impl FnMut(u64, u64) -> bool> {
+    callback.map(|f| move |loaded, total| unsafe { f(user_data, loaded, total) == 0 })
+}
+
+/// Lend the wrapped callback to a `ModelCache` call.
+fn lend(report: &mut Option<impl FnMut(u64, u64) -> bool>) -> Option<ProgressFn<'_>> {
+    report.as_mut().map(|f| f as ProgressFn<'_>)
 }
 
 /// Scan repo_id at revision on the Hub: list its files, classify them into quantization
@@ -250,12 +266,36 @@ pub unsafe extern "C" fn tc_cache_scan_repo(
     revision: *const c_char,
     out_json: *mut *mut c_char,
 ) -> TcStatus {
+    tc_cache_scan_repo_with_progress(cache, repo_id, revision, None, ptr::null_mut(), out_json)
+}
+
+/// tc_cache_scan_repo with progress and cancellation: progress gets (files listed so far, 0)
+/// as the pages of the listing arrive, a heartbeat while a request or retry wait is under way,
+/// and (n, n) at the end (see tc_progress_fn).
+///
+/// - progress (may be NULL) and user_data: called on this thread.
+///
+/// Returns the statuses of tc_cache_scan_repo, and TC_STATUS_CANCELLED when progress returned
+/// non-zero (within a second, even in the middle of a request; the stored manifest is as
+/// before).
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_scan_repo_with_progress(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    revision: *const c_char,
+    progress: TcProgressFn,
+    user_data: *mut c_void,
+    out_json: *mut *mut c_char,
+) -> TcStatus {
     call("tc_cache_scan_repo", || {
         let handle = CACHES.get(cache)?;
         let repo = required_str(repo_id, "repo_id")?;
         let revision = optional_str(revision, "revision")?;
         out_ptr(out_json, "out_json")?;
-        let manifest = handle.cache.scan_repo(repo, revision)?;
+        let mut report = progress_closure(progress, user_data);
+        let manifest = handle
+            .cache
+            .scan_repo_with_progress(repo, revision, lend(&mut report))?;
         *out_json = give_string(&to_json(&manifest)?)?;
         Ok(TcStatus::Ok)
     })
@@ -323,7 +363,7 @@ pub unsafe extern "C" fn tc_cache_download_file(
         let mut report = progress_closure(progress, user_data);
         let local = handle
             .cache
-            .download_file(repo, file, revision, Some(&mut report))?;
+            .download_file(repo, file, revision, lend(&mut report))?;
         if !out_path.is_null() {
             *out_path = give_string(&path_text(&local)?)?;
         }
@@ -365,7 +405,7 @@ pub unsafe extern "C" fn tc_cache_download_files(
         let mut report = progress_closure(progress, user_data);
         let local = handle
             .cache
-            .download_files(repo, &files, revision, Some(&mut report), None)?;
+            .download_files(repo, &files, revision, lend(&mut report), None)?;
         if !out_json.is_null() {
             let texts = local
                 .iter()
@@ -405,7 +445,7 @@ pub unsafe extern "C" fn tc_cache_download_quant(
         let mut report = progress_closure(progress, user_data);
         handle
             .cache
-            .download_quant(repo, quant, revision, Some(&mut report))?;
+            .download_quant(repo, quant, revision, lend(&mut report))?;
         Ok(TcStatus::Ok)
     })
 }
@@ -620,7 +660,7 @@ pub(crate) fn not_cached_file(repo: &str, file: &str) -> Failure {
     ))
 }
 
-fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
+pub(super) fn to_json(value: &impl serde::Serialize) -> Result<String, Failure> {
     serde_json::to_string(value).map_err(|e| Failure {
         status: TcStatus::Internal,
         message: format!("could not encode the result as JSON ({e}); please report this bug"),

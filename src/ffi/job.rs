@@ -4,15 +4,17 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use super::args::{optional_str, out_ptr, required_str};
-use super::cache::{TcCache, CACHES};
+use super::cache::{to_json, TcCache, CACHES};
 use super::error::{call, call_void, Failure, TcStatus};
 use super::handles::Registry;
 use super::memory::give_string;
-use crate::jobs::{Job, JobResult};
+use crate::jobs::{Job, JobOutput, JobResult};
 
-/// A download running on a worker thread. Opaque: start one with
-/// tc_cache_download_quant_start or tc_cache_download_file_start, release it with
-/// tc_job_free. All tc_job_ functions may be called from any thread.
+/// A scan or download running on a worker thread. Opaque: start one with
+/// tc_cache_scan_repo_start, tc_cache_download_quant_start or tc_cache_download_file_start,
+/// release it with tc_job_free. All tc_job_ functions may be called from any thread. A
+/// cancelled job finishes within a second whatever it was doing (see tc_progress_fn's
+/// heartbeat), so tc_job_wait after tc_job_cancel, and tc_job_free, never block longer.
 pub struct TcJob {
     job: Job,
 }
@@ -44,6 +46,35 @@ pub unsafe extern "C" fn tc_cache_download_quant_start(
         let revision = optional_str(revision, "revision")?;
         out_ptr(out, "out")?;
         let job = handle.cache.start_download_quant(repo, quant, revision)?;
+        *out = JOBS.insert(TcJob { job })?;
+        Ok(TcStatus::Ok)
+    })
+}
+
+/// Start tc_cache_scan_repo on a worker thread and return at once. tc_job_progress gives
+/// (files listed so far, 0) while it runs; tc_job_manifest_json the manifest once it
+/// succeeded.
+///
+/// - repo_id, revision (NULL = "main"): borrowed for this call only.
+/// - out: on TC_STATUS_OK receives the job; the caller owns it and frees it with
+///   tc_job_free (which cancels it if still running).
+///
+/// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL or malformed argument, bad cache
+/// handle); TC_STATUS_INTERNAL when no thread can be started. Scan errors are the job's
+/// outcome: see tc_job_wait.
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_scan_repo_start(
+    cache: *mut TcCache,
+    repo_id: *const c_char,
+    revision: *const c_char,
+    out: *mut *mut TcJob,
+) -> TcStatus {
+    call("tc_cache_scan_repo_start", || {
+        let handle = CACHES.get(cache)?;
+        let repo = required_str(repo_id, "repo_id")?;
+        let revision = optional_str(revision, "revision")?;
+        out_ptr(out, "out")?;
+        let job = handle.cache.start_scan_repo(repo, revision)?;
         *out = JOBS.insert(TcJob { job })?;
         Ok(TcStatus::Ok)
     })
@@ -151,10 +182,10 @@ pub unsafe extern "C" fn tc_job_file_path(
         match handle.job.outcome() {
             None => Ok(TcStatus::Pending),
             Some(Err(e)) => Err(e.into()),
-            Some(Ok(None)) => Err(Failure::invalid(
-                "this job downloads a variant, which has no single path; use tc_cache_file_path per file",
+            Some(Ok(JobOutput::Done | JobOutput::Manifest(_))) => Err(Failure::invalid(
+                "this job is not a file download, so it has no single path; use tc_cache_file_path per file",
             )),
-            Some(Ok(Some(path))) => {
+            Some(Ok(JobOutput::File(path))) => {
                 let text = path.to_str().ok_or_else(|| Failure {
                     status: TcStatus::Io,
                     message: format!("the path {} is not valid UTF-8", path.display()),
@@ -166,8 +197,39 @@ pub unsafe extern "C" fn tc_job_file_path(
     })
 }
 
-/// Free a job. A job still running is cancelled first, and this call waits (briefly) for its
-/// worker thread to stop, so no thread outlives the handle. NULL is ignored; a job already
+/// The manifest a finished tc_cache_scan_repo_start job produced, as JSON (the shape of
+/// tc_cache_scan_repo's).
+///
+/// - out_json: on TC_STATUS_OK receives the manifest; the caller frees it with
+///   tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_PENDING while the job runs; the job's error if it
+/// failed; TC_STATUS_INVALID_ARGUMENT for a bad handle, NULL out_json, or a job that is not a
+/// scan.
+#[no_mangle]
+pub unsafe extern "C" fn tc_job_manifest_json(
+    job: *const TcJob,
+    out_json: *mut *mut c_char,
+) -> TcStatus {
+    call("tc_job_manifest_json", || {
+        let handle = JOBS.get(job)?;
+        out_ptr(out_json, "out_json")?;
+        match handle.job.outcome() {
+            None => Ok(TcStatus::Pending),
+            Some(Err(e)) => Err(e.into()),
+            Some(Ok(JobOutput::Manifest(manifest))) => {
+                *out_json = give_string(&to_json(&*manifest)?)?;
+                Ok(TcStatus::Ok)
+            }
+            Some(Ok(_)) => Err(Failure::invalid(
+                "this job is not a scan, so it has no manifest; start one with tc_cache_scan_repo_start",
+            )),
+        }
+    })
+}
+
+/// Free a job. A job still running is cancelled first, and this call waits for its worker
+/// thread to stop (within a second), so no job thread outlives the handle. NULL is ignored; a job already
 /// freed, or a pointer that is not a tc_job, is detected and ignored (tc_last_error_message()
 /// says so).
 #[no_mangle]

@@ -11,6 +11,7 @@ use super::link::next_link;
 use super::status::{display_url, Subject};
 use super::url::{join, quote};
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Watch;
 use crate::validate;
 
 /// A listing longer than this is a server paging forever, not a repository.
@@ -109,10 +110,10 @@ fn revision_api<'a>(
     Ok((url, subject))
 }
 
-pub fn model_info(http: &Http, repo_id: &str, revision: &str) -> Result<ModelInfo> {
+pub fn model_info(http: &Http, watch: &Watch, repo_id: &str, revision: &str) -> Result<ModelInfo> {
     let doing = format!("fetch information about '{repo_id}'");
     let (url, subject) = revision_api(http, repo_id, revision, "revision", "", &doing)?;
-    let raw: RawModelInfo = http.config.retry.run(|| {
+    let raw: RawModelInfo = http.config.retry.run(watch, || {
         let hop = http.check(http.send(Method::Get, &url, JSON_REQUEST)?, subject)?;
         hop.read_json(MAX_JSON, "model info")
     })?;
@@ -180,7 +181,14 @@ pub fn parse_tree_page(
     check_tree_page(entries, url, seen)
 }
 
-pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<RemoteFile>> {
+/// Every file of the listing, all pages; `watch` counts the files listed so far and is
+/// checked before each page.
+pub fn list_files(
+    http: &Http,
+    watch: &Watch,
+    repo_id: &str,
+    revision: &str,
+) -> Result<Vec<RemoteFile>> {
     let doing = format!("list the files of '{repo_id}'");
     let (first, subject) =
         revision_api(http, repo_id, revision, "tree", "?recursive=true", &doing)?;
@@ -202,7 +210,7 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
                 format!("more than {MAX_TREE_PAGES} pages of listing (it seems to page forever)"),
             ));
         }
-        let (page_url, entries, link) = http.config.retry.run(|| {
+        let (page_url, entries, link) = http.config.retry.run(watch, || {
             let hop = http.check(http.send(Method::Get, &url, JSON_REQUEST)?, subject)?;
             let page_url = hop.url.clone();
             let link = hop.header("link");
@@ -221,6 +229,7 @@ pub fn list_files(http: &Http, repo_id: &str, revision: &str) -> Result<Vec<Remo
                     "file sizes that add up to more than 2^64 bytes".into(),
                 )
             })?;
+        watch.add(page.len() as u64);
         files.extend(page);
         if files.len() > MAX_TREE_ENTRIES {
             return Err(server_fault(

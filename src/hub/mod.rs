@@ -43,6 +43,7 @@ pub use source::FileSource;
 pub(crate) use url::server_name;
 
 use crate::error::Result;
+use crate::progress::Watch;
 use config::HubConfig;
 use http::Http;
 
@@ -50,6 +51,8 @@ use http::Http;
 #[derive(Clone)]
 pub struct HubClient {
     http: Arc<Http>,
+    /// Cancels this client's requests, waits and pagination (see [`HubClient::watched`]).
+    watch: Watch,
 }
 
 impl fmt::Debug for HubClient {
@@ -75,7 +78,18 @@ impl HubClient {
         let config = HubConfig::resolve(options, env)?;
         Ok(HubClient {
             http: Arc::new(Http::new(config)),
+            watch: Watch::default(),
         })
+    }
+
+    /// This client (same settings and connection pool) for work done under `watch`: its
+    /// retry waits end and its paginated listings stop as soon as the watch is cancelled,
+    /// and listings count their files in it.
+    pub(crate) fn watched(&self, watch: &Watch) -> HubClient {
+        HubClient {
+            http: self.http.clone(),
+            watch: watch.clone(),
+        }
     }
 
     /// The endpoint in use, without a trailing `/`.
@@ -93,19 +107,19 @@ impl HubClient {
 
     /// `GET /api/models/{repo_id}/revision/{revision}`.
     pub fn model_info(&self, repo_id: &str, revision: &str) -> Result<ModelInfo> {
-        api::model_info(&self.http, repo_id, revision)
+        api::model_info(&self.http, &self.watch, repo_id, revision)
     }
 
     /// Every file of the repo at `revision` (pass the commit sha from [`Self::model_info`] so
     /// that all pages describe one commit): `GET /api/models/{repo_id}/tree/{revision}?recursive=true`,
     /// all pages, directories left out, every entry validated.
     pub fn list_files(&self, repo_id: &str, revision: &str) -> Result<Vec<RemoteFile>> {
-        api::list_files(&self.http, repo_id, revision)
+        api::list_files(&self.http, &self.watch, repo_id, revision)
     }
 
     /// `HEAD /{repo_id}/resolve/{revision}/{path}`: commit, ETag, size and the URL to GET.
     pub fn resolve(&self, repo_id: &str, revision: &str, path: &str) -> Result<ResolvedFile> {
-        resolve::resolve(&self.http, repo_id, revision, path)
+        resolve::resolve(&self.http, &self.watch, repo_id, revision, path)
     }
 
     /// The URL of a resolve (`{endpoint}/{repo_id}/resolve/{revision}/{path}`), for callers that

@@ -16,6 +16,7 @@ use super::status::{display_url, Subject};
 use super::url::{join, quote, server_name, Origin};
 use crate::download::MAX_FILE_SIZE;
 use crate::error::{Error, ErrorKind, Result};
+use crate::progress::Watch;
 use crate::validate;
 
 /// The answer to a resolve.
@@ -229,7 +230,13 @@ impl Walk {
     }
 }
 
-pub fn resolve(http: &Http, repo_id: &str, revision: &str, path: &str) -> Result<ResolvedFile> {
+pub fn resolve(
+    http: &Http,
+    watch: &Watch,
+    repo_id: &str,
+    revision: &str,
+    path: &str,
+) -> Result<ResolvedFile> {
     validate::repo_id(repo_id)?;
     validate::revision(revision)?;
     validate::repo_path(path)?;
@@ -245,14 +252,22 @@ pub fn resolve(http: &Http, repo_id: &str, revision: &str, path: &str) -> Result
         revision: Some(revision),
         path: Some(path),
     };
-    http.config.retry.run(|| resolve_once(http, &url, subject))
+    http.config
+        .retry
+        .run(watch, || resolve_once(http, watch, &url, subject))
 }
 
-fn resolve_once(http: &Http, start: &str, subject: Subject<'_>) -> Result<ResolvedFile> {
+fn resolve_once(
+    http: &Http,
+    watch: &Watch,
+    start: &str,
+    subject: Subject<'_>,
+) -> Result<ResolvedFile> {
     let headers = [("accept-encoding", "identity")];
     let mut walk = Walk::new(start);
     let mut url = start.to_string();
     loop {
+        watch.check()?;
         let hop = http.check(http.send_hop(Method::Head, &url, &headers)?, subject)?;
         match walk.step(&hop.url, hop.status(), &|name| hop.header(name))? {
             Step::Done(resolved) => return Ok(resolved),

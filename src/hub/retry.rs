@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Error, Result};
+use crate::progress::Watch;
 
 /// How a transient failure is retried. Cheap to copy; one per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,11 +45,17 @@ impl RetryPolicy {
     }
 
     /// Run `attempt` until it succeeds, fails for good, or the policy's bounds are reached.
-    /// Only errors marked transient are retried; the last error is returned as it is.
-    pub fn run<T>(&self, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    /// Only errors marked transient are retried; the last error is returned as it is. A
+    /// cancel of `watch` ends a wait between attempts at once (with `Cancelled`).
+    pub(crate) fn run<T>(
+        &self,
+        watch: &Watch,
+        mut attempt: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
         let started = Instant::now();
         let mut retry = 0;
         loop {
+            watch.check()?;
             let err: Error = match attempt() {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
@@ -60,7 +67,7 @@ impl RetryPolicy {
             if started.elapsed() + wait > self.max_total {
                 return Err(give_up(err, retry));
             }
-            std::thread::sleep(wait);
+            watch.sleep(wait)?;
             retry += 1;
         }
     }
@@ -235,7 +242,7 @@ mod tests {
     #[test]
     fn retries_transient_errors_until_success() {
         let mut calls = 0;
-        let got = fast_policy(5).run(|| {
+        let got = fast_policy(5).run(&Watch::default(), || {
             calls += 1;
             if calls < 3 {
                 Err(Error::new(ErrorKind::Http, "503").transient(None))
@@ -250,7 +257,7 @@ mod tests {
     fn stops_at_the_retry_bound_and_says_so() {
         let mut calls = 0;
         let err = fast_policy(2)
-            .run(|| -> Result<()> {
+            .run(&Watch::default(), || -> Result<()> {
                 calls += 1;
                 Err(Error::new(ErrorKind::Http, "server error 503").transient(None))
             })
@@ -268,7 +275,7 @@ mod tests {
     fn permanent_errors_are_not_retried() {
         let mut calls = 0;
         let err = fast_policy(5)
-            .run(|| -> Result<()> {
+            .run(&Watch::default(), || -> Result<()> {
                 calls += 1;
                 Err(Error::new(ErrorKind::RepoNotFound, "nope"))
             })
@@ -285,7 +292,7 @@ mod tests {
         let started = Instant::now();
         let mut calls = 0;
         let err = policy
-            .run(|| -> Result<()> {
+            .run(&Watch::default(), || -> Result<()> {
                 calls += 1;
                 Err(Error::new(ErrorKind::RateLimited, "429")
                     .transient(Some(Duration::from_secs(30))))

@@ -95,6 +95,13 @@ pub enum FaultKind {
     /// `X-Linked-Size` or `X-Linked-Etag`, an `ETag` that is no hash, and file bodies chunked
     /// (so no `Content-Length`), as a careless mirror might answer.
     NoMetadata,
+    /// Resolves and file responses state no size: no `X-Linked-Size`, and file bodies chunked
+    /// (so no `Content-Length`); the hash headers stay. A file of unknown size.
+    NoSize,
+    /// Accept the request and answer nothing at all (not even a status line) for `seconds`
+    /// (at most 120), then close: a server that accepts and never answers. Any request,
+    /// HEAD and API calls included.
+    Hang { seconds: f64 },
 }
 
 impl Fault {
@@ -163,7 +170,10 @@ impl Fault {
             FaultKind::Status { .. } => true,
             FaultKind::RawTree { .. } | FaultKind::EndlessPagination => request.is_tree,
             // Header faults: a HEAD is where a resolve reads them.
-            FaultKind::ClaimSize { .. } | FaultKind::NoMetadata => true,
+            FaultKind::ClaimSize { .. }
+            | FaultKind::NoMetadata
+            | FaultKind::NoSize
+            | FaultKind::Hang { .. } => true,
             // A HEAD has no body to damage; it must not use up a body fault meant for the GET.
             _ => request.method != "HEAD",
         };
@@ -201,6 +211,9 @@ pub struct Plan {
     pub claim_size: Option<u64>,
     pub content_encoding: Option<String>,
     pub no_metadata: bool,
+    pub no_size: bool,
+    /// Answer nothing for this long, then close.
+    pub hang: Option<Duration>,
     pub fired: Vec<FaultId>,
 }
 
@@ -332,6 +345,11 @@ impl FaultTable {
                     plan.content_encoding = Some(encoding.clone())
                 }
                 FaultKind::NoMetadata => plan.no_metadata = true,
+                FaultKind::NoSize => plan.no_size = true,
+                FaultKind::Hang { seconds } => {
+                    let seconds = seconds.clamp(0.0, MAX_STALL_SECONDS);
+                    plan.hang = Some(Duration::from_secs_f64(seconds));
+                }
             }
         }
         plan

@@ -351,6 +351,11 @@ fn handle(
         );
     }
     shared.log.lock().unwrap().push(record);
+    if let Some(silence) = plan.hang {
+        // Woken early by shutdown, so a test that ends mid-hang does not wait for it.
+        shared.nap(silence);
+        return false;
+    }
 
     let mut writer = BodyWriter::new(shared, stream, body_buffer);
     let outcome = writer.send(is_head, response, &plan, close);
@@ -379,6 +384,12 @@ fn apply_head_faults(mut response: Response, mut plan: Plan, is_head: bool) -> (
                 *value = "\"opaque-etag\"".to_owned();
             }
         }
+        plan.chunked |= is_file;
+    }
+    if plan.no_size {
+        response
+            .headers
+            .retain(|(name, _)| !named(name, "x-linked-size"));
         plan.chunked |= is_file;
     }
     if let Some(size) = plan.claim_size {
