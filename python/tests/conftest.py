@@ -84,6 +84,10 @@ class Hub:
     def add_fault(self, kind: Dict[str, Any], **match: Any) -> int:
         return self._control("POST", "faults", {"kind": kind, **match})["id"]
 
+    def settings(self, **settings: Any) -> None:
+        """Change the emulator's settings (``page_size``, ``tree_redirect``, ``gzip_json``)."""
+        self._control("POST", "settings", settings)
+
     def clear_faults(self) -> None:
         self._control("DELETE", "faults")
 

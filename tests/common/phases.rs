@@ -320,7 +320,7 @@ impl Stage {
             assert!(other.wait().unwrap().success(), "the other process failed");
         }
         self.hub.emu.clear_faults();
-        self.hub.emu.set_page_size(1000);
+        self.hub.emu.set_page_size(hub_emulator::DEFAULT_PAGE_SIZE);
         self.hub.emu.clear_log();
         let cache = ModelCache::open(self.dir.path(), self.options.clone()).unwrap();
         let result = match self.phase.call() {
