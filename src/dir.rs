@@ -429,7 +429,7 @@ mod imp {
     impl Dir {
         pub(crate) fn open(path: &Path) -> io::Result<Dir> {
             if !fs::metadata(path)?.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::Other, "not a directory"));
+                return Err(io::Error::other("not a directory"));
             }
             Ok(Dir {
                 inner: Arc::new(Inner {
@@ -449,7 +449,7 @@ mod imp {
                 }
             }
             if !fs::symlink_metadata(&path)?.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::Other, "not a directory"));
+                return Err(io::Error::other("not a directory"));
             }
             Ok(Dir {
                 inner: Arc::new(Inner { path }),

@@ -318,6 +318,15 @@ impl ModelCache {
     /// is named by (sha256 for LFS files, the git blob sha1 otherwise) is hard-linked (or
     /// copied) into this cache and recorded for that repo and commit, with the revisions in
     /// `refs/` this cache does not know yet. The huggingface_hub cache is only read.
+    ///
+    /// Each file is opened once, without blocking (a FIFO, device or socket is skipped with a
+    /// reason, never read), and the bytes hashed from that open file are the ones brought in:
+    /// a hard link is kept only when it names the very file that was hashed, otherwise the
+    /// file is copied from the open handle. A hard-linked blob shares one file with
+    /// huggingface_hub's cache: a write through either changes both. tabcache's own blobs are
+    /// read-only, but the import leaves a shared file's permissions as they are (changing them
+    /// would change huggingface_hub's file); [`ModelCache::verify`] detects content changed
+    /// that way.
     pub fn import_hf_cache(&self, dir: Option<&Path>) -> Result<ImportReport> {
         let dir = match dir {
             Some(d) => d.to_path_buf(),

@@ -14,7 +14,7 @@ use std::fs::{File, TryLockError};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use crate::dir::Dir;
+use crate::dir::{Dir, Kind};
 use crate::error::{Error, Result};
 use crate::fork;
 
@@ -69,9 +69,20 @@ pub(crate) fn detach_inherited() {
 #[cfg(not(unix))]
 pub(crate) fn detach_inherited() {}
 
-/// Open (creating) a lock file without following a link planted at its name.
+/// Open (creating) a lock file without following a link planted at its name. The cache makes
+/// only regular lock files, so a link or special file at the name holds no lock: it is removed
+/// (what a link points to is not touched) and a lock file made in its place.
 fn open_lock_file(dir: &Dir, name: &str) -> std::io::Result<File> {
-    dir.open_rw(name, true)
+    match dir.open_rw(name, true) {
+        Ok(file) => Ok(file),
+        Err(e) => match dir.stat(name) {
+            Ok(Some(meta)) if matches!(meta.kind, Kind::Link | Kind::Other) => {
+                dir.remove_file(name)?;
+                dir.open_rw(name, true)
+            }
+            _ => Err(e),
+        },
+    }
 }
 
 pub(crate) struct Gate {
@@ -209,14 +220,18 @@ mod tests {
 
     #[cfg(unix)]
     #[test]
-    fn a_planted_link_is_not_followed() {
+    fn a_planted_link_is_replaced_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
         let outside = tmp.path().join("outside");
         std::fs::write(&outside, b"keep").unwrap();
         let path = tmp.path().join("k.lock");
         std::os::unix::fs::symlink(&outside, &path).unwrap();
         let dir = Dir::open(tmp.path()).unwrap();
-        assert!(TransferLock::try_acquire(&dir, "k.lock").is_err());
+        let lock = TransferLock::try_acquire(&dir, "k.lock").unwrap();
+        assert!(lock.is_some(), "the planted link holds no lock");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        drop(lock);
         assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
     }
 }

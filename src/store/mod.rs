@@ -517,6 +517,8 @@ impl Store {
     ) -> Result<TransferClaim> {
         use std::sync::atomic::Ordering;
         const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+        // Before a byte lands in tmp/: it must still be the cache's.
+        self.check_layout()?;
         let name = BlobDir::lock_name(key);
         loop {
             if let Some(lock) = lock::TransferLock::try_acquire(self.blobs.tmp_dir(), &name)? {

@@ -63,7 +63,13 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
     let sizes: std::collections::HashMap<&str, u64> =
         disk.blobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
     let mut files = Vec::new();
+    // Folders of the view are never links (the view makes none): one planted there is not
+    // entered, so nothing outside the cache is read as if it were the view.
+    let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
     for repo_dir in entries_sorted(hub_root)? {
+        if !real_dir(&repo_dir) {
+            continue;
+        }
         let folder = file_name(&repo_dir);
         let Some(repo) = folder
             .strip_prefix("models--")
@@ -75,9 +81,14 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
             continue;
         }
         let snapshots = repo_dir.join("snapshots");
-        for commit_dir in entries_sorted(&snapshots)? {
+        let commit_dirs = if real_dir(&snapshots) {
+            entries_sorted(&snapshots)?
+        } else {
+            Vec::new()
+        };
+        for commit_dir in commit_dirs {
             let commit = file_name(&commit_dir);
-            if validate::revision(&commit).is_err() || !commit_dir.is_dir() {
+            if validate::revision(&commit).is_err() || !real_dir(&commit_dir) {
                 continue;
             }
             let mut entries = Vec::new();
@@ -102,7 +113,9 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
         }
         let refs = repo_dir.join("refs");
         let mut names = Vec::new();
-        files_below(&refs, "", &mut names)?;
+        if real_dir(&refs) {
+            files_below(&refs, "", &mut names)?;
+        }
         for (revision, file) in names {
             if validate::revision(&revision).is_err() || revision.ends_with(".tabcache-tmp") {
                 continue;
