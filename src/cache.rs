@@ -786,11 +786,12 @@ impl ModelCache {
             }
         };
         let source = inner.hub.file_source(&url);
-        let tmp = inner.store.partial_path(key);
+        let (tmp_dir, tmp_name) = inner.store.partial(key);
         let log = inner.store.resume_log(key);
-        let done = download::transfer(
+        let done = download::transfer_in(
             &source,
-            &tmp,
+            tmp_dir,
+            &tmp_name,
             plan.size,
             &plan.expected(),
             &inner.transfer,
@@ -805,7 +806,7 @@ impl ModelCache {
         };
         inner
             .store
-            .commit_file(&plan.repo, &plan.commit, &plan.path, &tmp, &record)?;
+            .commit_file(&plan.repo, &plan.commit, &plan.path, key, &record)?;
         use crate::download::ResumeLog;
         log.clear()?;
         Ok(record)

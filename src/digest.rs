@@ -38,9 +38,21 @@ pub fn is_hex_of_len(s: &str, n: usize) -> bool {
     s.len() == n * 2 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Feed a file's content to `consume` in pieces; returns how many bytes it read.
-pub fn read_chunks(path: &Path, mut consume: impl FnMut(&[u8])) -> Result<u64> {
-    let mut file = File::open(path).map_err(|e| Error::io("could not open", path, e))?;
+/// Feed a file's content to `consume` in pieces; returns how many bytes it read. Only a
+/// regular file is read: a FIFO, device or socket at `path` is refused without blocking.
+pub fn read_chunks(path: &Path, consume: impl FnMut(&[u8])) -> Result<u64> {
+    let mut file =
+        crate::dir::open_regular_path(path).map_err(|e| Error::io("could not open", path, e))?;
+    read_file_chunks(&mut file, path, consume)
+}
+
+/// Feed what is left of an open file to `consume` in pieces; returns how many bytes it read.
+/// `path` names the file in errors.
+pub(crate) fn read_file_chunks(
+    file: &mut File,
+    path: &Path,
+    mut consume: impl FnMut(&[u8]),
+) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut read = 0u64;
     loop {
@@ -64,10 +76,23 @@ pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
 
 /// The git blob id of a file of `size` bytes: sha1 of `"blob {size}\0"` and its content.
 pub fn git_blob_sha1_file(path: &Path, size: u64) -> Result<[u8; 20]> {
-    use sha1::Digest as _;
+    let mut file =
+        crate::dir::open_regular_path(path).map_err(|e| Error::io("could not open", path, e))?;
+    git_blob_sha1_of(&mut file, size, path)
+}
+
+/// [`git_blob_sha1_file`] of an open file (read from where it stands).
+pub(crate) fn git_blob_sha1_of(file: &mut File, size: u64, path: &Path) -> Result<[u8; 20]> {
     let mut hasher = sha1::Sha1::new();
     hasher.update(format!("blob {size}\0").as_bytes());
-    read_chunks(path, |chunk| hasher.update(chunk))?;
+    read_file_chunks(file, path, |chunk| hasher.update(chunk))?;
+    Ok(hasher.finalize().into())
+}
+
+/// The sha256 of what is left of an open file. `path` names it in errors.
+pub(crate) fn sha256_of(file: &mut File, path: &Path) -> Result<[u8; 32]> {
+    let mut hasher = sha2::Sha256::new();
+    read_file_chunks(file, path, |chunk| hasher.update(chunk))?;
     Ok(hasher.finalize().into())
 }
 

@@ -8,6 +8,7 @@
 mod backoff;
 mod cache;
 pub mod digest;
+mod dir;
 pub mod download;
 pub mod error;
 pub mod ffi;

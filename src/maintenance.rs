@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
 
 use crate::cache::ModelCache;
-use crate::digest::{is_hex_of_len, read_chunks, sha256_file, to_hex};
+use crate::digest::{is_hex_of_len, read_file_chunks, sha256_of, to_hex};
+use crate::dir::file_meta;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
-use crate::store::{entries_sorted, files_below, Adopted, FileRecord};
+use crate::store::{entries_sorted, files_below, read_ref, Adopted, FileRecord, Store};
 use crate::validate;
 
 /// One cached file: `repo_id@commit:path`.
@@ -147,30 +148,45 @@ pub struct RemoveReport {
     pub bytes_freed: u64,
 }
 
-/// What is wrong with the blob file at `path` that should hold `size` bytes hashing to `sha`,
-/// if anything; and how many bytes were hashed to tell.
-fn blob_problem(path: &Path, sha: &str, size: u64) -> (u64, Option<String>) {
-    match fs::metadata(path) {
-        Err(_) => (0, Some("the blob file is missing".to_string())),
-        Ok(meta) if meta.len() != size => (
+/// What is wrong with blob `sha`'s file that should hold `size` bytes hashing to `sha`, if
+/// anything; and how many bytes were hashed to tell. The file is opened by its name in
+/// `blobs/` without following a link there or blocking on a FIFO: either counts as damage.
+fn blob_problem(store: &Store, sha: &str, size: u64) -> (u64, Option<String>) {
+    let path = store.blob_path(sha);
+    let opened = store.open_blob(sha).and_then(|f| Ok((file_meta(&f)?, f)));
+    let (meta, mut file) = match opened {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (0, Some("the blob file is missing".to_string()))
+        }
+        Err(e) => {
+            return (
+                0,
+                Some(format!(
+                    "the blob file cannot be opened as a regular file ({e}): a link or special file is at its name"
+                )),
+            )
+        }
+        Ok(opened) => opened,
+    };
+    if meta.len != size {
+        return (
             0,
             Some(format!(
                 "the blob file has {} bytes, {size} were recorded",
-                meta.len()
+                meta.len
             )),
+        );
+    }
+    match sha256_of(&mut file, &path) {
+        Ok(actual) => {
+            let actual = to_hex(&actual);
+            let problem = (actual != sha).then(|| format!("its content now hashes to {actual}"));
+            (meta.len, problem)
+        }
+        Err(e) => (
+            0,
+            Some(format!("the blob file cannot be read: {}", e.message())),
         ),
-        Ok(meta) => match sha256_file(path) {
-            Ok(actual) => {
-                let actual = to_hex(&actual);
-                let problem =
-                    (actual != sha).then(|| format!("its content now hashes to {actual}"));
-                (meta.len(), problem)
-            }
-            Err(e) => (
-                0,
-                Some(format!("the blob file cannot be read: {}", e.message())),
-            ),
-        },
     }
 }
 
@@ -234,10 +250,9 @@ impl ModelCache {
             ..VerifyReport::default()
         };
         for sha in wanted {
-            let path = store.blob_path(&sha);
             let size = sizes.get(&sha).copied().unwrap_or(0);
             report.blobs_checked += 1;
-            let (checked, mut problem) = blob_problem(&path, &sha, size);
+            let (checked, mut problem) = blob_problem(store, &sha, size);
             report.bytes_checked += checked;
             if problem.is_some() {
                 // Another process (or thread) may have deleted or re-added the blob since the
@@ -245,7 +260,7 @@ impl ModelCache {
                 // Asked again after the second look, which a delete can also overlap.
                 problem = match store.recorded_blob(&sha)? {
                     None => None,
-                    Some(recorded) => blob_problem(&path, &sha, recorded)
+                    Some(recorded) => blob_problem(store, &sha, recorded)
                         .1
                         .filter(|_| matches!(store.recorded_blob(&sha), Ok(Some(_)))),
                 };
@@ -303,6 +318,15 @@ impl ModelCache {
     /// is named by (sha256 for LFS files, the git blob sha1 otherwise) is hard-linked (or
     /// copied) into this cache and recorded for that repo and commit, with the revisions in
     /// `refs/` this cache does not know yet. The huggingface_hub cache is only read.
+    ///
+    /// Each file is opened once, without blocking (a FIFO, device or socket is skipped with a
+    /// reason, never read), and the bytes hashed from that open file are the ones brought in:
+    /// a hard link is kept only when it names the very file that was hashed, otherwise the
+    /// file is copied from the open handle. A hard-linked blob shares one file with
+    /// huggingface_hub's cache: a write through either changes both. tabcache's own blobs are
+    /// read-only, but the import leaves a shared file's permissions as they are (changing them
+    /// would change huggingface_hub's file); [`ModelCache::verify`] detects content changed
+    /// that way.
     pub fn import_hf_cache(&self, dir: Option<&Path>) -> Result<ImportReport> {
         let dir = match dir {
             Some(d) => d.to_path_buf(),
@@ -403,10 +427,18 @@ impl ModelCache {
             let mut ref_files = Vec::new();
             files_below(&refs, "", &mut ref_files)?;
             for (revision, file) in ref_files {
-                let commit = fs::read_to_string(&file)
-                    .map_err(|e| Error::io("could not read", &file, e))?
-                    .trim()
-                    .to_string();
+                let commit = match read_ref(&file) {
+                    Ok(commit) => commit,
+                    // A FIFO or device is never opened blocking, nor read.
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                        report.skipped.push(ImportSkip {
+                            path: file,
+                            reason: format!("{e}; not read as a ref"),
+                        });
+                        continue;
+                    }
+                    Err(e) => return Err(Error::io("could not read", &file, e)),
+                };
                 let known = store.commit_for(repo_id, &revision)?.is_some();
                 if validate::revision(&revision).is_ok() && commits.contains(&commit) && !known {
                     store.set_ref(repo_id, &revision, &commit)?;
@@ -450,6 +482,14 @@ impl ModelCache {
         }
         let real = fs::canonicalize(on_disk)
             .map_err(|e| Error::invalid(format!("its blob is missing ({e})")))?;
+        // Opened once, without blocking on a FIFO or device (refused): this one open file is
+        // what is hashed and what is linked or copied in, whatever the path names later.
+        let mut file = crate::dir::open_regular_path(&real).map_err(|e| {
+            Error::invalid(format!(
+                "its blob {} cannot be opened as a regular file ({e}); not imported",
+                real.display()
+            ))
+        })?;
         // Content this cache already verified needs no second hashing.
         let held = if lfs {
             store.has_blob(&blob_name)?.then(|| blob_name.clone())
@@ -458,14 +498,20 @@ impl ModelCache {
         };
         let record = match held {
             Some(sha256) => FileRecord {
-                size: fs::metadata(store.blob_path(&sha256))
-                    .map_err(|e| Error::io("could not read", &store.blob_path(&sha256), e))?
-                    .len(),
+                size: store.blob_file_size(&sha256).ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!(
+                            "{} went missing while importing; run the import again",
+                            store.blob_path(&sha256).display()
+                        ),
+                    )
+                })?,
                 sha256,
                 git_oid: (!lfs).then(|| blob_name.clone()),
             },
             None => {
-                let (sha256, git_sha1, size) = hash_for_import(&real)?;
+                let (sha256, git_sha1, size) = hash_for_import(&mut file, &real)?;
                 let matches = if lfs {
                     sha256 == blob_name
                 } else {
@@ -487,7 +533,7 @@ impl ModelCache {
                 }
             }
         };
-        match store.adopt_file(&real, repo_id, commit, path, &record)? {
+        match store.adopt_file(&file, &real, repo_id, commit, path, &record)? {
             Adopted::Linked => report.blobs_linked += 1,
             Adopted::Copied => report.blobs_copied += 1,
             Adopted::AlreadyHeld => {}
@@ -651,15 +697,16 @@ impl ModelCache {
     }
 }
 
-/// One pass over a file: its sha256, its git blob sha1 (`blob <len>\0` + content), its size.
-fn hash_for_import(path: &Path) -> Result<(String, String, u64)> {
-    let size = fs::metadata(path)
+/// One pass over an open file: its sha256, its git blob sha1 (`blob <len>\0` + content), its
+/// size. `path` names it in messages.
+fn hash_for_import(file: &mut fs::File, path: &Path) -> Result<(String, String, u64)> {
+    let size = file_meta(file)
         .map_err(|e| Error::io("could not read", path, e))?
-        .len();
+        .len;
     let mut sha256 = sha2::Sha256::new();
     let mut git = sha1::Sha1::new();
     git.update(format!("blob {size}\0").as_bytes());
-    let read = read_chunks(path, |chunk| {
+    let read = read_file_chunks(file, path, |chunk| {
         sha256.update(chunk);
         git.update(chunk);
     })?;

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dir::{Dir, Kind};
 use crate::error::{Error, ErrorKind, Result};
 
 /// No real file is this large (1 PiB): a bigger size from a server is broken or hostile, and
@@ -170,6 +171,9 @@ pub struct Transferred {
 /// error when it is not transient (e.g. not found) or when retries ran out; I/O errors of the
 /// temporary file. A failure that leaves nothing resumable deletes `tmp_path` (it may be
 /// preallocated to the whole size).
+///
+/// The file's folder is opened once and the file is then only ever created, opened and
+/// removed by its name in that folder, never through a link at that name (see [`transfer_in`]).
 #[allow(clippy::too_many_arguments)]
 pub fn transfer(
     source: &dyn RangeSource,
@@ -181,15 +185,48 @@ pub fn transfer(
     cancel: &AtomicBool,
     resume: &dyn ResumeLog,
 ) -> Result<Transferred> {
+    let (dir, name) = Dir::open_parent(tmp_path)
+        .map_err(|e| Error::io("could not open the folder of", tmp_path, e))?;
+    let name = name.to_str().ok_or_else(|| {
+        Error::invalid(format!("{} is not a UTF-8 file name", tmp_path.display()))
+    })?;
+    transfer_in(
+        source, &dir, name, size, expected, opts, progress, cancel, resume,
+    )
+}
+
+/// [`transfer`] into the file `name` of the open folder `dir` (the cache's `tmp/`): every
+/// open, creation and removal is relative to `dir` and refuses a link or special file at
+/// `name`; a file started from scratch replaces whatever was at `name` by a new one, and a
+/// resumed one must be a regular file with no other hard link. So a link planted at the name
+/// or at the folder's path never leads a write elsewhere.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn transfer_in(
+    source: &dyn RangeSource,
+    dir: &Dir,
+    name: &str,
+    size: Option<u64>,
+    expected: &Expected,
+    opts: &TransferOptions,
+    progress: &AtomicU64,
+    cancel: &AtomicBool,
+    resume: &dyn ResumeLog,
+) -> Result<Transferred> {
     if size.is_none() && *expected == Expected::Unknown {
         return Err(unverifiable(&source.hub()));
     }
+    let tmp_path = dir.join(name);
+    let at = At {
+        dir,
+        name,
+        path: &tmp_path,
+    };
     if let Some(size) = size {
-        check_room(size, tmp_path, &source.hub())?;
+        check_room(size, &at, &source.hub())?;
     }
     let job = Job {
         source,
-        path: tmp_path,
+        at,
         size,
         expected,
         opts,
@@ -209,14 +246,14 @@ pub fn transfer(
     {
         // Bytes kept from an earlier attempt may be what is wrong (a server that once sent a
         // bad range): start again from nothing, once, before calling the content corrupt.
-        discard(tmp_path, resume)?;
+        discard(&job.at, resume)?;
         job.resumed.store(0, Ordering::Relaxed);
         result = run(&job);
     }
     match result {
         Err(err) if err.kind() == ErrorKind::Corrupt => {
             // The bytes are bad: neither they nor the record of them may be resumed.
-            if let Err(e) = discard(tmp_path, resume) {
+            if let Err(e) = discard(&job.at, resume) {
                 return Err(err.context(format!("(and discarding the partial file failed: {e})")));
             }
             Err(err)
@@ -231,7 +268,7 @@ pub fn transfer(
                 .load()
                 .map_or(true, |state| state.is_some_and(|s| s.durable_bytes() > 0));
             if !durable {
-                if let Err(e) = discard(tmp_path, resume) {
+                if let Err(e) = discard(&job.at, resume) {
                     return Err(err.context(format!("(and removing the partial file failed: {e})")));
                 }
             }
@@ -254,9 +291,9 @@ fn unverifiable(hub: &str) -> Error {
 }
 
 /// Refuse a claimed `size` that cannot be real (over [`MAX_FILE_SIZE`]) or that the file
-/// system holding `tmp_path` has no room for, before anything is allocated for it. Bytes of
-/// `tmp_path` already on disk (a resumed, preallocated file) count as room.
-pub(crate) fn check_room(size: u64, tmp_path: &Path, server: &str) -> Result<()> {
+/// system holding `at` has no room for, before anything is allocated for it. Bytes of `at`
+/// already on disk (a resumed, preallocated file) count as room.
+pub(crate) fn check_room(size: u64, at: &At, server: &str) -> Result<()> {
     if size > MAX_FILE_SIZE {
         return Err(Error::new(
             ErrorKind::Http,
@@ -269,13 +306,15 @@ pub(crate) fn check_room(size: u64, tmp_path: &Path, server: &str) -> Result<()>
             ),
         ));
     }
-    let dir = match tmp_path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let on_disk = std::fs::metadata(tmp_path).map_or(0, |m| m.len());
+    let on_disk = at
+        .dir
+        .stat(at.name)
+        .ok()
+        .flatten()
+        .filter(|m| m.kind == Kind::File)
+        .map_or(0, |m| m.len);
     let needed = size.saturating_sub(on_disk);
-    match pwrite::free_space(dir) {
+    match at.dir.free_space() {
         Some(free) if needed > free => Err(Error::new(
             ErrorKind::DiskFull,
             // Most files larger than the free space are real, so this reads as the disk-full
@@ -287,7 +326,7 @@ pub(crate) fn check_room(size: u64, tmp_path: &Path, server: &str) -> Result<()>
                  server claimed is invalid (the server or a proxy in between is at fault)",
                 human_bytes(size),
                 human_bytes(free),
-                dir.display()
+                at.dir.path().display()
             ),
         )),
         _ => Ok(()),
@@ -323,10 +362,17 @@ pub(crate) fn size_claim_refused(server: &str, claim: impl std::fmt::Display) ->
     )
 }
 
+/// The file a transfer writes: `name` in the open folder `dir`, at `path` (for messages).
+pub(crate) struct At<'a> {
+    dir: &'a Dir,
+    name: &'a str,
+    path: &'a Path,
+}
+
 /// One call of [`transfer`], shared by the threads that serve it.
 pub(crate) struct Job<'a> {
     source: &'a dyn RangeSource,
-    path: &'a Path,
+    at: At<'a>,
     size: Option<u64>,
     expected: &'a Expected,
     opts: &'a TransferOptions,
@@ -340,12 +386,10 @@ pub(crate) struct Job<'a> {
 }
 
 /// Delete a partial file and its resume record: its bytes must not be trusted again.
-fn discard(tmp_path: &Path, resume: &dyn ResumeLog) -> Result<()> {
-    match std::fs::remove_file(tmp_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("could not remove", tmp_path, e)),
-    }
+fn discard(at: &At, resume: &dyn ResumeLog) -> Result<()> {
+    at.dir
+        .remove_file(at.name)
+        .map_err(|e| Error::io("could not remove", at.path, e))?;
     resume.clear()
 }
 
@@ -358,6 +402,15 @@ impl Job<'_> {
     }
 
     fn io_error(&self, what: &str, err: std::io::Error) -> Error {
-        Error::io(what, self.path, err)
+        Error::io(what, self.at.path, err)
+    }
+
+    /// The partial file, created anew (whatever was at its name is unlinked, never truncated
+    /// or followed).
+    fn create_file(&self) -> Result<std::fs::File> {
+        self.at
+            .dir
+            .create_fresh(self.at.name)
+            .map_err(|e| self.io_error("creating", e))
     }
 }

@@ -16,7 +16,7 @@
 //! single stream, exactly once, reusing that response.
 
 use std::cell::Cell;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
@@ -26,9 +26,10 @@ use std::time::Duration;
 use super::body::{receive, Control};
 use super::hasher::{hash_in_file_order, verify, Digests};
 use super::plan::{Bitset, RangePlan};
-use super::pwrite::{preallocate, start_writeback, sync_parent_dir, write_all_at};
+use super::pwrite::{preallocate, start_writeback, write_all_at};
 use super::retry::{sleep_unless_stopped, Attempts};
 use super::{size_claim_refused, stream, Fetched, Job, Transferred};
+use crate::dir::file_meta;
 use crate::error::{Error, ErrorKind, Result};
 
 /// State shared by the threads of one ranged transfer.
@@ -193,9 +194,10 @@ fn open_or_resume(job: &Job, plan: &RangePlan) -> Result<(File, Bitset)> {
     let recorded = job.resume.load()?;
     let usable = recorded.as_ref().and_then(|state| plan.resumable(state));
     if let Some(done) = usable {
-        let existing = OpenOptions::new().read(true).write(true).open(job.path);
-        if let Ok(file) = existing {
-            if file.metadata().map(|m| m.len()).ok() == Some(plan.size) {
+        // Only the file an earlier attempt made: one with another hard link shares its bytes
+        // with a name elsewhere, which resuming would write into.
+        if let Ok(file) = job.at.dir.open_rw(job.at.name, false) {
+            if file_meta(&file).is_ok_and(|m| m.len == plan.size && m.links == 1) {
                 return Ok((file, done));
             }
         }
@@ -206,15 +208,13 @@ fn open_or_resume(job: &Job, plan: &RangePlan) -> Result<(File, Bitset)> {
     // process waiting for this content) read.
     let none_done = Bitset::new(plan.count());
     job.resume.save(&plan.state(&none_done))?;
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(job.path)
-        .map_err(|e| job.io_error("creating", e))?;
+    let file = job.create_file()?;
     preallocate(&file, plan.size).map_err(|e| job.io_error("preallocating", e))?;
-    sync_parent_dir(job.path).map_err(|e| job.io_error("syncing the directory of", e))?;
+    // The new entry must survive a power loss for the file to be resumed.
+    job.at
+        .dir
+        .sync()
+        .map_err(|e| job.io_error("syncing the directory of", e))?;
     Ok((file, none_done))
 }
 
@@ -342,7 +342,7 @@ fn hash(shared: &Shared) -> Option<Digests> {
     let job = shared.job;
     match hash_in_file_order(
         &shared.file,
-        job.path,
+        job.at.path,
         shared.plan.size,
         job.expected,
         frontier,

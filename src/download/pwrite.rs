@@ -5,7 +5,6 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
 
 /// Write all of `buf` at `offset`, whatever the platform writes per call.
 pub(crate) fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
@@ -93,28 +92,6 @@ pub(crate) fn preallocate(file: &File, size: u64) -> io::Result<()> {
     file.set_len(size)
 }
 
-/// Bytes an unprivileged writer may still put on the file system holding `dir`, when the
-/// platform says (statvfs on unix); None when unknown.
-pub(crate) fn free_space(dir: &Path) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-        // SAFETY: statvfs writes only into the struct it is given; the path is NUL-terminated.
-        let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(path.as_ptr(), &mut stats) } != 0 {
-            return None;
-        }
-        #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
-        Some((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        None
-    }
-}
-
 /// Ask the kernel to start writing `offset..offset+len` back to disk now, without waiting,
 /// so that the sync that makes a range durable finds little left to do. A hint only: where it
 /// is unavailable the later sync does all the work.
@@ -134,24 +111,6 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
-}
-
-/// Make a newly created directory entry durable, so that a file resumed after a power loss
-/// is still there to resume. Windows has no directory sync; its metadata journaling covers it.
-pub(crate) fn sync_parent_dir(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(parent)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -210,17 +169,7 @@ mod tests {
                 .iter()
                 .all(|&b| b == t));
         }
-        sync_parent_dir(&path).unwrap();
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
-    }
-
-    #[test]
-    fn free_space_is_known_on_unix() {
-        let free = free_space(&std::env::temp_dir());
-        if cfg!(unix) {
-            assert!(free.is_some_and(|n| n > 0), "{free:?}");
-        }
-        assert_eq!(free_space(Path::new("/no/such/dir/anywhere")), None);
     }
 
     #[test]

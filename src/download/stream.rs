@@ -3,7 +3,7 @@
 //! reused buffer; a dropped connection resumes with `Range` from the last byte held when the
 //! size is known and the server honours it, and restarts from byte 0 otherwise.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::sync::atomic::Ordering;
 
 use super::body::{receive, Control};
@@ -18,13 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) fn run(job: &Job, file: Option<File>, first: Option<Fetched>) -> Result<Transferred> {
     let file = match file {
         Some(file) => file,
-        None => OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(job.path)
-            .map_err(|e| job.io_error("creating", e))?,
+        None => job.create_file()?,
     };
     file.set_len(0).map_err(|e| job.io_error("truncating", e))?;
     let abort = std::sync::atomic::AtomicBool::new(false);
@@ -57,7 +51,7 @@ pub(crate) fn run(job: &Job, file: Option<File>, first: Option<Fetched>) -> Resu
     let digests = hasher.finish();
     let git_sha1 = match job.expected {
         Expected::GitSha1(_) if digests.git_sha1.is_none() => {
-            Some(git_blob_sha1_of_file(&file, digests.len, job.path)?)
+            Some(git_blob_sha1_of_file(&file, digests.len, job.at.path)?)
         }
         _ => None,
     };
@@ -119,7 +113,7 @@ fn attempt(
         }
     } else if let Some(announced) = fetched.content_length.filter(|_| offset == 0) {
         // The only size there is: check it before writing a byte of it.
-        check_room(announced, job.path, &job.source.server())?;
+        check_room(announced, &job.at, &job.source.server())?;
     }
     let total = job.size.or(fetched.content_length.filter(|_| offset == 0));
     let hasher = hasher.get_or_insert_with(|| ContentHasher::new(job.expected, total));

@@ -1,27 +1,39 @@
 //! Content-addressed blob files: `blobs/<sha256>`, each distinct content once, read-only after
 //! its verified commit, and `tmp/` where transfers write before they commit.
+//!
+//! Both folders are [`Dir`] handles opened once (see `crate::dir`): a link planted at a blob's
+//! or a partial download's name, or at `blobs`/`tmp` after the store opened them, is never
+//! followed. A blob is a regular file; a link or special file at a blob's name counts as no
+//! blob (the next download replaces it, recovery removes it).
 
-use std::fs;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::dir::{file_meta, make_read_only, Dir, Kind, Meta};
+use crate::error::{Error, ErrorKind, Result};
 
 pub(crate) struct BlobDir {
-    blobs: PathBuf,
-    tmp: PathBuf,
+    blobs: Dir,
+    tmp: Dir,
 }
 
 impl BlobDir {
-    pub(crate) fn open(root: &Path) -> Result<BlobDir> {
-        let blobs = root.join("blobs");
-        let tmp = root.join("tmp");
-        for dir in [&blobs, &tmp] {
-            fs::create_dir_all(dir).map_err(|e| Error::io("could not create", dir, e))?;
-        }
-        Ok(BlobDir { blobs, tmp })
+    pub(crate) fn open(root: &Dir) -> Result<BlobDir> {
+        let sub = |name: &str| {
+            root.sub(name, true)
+                .map_err(|e| Error::io("could not create", &root.join(name), e))
+        };
+        Ok(BlobDir {
+            blobs: sub("blobs")?,
+            tmp: sub("tmp")?,
+        })
     }
 
-    pub(crate) fn tmp_dir(&self) -> &Path {
+    pub(crate) fn blobs_dir(&self) -> &Dir {
+        &self.blobs
+    }
+
+    pub(crate) fn tmp_dir(&self) -> &Dir {
         &self.tmp
     }
 
@@ -30,103 +42,155 @@ impl BlobDir {
         self.blobs.join(sha256)
     }
 
+    /// The blob file's metadata, when a regular file is at its name.
+    fn blob_meta(&self, sha256: &str) -> Option<Meta> {
+        self.blobs
+            .stat(sha256)
+            .ok()
+            .flatten()
+            .filter(|m| m.kind == Kind::File)
+    }
+
     pub(crate) fn exists(&self, sha256: &str) -> bool {
-        self.path(sha256).is_file()
+        self.blob_meta(sha256).is_some()
     }
 
-    /// Where a transfer identified by `key` writes its bytes.
-    pub(crate) fn partial_path(&self, key: &str) -> PathBuf {
-        self.tmp.join(format!("{key}.part"))
+    /// The size of the blob file, when there is one.
+    pub(crate) fn size(&self, sha256: &str) -> Option<u64> {
+        self.blob_meta(sha256).map(|m| m.len)
     }
 
-    /// The lock a transfer of `key` holds while it runs (see `lock::TransferLock`).
-    pub(crate) fn lock_path(&self, key: &str) -> PathBuf {
-        self.tmp.join(format!("{key}.lock"))
+    /// The blob file, opened for reading (never through a link, never blocking on a FIFO).
+    pub(crate) fn open_blob(&self, sha256: &str) -> std::io::Result<File> {
+        self.blobs.open_read(sha256)
     }
 
-    /// Move a verified, synced temporary file into place as blob `sha256`. If the blob already
-    /// exists (another transfer committed the same bytes), the temporary file is dropped.
-    pub(crate) fn commit(&self, tmp: &Path, sha256: &str) -> Result<PathBuf> {
+    /// The name in `tmp/` where a transfer identified by `key` writes its bytes.
+    pub(crate) fn partial_name(key: &str) -> String {
+        format!("{key}.part")
+    }
+
+    /// The name in `tmp/` of the lock a transfer of `key` holds while it runs (see
+    /// `lock::TransferLock`).
+    pub(crate) fn lock_name(key: &str) -> String {
+        format!("{key}.lock")
+    }
+
+    /// Move the verified, synced file `tmp/<name>` into place as blob `sha256`. If the blob
+    /// already exists (another transfer committed the same bytes), the temporary file is
+    /// dropped. Only the file the transfer made goes in: a link, a special file or a file with
+    /// other hard links at `name` (planted, not written by a transfer) is refused, and a file
+    /// swapped in between the checks and the rename is taken out again.
+    pub(crate) fn commit(&self, name: &str, sha256: &str) -> Result<PathBuf> {
         let dest = self.path(sha256);
-        if dest.is_file() {
-            let _ = fs::remove_file(tmp);
+        let src = self.tmp.join(name);
+        if self.exists(sha256) {
+            let _ = self.tmp.remove_file(name);
             return Ok(dest);
         }
-        make_read_only(tmp)?;
-        fs::rename(tmp, &dest)
+        let file = self
+            .tmp
+            .open_read(name)
+            .map_err(|e| Error::io("could not open the verified download", &src, e))?;
+        let meta =
+            file_meta(&file).map_err(|e| Error::io("could not read the metadata of", &src, e))?;
+        if meta.links != 1 {
+            return Err(replaced(&src));
+        }
+        make_read_only(&file).map_err(|e| Error::io("could not make read-only", &src, e))?;
+        self.tmp
+            .rename(name, &self.blobs, sha256)
             .map_err(|e| Error::io("could not move the verified download into", &dest, e))?;
+        if self.blobs.stat(sha256).ok().flatten().map(|m| m.id) != Some(meta.id) {
+            let _ = self.blobs.remove_file(sha256);
+            return Err(replaced(&src));
+        }
         sync_dir(&self.blobs);
         Ok(dest)
     }
 
     pub(crate) fn remove(&self, sha256: &str) -> Result<()> {
-        let path = self.path(sha256);
-        // Windows refuses to delete read-only files; unix only needs the directory writable.
-        #[cfg(not(unix))]
-        if let Ok(meta) = fs::metadata(&path) {
-            let mut perms = meta.permissions();
-            perms.set_readonly(false);
-            let _ = fs::set_permissions(&path, perms);
-        }
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("could not delete", &path, e)),
-        }
+        self.blobs
+            .remove_file(sha256)
+            .map(drop)
+            .map_err(|e| Error::io("could not delete", &self.path(sha256), e))
     }
 
-    /// The names of every file in `blobs/` (committed or not recorded).
+    /// The names of every entry in `blobs/` (committed or not recorded).
     pub(crate) fn list(&self) -> Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in
-            fs::read_dir(&self.blobs).map_err(|e| Error::io("could not list", &self.blobs, e))?
-        {
-            let entry = entry.map_err(|e| Error::io("could not list", &self.blobs, e))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
-        }
-        Ok(names)
+        self.blobs
+            .list()
+            .map_err(|e| Error::io("could not list", self.blobs.path(), e))
     }
 
-    /// Bring an existing, already verified file in as blob `sha256`: hard-linked when the file
-    /// system allows (no copy), copied otherwise. `src` is never written, not even its mode:
-    /// a hard link shares it with its other owner, so it keeps the permissions it has.
-    pub(crate) fn adopt(&self, src: &Path, sha256: &str) -> Result<Adopted> {
+    /// Bring an existing, already verified file in as blob `sha256`: `src` is the open file
+    /// whose bytes were hashed, `src_path` where it was found. Hard-linked when the file system
+    /// allows (no copy) and the path still names the file that was hashed, copied from `src`
+    /// otherwise, so what is committed is always what was hashed. `src` is never written, not
+    /// even its mode: a hard link shares it with its other owner, so it keeps the permissions
+    /// it has.
+    pub(crate) fn adopt(&self, src: &File, src_path: &Path, sha256: &str) -> Result<Adopted> {
         if self.exists(sha256) {
             return Ok(Adopted::AlreadyHeld);
         }
-        let tmp = self.tmp.join(format!("adopt-{sha256}"));
-        let _ = fs::remove_file(&tmp);
-        if fs::hard_link(src, &tmp).is_ok() {
-            let dest = self.path(sha256);
-            fs::rename(&tmp, &dest)
-                .map_err(|e| Error::io("could not move the adopted file into", &dest, e))?;
-            sync_dir(&self.blobs);
-            return Ok(Adopted::Linked);
+        let name = format!("adopt-{sha256}");
+        let tmp_path = self.tmp.join(&name);
+        let _ = self.tmp.remove_file(&name);
+        let hashed = file_meta(src).map_err(|e| Error::io("could not read", src_path, e))?;
+        if self.tmp.hard_link_path(src_path, &name).is_ok() {
+            let linked = self.tmp.stat(&name).ok().flatten();
+            // On unix the ids tell the inode hashed from one swapped in at the path since; where
+            // the platform has none, the path is all there is to go by.
+            if linked.is_some_and(|m| m.kind == Kind::File && m.id == hashed.id) {
+                self.tmp.rename(&name, &self.blobs, sha256).map_err(|e| {
+                    Error::io(
+                        "could not move the adopted file into",
+                        &self.path(sha256),
+                        e,
+                    )
+                })?;
+                sync_dir(&self.blobs);
+                return Ok(Adopted::Linked);
+            }
+            let _ = self.tmp.remove_file(&name);
         }
-        fs::copy(src, &tmp).map_err(|e| Error::io("could not copy into", &tmp, e))?;
-        fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io("could not sync", &tmp, e))?;
-        self.commit(&tmp, sha256)?;
+        self.tmp
+            .copy_new(src, &name)
+            .map_err(|e| Error::io("could not copy into", &tmp_path, e))?;
+        self.commit(&name, sha256)?;
         Ok(Adopted::Copied)
     }
 
-    /// The files in `tmp/`: (name, bytes).
+    /// The entries of `tmp/`, as the directory lists them.
     pub(crate) fn tmp_files(&self) -> Result<Vec<TmpFile>> {
         let mut out = Vec::new();
-        for entry in
-            fs::read_dir(&self.tmp).map_err(|e| Error::io("could not list", &self.tmp, e))?
+        for name in self
+            .tmp
+            .list()
+            .map_err(|e| Error::io("could not list", self.tmp.path(), e))?
         {
-            let entry = entry.map_err(|e| Error::io("could not list", &self.tmp, e))?;
-            let metadata = entry.metadata().ok();
+            let meta = self.tmp.stat(&name).ok().flatten();
             out.push(TmpFile {
-                name: entry.file_name().to_string_lossy().into_owned(),
-                len: metadata.as_ref().map_or(0, |m| m.len()),
-                modified: metadata.and_then(|m| m.modified().ok()),
+                name,
+                len: meta.map_or(0, |m| m.len),
+                modified: meta.and_then(|m| m.modified),
             });
         }
         Ok(out)
     }
+}
+
+/// The refusal of a file in `tmp/` that is not (or no longer) the one a transfer wrote.
+fn replaced(path: &Path) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!(
+            "{} is not the file the download wrote (it was replaced, or another name links to it), \
+             so it was not committed and nothing outside the cache was changed; something else is \
+             writing in the cache's tmp/ folder: stop it and download again",
+            path.display()
+        ),
+    )
 }
 
 /// A file in `tmp/`: a partial download or its leftovers.
@@ -145,20 +209,7 @@ pub(crate) enum Adopted {
     Copied,
 }
 
-fn make_read_only(path: &Path) -> Result<()> {
-    let mut perms = fs::metadata(path)
-        .map_err(|e| Error::io("could not read the metadata of", path, e))?
-        .permissions();
-    perms.set_readonly(true);
-    fs::set_permissions(path, perms).map_err(|e| Error::io("could not make read-only", path, e))
-}
-
-/// Make a rename durable. Best effort: not every platform can open a directory to sync it.
-pub(crate) fn sync_dir(dir: &Path) {
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    #[cfg(not(unix))]
-    let _ = dir;
+/// Make a rename durable. Best effort: not every platform can sync a directory.
+pub(crate) fn sync_dir(dir: &Dir) {
+    let _ = dir.sync();
 }

@@ -239,7 +239,12 @@ fn from_sql(n: i64) -> u64 {
 }
 
 fn connect(path: &Path) -> std::result::Result<Connection, OpenError> {
-    let conn = Connection::open(path).map_err(|e| {
+    // NOFOLLOW: a link planted at `catalog` is refused, not opened (SQLite would resolve it and
+    // keep its -wal and -shm files beside whatever it points to). The store opens the catalog
+    // under a canonical root, so no link is left in the path. SQLite opens the -wal, -shm and
+    // journal files with O_NOFOLLOW always.
+    let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         OpenError::Other(
             sql_err(e).context(format!("could not open the catalog at {}", path.display())),
         )

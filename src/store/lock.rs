@@ -10,10 +10,11 @@
 //!   from before its first byte until the blob is committed or the transfer stops. Waiters and
 //!   sweepers see it held and leave that key's files alone.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::path::{Path, PathBuf};
+use std::fs::{File, TryLockError};
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::dir::{Dir, Kind};
 use crate::error::{Error, Result};
 use crate::fork;
 
@@ -68,16 +69,20 @@ pub(crate) fn detach_inherited() {
 #[cfg(not(unix))]
 pub(crate) fn detach_inherited() {}
 
-/// Open (creating) a lock file without following a link planted at its path.
-fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.create(true).truncate(false).read(true).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+/// Open (creating) a lock file without following a link planted at its name. The cache makes
+/// only regular lock files, so a link or special file at the name holds no lock: it is removed
+/// (what a link points to is not touched) and a lock file made in its place.
+fn open_lock_file(dir: &Dir, name: &str) -> std::io::Result<File> {
+    match dir.open_rw(name, true) {
+        Ok(file) => Ok(file),
+        Err(e) => match dir.stat(name) {
+            Ok(Some(meta)) if matches!(meta.kind, Kind::Link | Kind::Other) => {
+                dir.remove_file(name)?;
+                dir.open_rw(name, true)
+            }
+            _ => Err(e),
+        },
     }
-    options.open(path)
 }
 
 pub(crate) struct Gate {
@@ -105,9 +110,9 @@ impl Drop for Gate {
 }
 
 impl Gate {
-    pub(crate) fn open(root: &Path) -> Result<Gate> {
+    pub(crate) fn open(root: &Dir) -> Result<Gate> {
         let path = root.join("gate.lock");
-        let file = open_lock_file(&path)
+        let file = open_lock_file(root, "gate.lock")
             .map_err(|e| Error::io("could not create the lock file", &path, e))?;
         Ok(Gate {
             path,
@@ -135,28 +140,32 @@ impl Gate {
 /// The lock on one content key's transfer. Dropping it removes the lock file, then unlocks.
 pub(crate) struct TransferLock {
     file: File,
-    path: PathBuf,
+    dir: Dir,
+    name: String,
 }
 
 impl TransferLock {
-    /// Take the lock at `path` if no one holds it; `Ok(None)` when a live holder (in this
-    /// process or another) does.
-    pub(crate) fn try_acquire(path: &Path) -> Result<Option<TransferLock>> {
+    /// Take the lock `name` in `dir` if no one holds it; `Ok(None)` when a live holder (in
+    /// this process or another) does.
+    pub(crate) fn try_acquire(dir: &Dir, name: &str) -> Result<Option<TransferLock>> {
+        let path = dir.join(name);
         loop {
-            let file = open_lock_file(path).map_err(|e| Error::io("could not create", path, e))?;
+            let file =
+                open_lock_file(dir, name).map_err(|e| Error::io("could not create", &path, e))?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => return Ok(None),
-                Err(TryLockError::Error(e)) => return Err(Error::io("could not lock", path, e)),
+                Err(TryLockError::Error(e)) => return Err(Error::io("could not lock", &path, e)),
             }
             // The holder before us removes the file before unlocking it; if that happened after
             // we opened it, our lock is on a file no one else will ever open, while a newcomer
             // may lock a new one at the path. Only the file the path names counts.
-            if names_same_file(&file, path) {
+            if names_same_file(&file, dir, name) {
                 track(&file);
                 return Ok(Some(TransferLock {
                     file,
-                    path: path.to_path_buf(),
+                    dir: dir.clone(),
+                    name: name.to_string(),
                 }));
             }
         }
@@ -166,25 +175,27 @@ impl TransferLock {
 impl Drop for TransferLock {
     fn drop(&mut self) {
         // Removed while still held, so no one can lock this file after we are done with it.
-        let _ = std::fs::remove_file(&self.path);
+        let _ = self.dir.remove_file(&self.name);
         let _ = self.file.unlock();
         untrack(&self.file);
     }
 }
 
-#[cfg(unix)]
-fn names_same_file(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::symlink_metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
+/// Whether `name` in `dir` is (still) the open `file`.
+fn names_same_file(file: &File, dir: &Dir, name: &str) -> bool {
+    #[cfg(unix)]
+    {
+        match (crate::dir::file_meta(file), dir.stat(name)) {
+            (Ok(a), Ok(Some(b))) => a.id == b.id,
+            _ => false,
+        }
     }
-}
-
-#[cfg(not(unix))]
-fn names_same_file(_file: &File, path: &Path) -> bool {
-    // Windows cannot delete a file another handle has open, so the path still names it.
-    path.exists()
+    // Windows cannot delete a file another handle has open, so the name still names it.
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        matches!(dir.stat(name), Ok(Some(_)))
+    }
 }
 
 #[cfg(test)]
@@ -193,26 +204,34 @@ mod tests {
 
     #[test]
     fn a_transfer_lock_is_exclusive_and_removes_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.lock");
-        let first = TransferLock::try_acquire(&path).unwrap().expect("free");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let path = tmp.path().join("k.lock");
+        let first = TransferLock::try_acquire(&dir, "k.lock")
+            .unwrap()
+            .expect("free");
         // A second open file description in the same process conflicts, as another process's does.
-        assert!(TransferLock::try_acquire(&path).unwrap().is_none());
+        assert!(TransferLock::try_acquire(&dir, "k.lock").unwrap().is_none());
         drop(first);
         assert!(!path.exists());
-        let again = TransferLock::try_acquire(&path).unwrap();
+        let again = TransferLock::try_acquire(&dir, "k.lock").unwrap();
         assert!(again.is_some());
     }
 
     #[cfg(unix)]
     #[test]
-    fn a_planted_link_is_not_followed() {
-        let dir = tempfile::tempdir().unwrap();
-        let outside = dir.path().join("outside");
+    fn a_planted_link_is_replaced_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
         std::fs::write(&outside, b"keep").unwrap();
-        let path = dir.path().join("k.lock");
+        let path = tmp.path().join("k.lock");
         std::os::unix::fs::symlink(&outside, &path).unwrap();
-        assert!(TransferLock::try_acquire(&path).is_err());
+        let dir = Dir::open(tmp.path()).unwrap();
+        let lock = TransferLock::try_acquire(&dir, "k.lock").unwrap();
+        assert!(lock.is_some(), "the planted link holds no lock");
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        drop(lock);
         assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
     }
 }

@@ -16,6 +16,13 @@
 //! transaction (durable when it returns), then links it into the view. A crash between any two
 //! steps leaves either the old state or a blob no record names, which the next open removes.
 //!
+//! Nothing here follows a link planted inside the cache directory: `blobs/`, `tmp/` and `hub/`
+//! are opened once as directory handles and every file operation is relative to them (see
+//! `crate::dir`); a link at one of the cache's own top-level names refuses the open with a
+//! message saying what to do; and every change first checks that those folders are still the
+//! ones opened. The catalog is opened by SQLite with `SQLITE_OPEN_NOFOLLOW` (its `-wal` and
+//! `-shm` files always with `O_NOFOLLOW`). Only the cache root itself may be a link.
+//!
 //! The catalog can always be rebuilt from `blobs/` and `hub/` ([`rebuild`]): opening a cache
 //! whose catalog is missing, damaged or from the sled-based releases restores every file record
 //! without a transfer.
@@ -29,9 +36,11 @@ mod view;
 use std::path::{Path, PathBuf};
 
 pub(crate) use blobs::Adopted;
+use blobs::BlobDir;
 pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
-pub(crate) use view::{entries_sorted, files_below};
+pub(crate) use view::{entries_sorted, files_below, read_ref};
 
+use crate::dir::{Dir, Kind};
 use crate::download::{PartialState, ResumeLog};
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::RepoRecord;
@@ -54,9 +63,11 @@ impl Store {
             .map_err(|e| Error::io("could not create the cache directory", root, e))?;
         let root =
             std::fs::canonicalize(root).map_err(|e| Error::io("could not resolve", root, e))?;
-        let blobs = blobs::BlobDir::open(&root)?;
-        let view = view::SnapshotView::open(root.join("hub"))?;
-        let gate = lock::Gate::open(&root)?;
+        let root_dir = Dir::open(&root).map_err(|e| Error::io("could not open", &root, e))?;
+        refuse_planted_links(&root_dir)?;
+        let blobs = BlobDir::open(&root_dir)?;
+        let view = view::SnapshotView::open(&root_dir)?;
+        let gate = lock::Gate::open(&root_dir)?;
         // One opener at a time creates, migrates, rebuilds and recovers; the rest wait a moment.
         let guard = gate.enter()?;
         let (catalog, rebuilt) = open_catalog(&root, &blobs, &view)?;
@@ -192,8 +203,20 @@ impl Store {
         }
     }
 
-    pub(crate) fn partial_path(&self, key: &str) -> PathBuf {
-        self.blobs.partial_path(key)
+    /// Where a transfer of content `key` writes: the `tmp/` handle and the file's name in it.
+    pub(crate) fn partial(&self, key: &str) -> (&Dir, String) {
+        (self.blobs.tmp_dir(), BlobDir::partial_name(key))
+    }
+
+    /// The size of blob `sha256`'s file, when a regular file is at its name.
+    pub(crate) fn blob_file_size(&self, sha256: &str) -> Option<u64> {
+        self.blobs.size(sha256)
+    }
+
+    /// A committed blob's file, opened for reading: never through a link planted at its name,
+    /// never blocking on a FIFO there.
+    pub(crate) fn open_blob(&self, sha256: &str) -> std::io::Result<std::fs::File> {
+        self.blobs.open_blob(sha256)
     }
 
     pub(crate) fn resume_log(&self, key: &str) -> PartialLog<'_> {
@@ -203,18 +226,20 @@ impl Store {
         }
     }
 
-    /// Commit a verified download at `tmp` as blob `record.sha256`, record it as
-    /// `repo@commit:path`, and link it into the view. Returns the view path.
+    /// Commit the verified download of content `key` (at [`Store::partial`]) as blob
+    /// `record.sha256`, record it as `repo@commit:path`, and link it into the view. Returns the
+    /// view path.
     pub(crate) fn commit_file(
         &self,
         repo: &str,
         commit: &str,
         path: &str,
-        tmp: &Path,
+        key: &str,
         record: &FileRecord,
     ) -> Result<PathBuf> {
         let _gate = self.gate()?;
-        self.blobs.commit(tmp, &record.sha256)?;
+        self.blobs
+            .commit(&BlobDir::partial_name(key), &record.sha256)?;
         self.add_file(repo, commit, path, record)
     }
 
@@ -248,7 +273,7 @@ impl Store {
             self.blobs.remove(&sha)?;
         }
         self.view
-            .link(repo, commit, path, &self.blobs.path(&record.sha256))
+            .link(repo, commit, path, &self.blobs, &record.sha256)
     }
 
     /// Taken by everything that deletes blob files, adds references to existing ones or changes
@@ -258,7 +283,32 @@ impl Store {
     fn gate(&self) -> Result<lock::GateGuard<'_>> {
         // The lock file is shared with the parent after fork(), so it would not exclude it.
         self.catalog.ensure_opened_here()?;
-        self.gate.enter()
+        let guard = self.gate.enter()?;
+        self.check_layout()?;
+        Ok(guard)
+    }
+
+    /// Refuse to change anything once `blobs/`, `tmp/` or `hub/` is no longer the folder this
+    /// store opened (moved away, or swapped for a link or another folder): the handles would
+    /// still work, on a folder that is no longer the cache's.
+    fn check_layout(&self) -> Result<()> {
+        for dir in [
+            self.blobs.blobs_dir(),
+            self.blobs.tmp_dir(),
+            self.view.dir(),
+        ] {
+            if !dir.still_at_path() {
+                return Err(Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "{} was moved or replaced (by a link or another folder) while this cache was open, \
+                         so nothing was changed; put the cache's folder back there, then open the cache again",
+                        dir.path().display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The view path of `repo@commit:path` and its record when it is cached, making sure the
@@ -277,7 +327,7 @@ impl Store {
         };
         let view_path = self
             .view
-            .link(repo, commit, path, &self.blobs.path(&rec.sha256))?;
+            .link(repo, commit, path, &self.blobs, &rec.sha256)?;
         Ok(Some((view_path, rec)))
     }
 
@@ -287,9 +337,7 @@ impl Store {
         let orphans = self.catalog.remove_repo(repo)?;
         let mut freed = 0;
         for sha in orphans {
-            freed += std::fs::metadata(self.blobs.path(&sha))
-                .map(|m| m.len())
-                .unwrap_or(0);
+            freed += self.blobs.size(&sha).unwrap_or(0);
             self.blobs.remove(&sha)?;
         }
         self.view.remove_repo(repo)?;
@@ -328,9 +376,7 @@ impl Store {
         self.view.remove_file(repo, commit, path)?;
         let mut freed = 0;
         for sha in orphans {
-            freed += std::fs::metadata(self.blobs.path(&sha))
-                .map(|m| m.len())
-                .unwrap_or(0);
+            freed += self.blobs.size(&sha).unwrap_or(0);
             self.blobs.remove(&sha)?;
         }
         Ok(freed)
@@ -349,17 +395,19 @@ impl Store {
     }
 
     /// Bring a verified file from elsewhere (another cache) in as blob `record.sha256` and
-    /// record it as `repo@commit:path`. `src` is linked or copied, never written.
+    /// record it as `repo@commit:path`. `src` is the open file whose bytes were verified, found
+    /// at `src_path`; it is linked or copied (see [`BlobDir::adopt`]), never written.
     pub(crate) fn adopt_file(
         &self,
-        src: &Path,
+        src: &std::fs::File,
+        src_path: &Path,
         repo: &str,
         commit: &str,
         path: &str,
         record: &FileRecord,
     ) -> Result<blobs::Adopted> {
         let _gate = self.gate()?;
-        let how = self.blobs.adopt(src, &record.sha256)?;
+        let how = self.blobs.adopt(src, src_path, &record.sha256)?;
         self.add_file(repo, commit, path, record)?;
         Ok(how)
     }
@@ -372,7 +420,7 @@ impl Store {
         let mut swept = Swept::default();
         for sha in self.catalog.drop_unreferenced_blobs()? {
             swept.blobs += 1;
-            swept.blob_bytes += std::fs::metadata(self.blobs.path(&sha)).map_or(0, |m| m.len());
+            swept.blob_bytes += self.blobs.size(&sha).unwrap_or(0);
             self.blobs.remove(&sha)?;
         }
         let (files, bytes) = self.remove_unrecorded_blobs()?;
@@ -406,12 +454,14 @@ impl Store {
                 keys.entry(key.to_string()).or_insert(None);
             } else {
                 // An adoption's copy that a crash interrupted (adoptions run under the gate).
-                let _ = std::fs::remove_file(self.blobs.tmp_dir().join(&file.name));
+                let _ = self.blobs.tmp_dir().remove_file(&file.name);
             }
         }
         let now = std::time::SystemTime::now();
         for (key, part) in keys {
-            let Some(_claim) = lock::TransferLock::try_acquire(&self.blobs.lock_path(&key))? else {
+            let tmp = self.blobs.tmp_dir();
+            let Some(_claim) = lock::TransferLock::try_acquire(tmp, &BlobDir::lock_name(&key))?
+            else {
                 continue; // a live transfer
             };
             let recorded = self.catalog.partial(&key)?.is_some();
@@ -439,11 +489,11 @@ impl Store {
                 continue;
             }
             self.catalog.clear_partial(&key)?;
-            let path = self.blobs.partial_path(&key);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(Error::io("could not delete", &path, e)),
+            let name = BlobDir::partial_name(&key);
+            match tmp.remove_file(&name) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return Err(Error::io("could not delete", &tmp.join(&name), e)),
             }
             swept.partials += 1;
             swept.partial_bytes += file.len;
@@ -467,9 +517,11 @@ impl Store {
     ) -> Result<TransferClaim> {
         use std::sync::atomic::Ordering;
         const POLL: std::time::Duration = std::time::Duration::from_millis(50);
-        let path = self.blobs.lock_path(key);
+        // Before a byte lands in tmp/: it must still be the cache's.
+        self.check_layout()?;
+        let name = BlobDir::lock_name(key);
         loop {
-            if let Some(lock) = lock::TransferLock::try_acquire(&path)? {
+            if let Some(lock) = lock::TransferLock::try_acquire(self.blobs.tmp_dir(), &name)? {
                 return Ok(TransferClaim { _lock: lock });
             }
             if cancel.load(Ordering::SeqCst) {
@@ -490,9 +542,13 @@ impl Store {
         if let Some(state) = self.catalog.partial(key)? {
             return Ok(Some(state.durable_bytes()));
         }
-        Ok(std::fs::metadata(self.blobs.partial_path(key))
+        Ok(self
+            .blobs
+            .tmp_dir()
+            .stat(BlobDir::partial_name(key))
             .ok()
-            .map(|m| m.len()))
+            .flatten()
+            .map(|m| m.len))
     }
 }
 
@@ -512,7 +568,7 @@ pub(crate) struct TransferClaim {
 /// releases. Callers hold the gate, so only one opener does this at a time.
 fn open_catalog(
     root: &Path,
-    blobs: &blobs::BlobDir,
+    blobs: &BlobDir,
     view: &view::SnapshotView,
 ) -> Result<(catalog::Catalog, Option<Rebuilt>)> {
     let path = root.join("catalog");
@@ -556,6 +612,54 @@ fn open_catalog(
     Ok((catalog, Some(rebuilt)))
 }
 
+/// The names the cache keeps at its top level. A link at any of them would lead the cache's
+/// writes and deletes out of it: it is refused, never followed.
+const TOP_LEVEL: [&str; 7] = [
+    "blobs",
+    "tmp",
+    "hub",
+    "gate.lock",
+    "catalog",
+    "catalog-wal",
+    "catalog-shm",
+];
+
+/// Refuse a cache directory with a link at one of its own names, saying what to do. Nothing is
+/// changed: the link and what it points to stay as they are.
+fn refuse_planted_links(root: &Dir) -> Result<()> {
+    for name in TOP_LEVEL {
+        let path = root.join(name);
+        let meta = root
+            .stat(name)
+            .map_err(|e| Error::io("could not read", &path, e))?;
+        if meta.map(|m| m.kind) != Some(Kind::Link) {
+            continue;
+        }
+        let target = std::fs::read_link(&path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        let fix = match name {
+            "blobs" | "tmp" | "hub" => format!(
+                "to keep what it holds, put the folder itself there instead                  (`rm {p} && mv {target} {p}`); to keep the whole cache on another disk, make the                  cache directory itself the link",
+                p = path.display()
+            ),
+            "catalog" => format!(
+                "remove the link (`rm {}`): the catalog is rebuilt from blobs/ and hub/ on the next                  open, with nothing downloaded again",
+                path.display()
+            ),
+            _ => format!("remove the link (`rm {}`)", path.display()),
+        };
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!(
+                "{} is a symbolic link (to {target}); tabcache never follows links inside its cache                  directory, so the cache was not opened and nothing was changed. To open it, {fix}",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Move a damaged catalog to `catalog.damaged` (replacing an older one), with its log gone.
 fn set_aside_damaged(root: &Path, path: &Path) -> Result<()> {
     let aside = root.join("catalog.damaged");
@@ -597,9 +701,7 @@ impl Store {
         let (mut files, mut bytes) = (0, 0);
         for name in self.blobs.list()? {
             if !recorded.contains(&name) {
-                bytes += std::fs::metadata(self.blobs.path(&name))
-                    .map(|m| m.len())
-                    .unwrap_or(0);
+                bytes += self.blobs.size(&name).unwrap_or(0);
                 files += 1;
                 self.blobs.remove(&name)?;
             }

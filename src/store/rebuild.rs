@@ -12,8 +12,9 @@ use std::path::Path;
 
 use super::blobs::BlobDir;
 use super::catalog::RestoredFile;
-use super::view::{entries_sorted, files_below, is_link_in_progress};
-use crate::digest::{git_blob_sha1_file, is_hex_of_len, sha256_file, to_hex};
+use super::view::{entries_sorted, files_below, is_link_in_progress, read_ref};
+use crate::digest::{git_blob_sha1_of, is_hex_of_len, sha256_file, to_hex};
+use crate::dir::file_meta;
 use crate::error::Result;
 use crate::validate;
 
@@ -44,22 +45,31 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
         if !is_hex_of_len(&name, 32) {
             continue; // not a blob name: recovery removes it
         }
-        let path = blobs.path(&name);
-        if let Ok(meta) = fs::symlink_metadata(&path) {
-            if meta.is_file() {
-                if meta.len() <= GIT_FILE_MAX {
-                    if let Ok(oid) = git_blob_sha1_file(&path, meta.len()) {
-                        disk.git_oids.push((to_hex(&oid), name.clone()));
-                    }
-                }
-                disk.blobs.push((name, meta.len()));
+        // Only regular files are blobs; a link or FIFO at a blob's name is left for recovery
+        // to remove, never read through.
+        let Ok(mut file) = blobs.open_blob(&name) else {
+            continue;
+        };
+        let Ok(meta) = file_meta(&file) else {
+            continue;
+        };
+        if meta.len <= GIT_FILE_MAX {
+            if let Ok(oid) = git_blob_sha1_of(&mut file, meta.len, &blobs.path(&name)) {
+                disk.git_oids.push((to_hex(&oid), name.clone()));
             }
         }
+        disk.blobs.push((name, meta.len));
     }
     let sizes: std::collections::HashMap<&str, u64> =
         disk.blobs.iter().map(|(s, n)| (s.as_str(), *n)).collect();
     let mut files = Vec::new();
+    // Folders of the view are never links (the view makes none): one planted there is not
+    // entered, so nothing outside the cache is read as if it were the view.
+    let real_dir = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
     for repo_dir in entries_sorted(hub_root)? {
+        if !real_dir(&repo_dir) {
+            continue;
+        }
         let folder = file_name(&repo_dir);
         let Some(repo) = folder
             .strip_prefix("models--")
@@ -71,9 +81,14 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
             continue;
         }
         let snapshots = repo_dir.join("snapshots");
-        for commit_dir in entries_sorted(&snapshots)? {
+        let commit_dirs = if real_dir(&snapshots) {
+            entries_sorted(&snapshots)?
+        } else {
+            Vec::new()
+        };
+        for commit_dir in commit_dirs {
             let commit = file_name(&commit_dir);
-            if validate::revision(&commit).is_err() || !commit_dir.is_dir() {
+            if validate::revision(&commit).is_err() || !real_dir(&commit_dir) {
                 continue;
             }
             let mut entries = Vec::new();
@@ -98,15 +113,14 @@ pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
         }
         let refs = repo_dir.join("refs");
         let mut names = Vec::new();
-        files_below(&refs, "", &mut names)?;
+        if real_dir(&refs) {
+            files_below(&refs, "", &mut names)?;
+        }
         for (revision, file) in names {
             if validate::revision(&revision).is_err() || revision.ends_with(".tabcache-tmp") {
                 continue;
             }
-            let commit = fs::read_to_string(&file)
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let commit = read_ref(&file).unwrap_or_default();
             if validate::revision(&commit).is_ok() {
                 disk.refs.push((repo.clone(), revision, commit));
             }

@@ -4,12 +4,19 @@
 //! external data resolve by name, mmap works, and huggingface_hub reads it offline.
 
 use std::fs;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use super::blobs::BlobDir;
+use crate::dir::{Dir, Kind};
 use crate::error::{Error, Result};
 
+/// The view under `hub/`. Every change walks from the `hub` handle one folder at a time (see
+/// `crate::dir`), never through a link: a link found where the view keeps a folder (planted:
+/// the view never makes one) is removed and a real folder made in its place, so nothing it
+/// points to is touched; a link at a file entry's or ref's name is replaced, not followed.
 pub(crate) struct SnapshotView {
-    root: PathBuf,
+    root: Dir,
 }
 
 /// `org/name` -> `models--org--name`, huggingface_hub's folder name for a model repo.
@@ -18,12 +25,19 @@ pub(crate) fn repo_folder(repo_id: &str) -> String {
 }
 
 impl SnapshotView {
-    pub(crate) fn open(root: PathBuf) -> Result<SnapshotView> {
-        fs::create_dir_all(&root).map_err(|e| Error::io("could not create", &root, e))?;
+    pub(crate) fn open(cache_root: &Dir) -> Result<SnapshotView> {
+        let root = cache_root
+            .sub("hub", true)
+            .map_err(|e| Error::io("could not create", &cache_root.join("hub"), e))?;
         Ok(SnapshotView { root })
     }
 
     pub(crate) fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The `hub/` handle, for checks that it is still where it was opened.
+    pub(crate) fn dir(&self) -> &Dir {
         &self.root
     }
 
@@ -40,81 +54,149 @@ impl SnapshotView {
         p
     }
 
-    /// Point `refs/{revision}` at `commit`, as huggingface_hub does.
-    pub(crate) fn set_ref(&self, repo_id: &str, revision: &str, commit: &str) -> Result<()> {
-        let mut p = self.root.join(repo_folder(repo_id)).join("refs");
-        for segment in revision.split('/') {
-            p.push(segment);
+    /// The folder reached from `hub/` through `names`. With `create`, missing folders are made
+    /// and links where a folder belongs are replaced by one; without, None when any of them is
+    /// not a real folder (nothing of the view's is below a link).
+    fn walk<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+        create: bool,
+    ) -> Result<Option<Dir>> {
+        let mut dir = self.root.clone();
+        for name in names {
+            let at = dir.join(name);
+            let meta = dir
+                .stat(name)
+                .map_err(|e| Error::io("could not read", &at, e))?;
+            match meta.map(|m| m.kind) {
+                Some(Kind::Dir) => {}
+                None if create => {}
+                Some(Kind::Link) if create => {
+                    dir.remove_file(name)
+                        .map_err(|e| Error::io("could not remove the link planted at", &at, e))?;
+                }
+                _ if !create => return Ok(None),
+                _ => {
+                    return Err(Error::new(
+                        crate::error::ErrorKind::Io,
+                        format!(
+                            "{} is not a folder, and the snapshot view needs one there; \
+                             remove it (it is not part of the cache) and retry",
+                            at.display()
+                        ),
+                    ))
+                }
+            }
+            dir = dir
+                .sub(name, create)
+                .map_err(|e| Error::io("could not create", &at, e))?;
         }
-        if let Some(parent) = p.parent() {
-            fs::create_dir_all(parent).map_err(|e| Error::io("could not create", parent, e))?;
-        }
-        if fs::read_to_string(&p).ok().as_deref() == Some(commit) {
-            return Ok(());
-        }
-        let tmp = p.with_extension("tabcache-tmp");
-        fs::write(&tmp, commit).map_err(|e| Error::io("could not write", &tmp, e))?;
-        fs::rename(&tmp, &p).map_err(|e| Error::io("could not write", &p, e))
+        Ok(Some(dir))
     }
 
-    /// Make the view entry for `repo@commit:path` name `blob`. Tries a relative symlink, then a
-    /// hard link, then a copy; an existing entry is replaced atomically.
+    /// Point `refs/{revision}` at `commit`, as huggingface_hub does.
+    pub(crate) fn set_ref(&self, repo_id: &str, revision: &str, commit: &str) -> Result<()> {
+        let folder = repo_folder(repo_id);
+        let (parents, name) = match revision.rsplit_once('/') {
+            Some((parents, name)) => (Some(parents), name),
+            None => (None, revision),
+        };
+        let names = [folder.as_str(), "refs"]
+            .into_iter()
+            .chain(parents.into_iter().flat_map(|p| p.split('/')));
+        let dir = self.walk(names, true)?.expect("walk creates every folder");
+        let mut current = String::new();
+        let held = dir
+            .open_read(name)
+            .and_then(|mut f| f.read_to_string(&mut current))
+            .is_ok();
+        if held && current == commit {
+            return Ok(());
+        }
+        let tmp = format!("{name}.tabcache-tmp");
+        let tmp_path = dir.join(&tmp);
+        dir.create_fresh(&tmp)
+            .and_then(|mut f| f.write_all(commit.as_bytes()))
+            .map_err(|e| Error::io("could not write", &tmp_path, e))?;
+        dir.rename(&tmp, &dir, name)
+            .map_err(|e| Error::io("could not write", &dir.join(name), e))
+    }
+
+    /// Make the view entry for `repo@commit:path` name blob `sha256`. Tries a relative
+    /// symlink, then a hard link, then a copy; an existing entry is replaced atomically.
     pub(crate) fn link(
         &self,
         repo_id: &str,
         commit: &str,
         path: &str,
-        blob: &Path,
+        blobs: &BlobDir,
+        sha256: &str,
     ) -> Result<PathBuf> {
         let entry = self.file_path(repo_id, commit, path);
-        let parent = entry.parent().expect("a view entry always has a parent");
-        fs::create_dir_all(parent).map_err(|e| Error::io("could not create", parent, e))?;
-        if points_to(&entry, blob) {
+        let parent_path = entry.parent().expect("a view entry always has a parent");
+        let folder = repo_folder(repo_id);
+        let (parents, name) = match path.rsplit_once('/') {
+            Some((parents, name)) => (Some(parents), name),
+            None => (None, path),
+        };
+        let names = [folder.as_str(), "snapshots", commit]
+            .into_iter()
+            .chain(parents.into_iter().flat_map(|p| p.split('/')));
+        let dir = self.walk(names, true)?.expect("walk creates every folder");
+        let target = relative_to(parent_path, &blobs.path(sha256));
+        if points_to(&dir, name, &target, blobs, sha256) {
             return Ok(entry);
         }
         // Named so that is_link_in_progress knows it.
-        let tmp = parent.join(format!(
-            ".{}.tabcache-link",
-            entry
-                .file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
-        let _ = fs::remove_file(&tmp);
-        let linked =
-            symlink(&relative_to(parent, blob), &tmp).is_ok() || fs::hard_link(blob, &tmp).is_ok();
-        if !linked {
-            fs::copy(blob, &tmp).map_err(|e| {
-                Error::io("could not place the file in the snapshot view at", &tmp, e)
-            })?;
-        }
-        fs::rename(&tmp, &entry).map_err(|e| {
+        let tmp = format!(".{name}.tabcache-link");
+        let placing = |e| {
             Error::io(
                 "could not place the file in the snapshot view at",
                 &entry,
                 e,
             )
-        })?;
+        };
+        dir.remove_file(&tmp).map_err(placing)?;
+        let linked = dir.symlink(&target, &tmp).is_ok()
+            || dir.hard_link(blobs.blobs_dir(), sha256, &tmp).is_ok();
+        if !linked {
+            blobs
+                .open_blob(sha256)
+                .and_then(|blob| dir.copy_new(&blob, &tmp))
+                .map_err(placing)?;
+        }
+        dir.rename(&tmp, &dir, name).map_err(placing)?;
         Ok(entry)
     }
 
     pub(crate) fn remove_repo(&self, repo_id: &str) -> Result<()> {
-        let dir = self.root.join(repo_folder(repo_id));
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("could not remove", &dir, e)),
-        }
+        let folder = repo_folder(repo_id);
+        self.root
+            .remove_tree(&folder)
+            .map_err(|e| Error::io("could not remove", &self.root.join(&folder), e))
     }
 
-    /// Remove one file's view entry (absent is fine).
+    /// Remove one file's view entry (absent is fine, and so is an entry below a planted link:
+    /// nothing there is the view's).
     pub(crate) fn remove_file(&self, repo_id: &str, commit: &str, path: &str) -> Result<()> {
-        let entry = self.file_path(repo_id, commit, path);
-        match fs::remove_file(&entry) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io("could not remove", &entry, e)),
-        }
+        let folder = repo_folder(repo_id);
+        let (parents, name) = match path.rsplit_once('/') {
+            Some((parents, name)) => (Some(parents), name),
+            None => (None, path),
+        };
+        let names = [folder.as_str(), "snapshots", commit]
+            .into_iter()
+            .chain(parents.into_iter().flat_map(|p| p.split('/')));
+        let Some(dir) = self.walk(names, false)? else {
+            return Ok(());
+        };
+        dir.remove_file(name).map(drop).map_err(|e| {
+            Error::io(
+                "could not remove",
+                &self.file_path(repo_id, commit, path),
+                e,
+            )
+        })
     }
 }
 
@@ -166,14 +248,29 @@ pub(crate) fn files_below(
     Ok(())
 }
 
+/// The commit a ref file (of this view or another huggingface_hub cache) names, read without blocking on a FIFO planted there.
+pub(crate) fn read_ref(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    crate::dir::open_regular_path(path)?.read_to_string(&mut text)?;
+    Ok(text.trim().to_string())
+}
+
 /// Whether a file name is one of the view's own temporary names (`.name.tabcache-link`).
 pub(crate) fn is_link_in_progress(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tabcache-link")
 }
 
-fn points_to(entry: &Path, blob: &Path) -> bool {
-    match (fs::canonicalize(entry), fs::canonicalize(blob)) {
-        (Ok(a), Ok(b)) => a == b,
+/// Whether entry `name` of `dir` already stands for blob `sha256`: the very link `link` would
+/// make, or (where links fail) a hard link to the blob file.
+fn points_to(dir: &Dir, name: &str, target: &Path, blobs: &BlobDir, sha256: &str) -> bool {
+    match dir.stat(name) {
+        Ok(Some(meta)) if meta.kind == Kind::Link => dir.read_link(name).is_ok_and(|t| t == target),
+        Ok(Some(meta)) if meta.kind == Kind::File && cfg!(unix) => blobs
+            .blobs_dir()
+            .stat(sha256)
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.kind == Kind::File && b.id == meta.id),
         _ => false,
     }
 }
@@ -191,24 +288,6 @@ fn relative_to(from: &Path, target: &Path) -> PathBuf {
         rel.push(c.as_os_str());
     }
     rel
-}
-
-#[cfg(unix)]
-fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    std::os::unix::fs::symlink(target, link)
-}
-
-#[cfg(windows)]
-fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
-    std::os::windows::fs::symlink_file(target, link)
-}
-
-#[cfg(not(any(unix, windows)))]
-fn symlink(_target: &Path, _link: &Path) -> std::io::Result<()> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "no symlinks",
-    ))
 }
 
 #[cfg(test)]
