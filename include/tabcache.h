@@ -554,7 +554,7 @@ tc_status tc_cache_get_stats_json(struct tc_cache *cache,
  *   else ~/.cache/huggingface/hub (as huggingface_hub finds it).
  * - out_json: on TC_STATUS_OK receives the report as a JSON object (hf_cache, repos,
  *   files_imported, bytes_imported, files_already_cached, blobs_linked, blobs_copied,
- *   refs_imported, skipped [{path, reason}]). The caller owns it: free with tc_string_free.
+ *   refs_imported, bytes_hashed, skipped [{path, reason}]). The caller owns it: free with tc_string_free.
  *
  * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL cache or out_json, bad handle,
  * non-UTF-8 hf_cache_dir, or NULL when no default directory can be found);
@@ -564,6 +564,23 @@ tc_status tc_cache_get_stats_json(struct tc_cache *cache,
 tc_status tc_cache_import_hf(struct tc_cache *cache,
                              const char *hf_cache_dir,
                              char **out_json);
+
+/**
+ * tc_cache_import_hf with progress and cancellation: progress gets (bytes hashed so far, 0)
+ * while files are checked, a heartbeat meanwhile, and (n, n) at the end (see
+ * tc_progress_fn).
+ *
+ * - progress (may be NULL) and user_data: called on this thread.
+ *
+ * Returns the statuses of tc_cache_import_hf, and TC_STATUS_CANCELLED when progress returned
+ * non-zero (within a second, even in the middle of hashing a large file; what was imported
+ * before stays imported, and the next import skips it).
+ */
+tc_status tc_cache_import_hf_with_progress(struct tc_cache *cache,
+                                           const char *hf_cache_dir,
+                                           tc_progress_fn progress,
+                                           void *user_data,
+                                           char **out_json);
 
 /**
  * The message of the last failed call on this thread: what went wrong and what to do. A

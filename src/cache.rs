@@ -605,12 +605,12 @@ impl ModelCache {
         };
         let Some(sha256) = sha else { return Ok(None) };
         // Gone since we looked (deleted by another thread): not held after all.
-        let Ok(meta) = std::fs::metadata(store.blob_path(&sha256)) else {
+        let Some(size) = store.blob_file_size(&sha256) else {
             return Ok(None);
         };
         let rec = FileRecord {
             sha256,
-            size: meta.len(),
+            size,
             git_oid: plan.git_oid.clone(),
         };
         Ok(store
@@ -855,8 +855,13 @@ impl ModelCache {
             return Ok(None);
         };
         let blob = self.inner.store.blob_path(&rec.sha256);
-        std::fs::read(&blob)
-            .map(Some)
+        let mut bytes = Vec::with_capacity(usize::try_from(rec.size).unwrap_or(0));
+        use std::io::Read;
+        self.inner
+            .store
+            .open_blob(&rec.sha256)
+            .and_then(|mut file| file.read_to_end(&mut bytes))
+            .map(|_| Some(bytes))
             .map_err(|e| Error::io("could not read", &blob, e))
     }
 
@@ -871,7 +876,9 @@ impl ModelCache {
             return Ok(None);
         };
         let blob = self.inner.store.blob_path(&rec.sha256);
-        std::fs::File::open(&blob)
+        self.inner
+            .store
+            .open_blob(&rec.sha256)
             .map(Some)
             .map_err(|e| Error::io("could not open", &blob, e))
     }

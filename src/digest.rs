@@ -8,6 +8,7 @@ use std::path::Path;
 use sha1::Digest as _;
 
 use crate::error::{Error, Result};
+use crate::progress::Watch;
 
 pub fn to_hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -43,19 +44,22 @@ pub fn is_hex_of_len(s: &str, n: usize) -> bool {
 pub fn read_chunks(path: &Path, consume: impl FnMut(&[u8])) -> Result<u64> {
     let mut file =
         crate::dir::open_regular_path(path).map_err(|e| Error::io("could not open", path, e))?;
-    read_file_chunks(&mut file, path, consume)
+    read_file_chunks(&mut file, path, &Watch::default(), consume)
 }
 
 /// Feed what is left of an open file to `consume` in pieces; returns how many bytes it read.
-/// `path` names the file in errors.
+/// `path` names the file in errors. Each piece counts in `watch`, which is checked between
+/// pieces: a cancel stops the read within a piece (1 MiB) with `Cancelled`.
 pub(crate) fn read_file_chunks(
     file: &mut File,
     path: &Path,
+    watch: &Watch,
     mut consume: impl FnMut(&[u8]),
 ) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut read = 0u64;
     loop {
+        watch.check()?;
         let n = file
             .read(&mut buf)
             .map_err(|e| Error::io("could not read", path, e))?;
@@ -63,6 +67,7 @@ pub(crate) fn read_file_chunks(
             return Ok(read);
         }
         consume(&buf[..n]);
+        watch.add(n as u64);
         read += n as u64;
     }
 }
@@ -85,14 +90,15 @@ pub fn git_blob_sha1_file(path: &Path, size: u64) -> Result<[u8; 20]> {
 pub(crate) fn git_blob_sha1_of(file: &mut File, size: u64, path: &Path) -> Result<[u8; 20]> {
     let mut hasher = sha1::Sha1::new();
     hasher.update(format!("blob {size}\0").as_bytes());
-    read_file_chunks(file, path, |chunk| hasher.update(chunk))?;
+    read_file_chunks(file, path, &Watch::default(), |chunk| hasher.update(chunk))?;
     Ok(hasher.finalize().into())
 }
 
-/// The sha256 of what is left of an open file. `path` names it in errors.
-pub(crate) fn sha256_of(file: &mut File, path: &Path) -> Result<[u8; 32]> {
+/// The sha256 of what is left of an open file, counted in and stopped by `watch`. `path`
+/// names it in errors.
+pub(crate) fn sha256_of(file: &mut File, path: &Path, watch: &Watch) -> Result<[u8; 32]> {
     let mut hasher = sha2::Sha256::new();
-    read_file_chunks(file, path, |chunk| hasher.update(chunk))?;
+    read_file_chunks(file, path, watch, |chunk| hasher.update(chunk))?;
     Ok(hasher.finalize().into())
 }
 

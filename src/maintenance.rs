@@ -17,6 +17,7 @@ use crate::digest::{is_hex_of_len, read_file_chunks, sha256_of, to_hex};
 use crate::dir::file_meta;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
+use crate::progress::{ProgressFn, Reporter, Watch};
 use crate::store::{entries_sorted, files_below, read_ref, Adopted, FileRecord, Store};
 use crate::validate;
 
@@ -101,6 +102,8 @@ pub struct ImportReport {
     pub blobs_copied: u64,
     /// Revisions (`refs/`) recorded.
     pub refs_imported: u64,
+    /// Bytes read to check files against their hashes (content already held is not read).
+    pub bytes_hashed: u64,
     pub skipped: Vec<ImportSkip>,
 }
 
@@ -151,42 +154,49 @@ pub struct RemoveReport {
 /// What is wrong with blob `sha`'s file that should hold `size` bytes hashing to `sha`, if
 /// anything; and how many bytes were hashed to tell. The file is opened by its name in
 /// `blobs/` without following a link there or blocking on a FIFO: either counts as damage.
-fn blob_problem(store: &Store, sha: &str, size: u64) -> (u64, Option<String>) {
+/// Hashing counts in and is stopped by `watch`; a cancel is `Err(Cancelled)`.
+fn blob_problem(
+    store: &Store,
+    sha: &str,
+    size: u64,
+    watch: &Watch,
+) -> Result<(u64, Option<String>)> {
     let path = store.blob_path(sha);
     let opened = store.open_blob(sha).and_then(|f| Ok((file_meta(&f)?, f)));
     let (meta, mut file) = match opened {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return (0, Some("the blob file is missing".to_string()))
+            return Ok((0, Some("the blob file is missing".to_string())))
         }
         Err(e) => {
-            return (
+            return Ok((
                 0,
                 Some(format!(
                     "the blob file cannot be opened as a regular file ({e}): a link or special file is at its name"
                 )),
-            )
+            ))
         }
         Ok(opened) => opened,
     };
     if meta.len != size {
-        return (
+        return Ok((
             0,
             Some(format!(
                 "the blob file has {} bytes, {size} were recorded",
                 meta.len
             )),
-        );
+        ));
     }
-    match sha256_of(&mut file, &path) {
+    match sha256_of(&mut file, &path, watch) {
         Ok(actual) => {
             let actual = to_hex(&actual);
             let problem = (actual != sha).then(|| format!("its content now hashes to {actual}"));
-            (meta.len, problem)
+            Ok((meta.len, problem))
         }
-        Err(e) => (
+        Err(e) if e.kind() == ErrorKind::Cancelled => Err(e),
+        Err(e) => Ok((
             0,
             Some(format!("the blob file cannot be read: {}", e.message())),
-        ),
+        )),
     }
 }
 
@@ -224,6 +234,18 @@ impl ModelCache {
     /// `repair`, drop each damaged blob (its records, view entries and file) and fetch the
     /// files it held again.
     pub fn verify(&self, repo: Option<&str>, repair: bool) -> Result<VerifyReport> {
+        self.verify_with_progress(repo, repair, None)
+    }
+
+    /// [`verify`](Self::verify), reporting `(bytes hashed, bytes to hash)`; `progress` may
+    /// return false to cancel, which stops the hashing (and any repair download) within a
+    /// second with `Cancelled`.
+    pub fn verify_with_progress(
+        &self,
+        repo: Option<&str>,
+        repair: bool,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<VerifyReport> {
         if let Some(repo) = repo {
             validate::repo_id(repo)?;
         }
@@ -237,44 +259,37 @@ impl ModelCache {
             });
         }
         let sizes: BTreeMap<String, u64> = store.blob_sizes()?.into_iter().collect();
-        let wanted: BTreeSet<String> = match repo {
-            None => sizes.keys().chain(holders.keys()).cloned().collect(),
+        let wanted: Vec<(String, u64)> = match repo {
+            None => sizes
+                .keys()
+                .chain(holders.keys())
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter(),
             Some(repo) => holders
                 .iter()
                 .filter(|(_, files)| files.iter().any(|f| f.repo_id == repo))
                 .map(|(sha, _)| sha.clone())
-                .collect(),
-        };
-        let mut report = VerifyReport {
-            repair,
-            ..VerifyReport::default()
-        };
-        for sha in wanted {
-            let size = sizes.get(&sha).copied().unwrap_or(0);
-            report.blobs_checked += 1;
-            let (checked, mut problem) = blob_problem(store, &sha, size);
-            report.bytes_checked += checked;
-            if problem.is_some() {
-                // Another process (or thread) may have deleted or re-added the blob since the
-                // records were read: only what its record says now, under the gate, counts.
-                // Asked again after the second look, which a delete can also overlap.
-                problem = match store.recorded_blob(&sha)? {
-                    None => None,
-                    Some(recorded) => blob_problem(store, &sha, recorded)
-                        .1
-                        .filter(|_| matches!(store.recorded_blob(&sha), Ok(Some(_)))),
-                };
-            }
-            if let Some(problem) = problem {
-                report.damaged.push(DamagedBlob {
-                    files: holders.get(&sha).cloned().unwrap_or_default(),
-                    sha256: sha,
-                    size,
-                    problem,
-                });
-            }
+                .collect::<BTreeSet<_>>()
+                .into_iter(),
         }
+        .map(|sha| {
+            let size = sizes.get(&sha).copied().unwrap_or(0);
+            (sha, size)
+        })
+        .collect();
+        let total = wanted
+            .iter()
+            .fold(0u64, |sum, (_, size)| sum.saturating_add(*size));
+        let mut reporter = Reporter::new(progress, Some(total));
+        let cache = self.clone();
+        let mut report = reporter.run("verify", move |watch| {
+            cache.find_damage(&wanted, holders, watch)
+        })?;
+        report.repair = repair;
         if repair {
+            // Repairs keep the callback beating (and cancellable) at the hashed count.
+            let mut beat = |_: u64, _: u64| reporter.tick(total);
             for blob in &report.damaged {
                 for (repo_id, commit, path) in store.drop_blob(&blob.sha256)? {
                     let file = FileRef {
@@ -282,8 +297,15 @@ impl ModelCache {
                         commit,
                         path,
                     };
-                    match self.download_file(&file.repo_id, &file.path, Some(&file.commit), None) {
+                    let fetched = self.download_file(
+                        &file.repo_id,
+                        &file.path,
+                        Some(&file.commit),
+                        Some(&mut beat),
+                    );
+                    match fetched {
                         Ok(_) => report.repaired.push(file),
+                        Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
                         Err(e) => report.repair_failed.push(RepairFailure {
                             file,
                             error: e.message().to_string(),
@@ -292,7 +314,44 @@ impl ModelCache {
                 }
             }
         }
+        reporter.finish(total);
         report.ok = report.damaged.is_empty() || (repair && report.repair_failed.is_empty());
+        Ok(report)
+    }
+
+    /// Hash each of `wanted` (sha256, recorded size) and report the damaged ones.
+    fn find_damage(
+        &self,
+        wanted: &[(String, u64)],
+        holders: BTreeMap<String, Vec<FileRef>>,
+        watch: &Watch,
+    ) -> Result<VerifyReport> {
+        let store = self.store();
+        let mut report = VerifyReport::default();
+        for (sha, size) in wanted {
+            report.blobs_checked += 1;
+            let (checked, mut problem) = blob_problem(store, sha, *size, watch)?;
+            report.bytes_checked += checked;
+            if problem.is_some() {
+                // Another process (or thread) may have deleted or re-added the blob since the
+                // records were read: only what its record says now, under the gate, counts.
+                // Asked again after the second look, which a delete can also overlap.
+                problem = match store.recorded_blob(sha)? {
+                    None => None,
+                    Some(recorded) => blob_problem(store, sha, recorded, watch)?
+                        .1
+                        .filter(|_| matches!(store.recorded_blob(sha), Ok(Some(_)))),
+                };
+            }
+            if let Some(problem) = problem {
+                report.damaged.push(DamagedBlob {
+                    files: holders.get(sha).cloned().unwrap_or_default(),
+                    sha256: sha.clone(),
+                    size: *size,
+                    problem,
+                });
+            }
+        }
         Ok(report)
     }
 
@@ -328,6 +387,28 @@ impl ModelCache {
     /// would change huggingface_hub's file); [`ModelCache::verify`] detects content changed
     /// that way.
     pub fn import_hf_cache(&self, dir: Option<&Path>) -> Result<ImportReport> {
+        self.import_hf_cache_with_progress(dir, None)
+    }
+
+    /// [`import_hf_cache`](Self::import_hf_cache), reporting `(bytes hashed, 0)` as it goes
+    /// and `(n, n)` at the end; `progress` may return false to cancel, which stops it within a
+    /// second with `Cancelled` (the files already imported stay imported; the next import
+    /// skips them).
+    pub fn import_hf_cache_with_progress(
+        &self,
+        dir: Option<&Path>,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<ImportReport> {
+        let mut reporter = Reporter::new(progress, None);
+        let (cache, dir) = (self.clone(), dir.map(Path::to_path_buf));
+        let report = reporter.run("import", move |watch| {
+            cache.import_watched(dir.as_deref(), watch)
+        })?;
+        reporter.finish(report.bytes_hashed);
+        Ok(report)
+    }
+
+    fn import_watched(&self, dir: Option<&Path>, watch: &Watch) -> Result<ImportReport> {
         let dir = match dir {
             Some(d) => d.to_path_buf(),
             None => default_hf_hub_cache().ok_or_else(|| {
@@ -367,7 +448,7 @@ impl ModelCache {
                 });
                 continue;
             }
-            if self.import_hf_repo(&repo_id, &entry, &mut report)? {
+            if self.import_hf_repo(&repo_id, &entry, &mut report, watch)? {
                 repos.insert(repo_id);
             }
         }
@@ -381,6 +462,7 @@ impl ModelCache {
         repo_id: &str,
         folder: &Path,
         report: &mut ImportReport,
+        watch: &Watch,
     ) -> Result<bool> {
         let store = self.store();
         let mut any = false;
@@ -403,7 +485,8 @@ impl ModelCache {
                 let mut files = Vec::new();
                 files_below(&snapshot, "", &mut files)?;
                 for (path, on_disk) in files {
-                    match self.import_hf_file(repo_id, &commit, &path, &on_disk, report) {
+                    watch.check()?;
+                    match self.import_hf_file(repo_id, &commit, &path, &on_disk, report, watch) {
                         Ok(()) => {
                             any = true;
                             commits.insert(commit.clone());
@@ -458,6 +541,7 @@ impl ModelCache {
         path: &str,
         on_disk: &Path,
         report: &mut ImportReport,
+        watch: &Watch,
     ) -> Result<()> {
         validate::repo_path(path)?;
         let store = self.store();
@@ -511,7 +595,8 @@ impl ModelCache {
                 git_oid: (!lfs).then(|| blob_name.clone()),
             },
             None => {
-                let (sha256, git_sha1, size) = hash_for_import(&mut file, &real)?;
+                let (sha256, git_sha1, size) = hash_for_import(&mut file, &real, watch)?;
+                report.bytes_hashed = report.bytes_hashed.saturating_add(size);
                 let matches = if lfs {
                     sha256 == blob_name
                 } else {
@@ -699,14 +784,18 @@ impl ModelCache {
 
 /// One pass over an open file: its sha256, its git blob sha1 (`blob <len>\0` + content), its
 /// size. `path` names it in messages.
-fn hash_for_import(file: &mut fs::File, path: &Path) -> Result<(String, String, u64)> {
+fn hash_for_import(
+    file: &mut fs::File,
+    path: &Path,
+    watch: &Watch,
+) -> Result<(String, String, u64)> {
     let size = file_meta(file)
         .map_err(|e| Error::io("could not read", path, e))?
         .len;
     let mut sha256 = sha2::Sha256::new();
     let mut git = sha1::Sha1::new();
     git.update(format!("blob {size}\0").as_bytes());
-    let read = read_file_chunks(file, path, |chunk| {
+    let read = read_file_chunks(file, path, watch, |chunk| {
         sha256.update(chunk);
         git.update(chunk);
     })?;

@@ -167,7 +167,9 @@ impl<'a> Reporter<'a> {
     /// The final call, on success: `loaded == total`, where an unknown total becomes what
     /// was loaded.
     pub(crate) fn finish(&mut self, loaded: u64) {
-        let total = self.total.unwrap_or(loaded);
+        let total = self
+            .total
+            .unwrap_or_else(|| loaded.max(self.reported.unwrap_or(0)));
         // tick() never reports a known total (that call is the final one), so the
         // final call is always made; for an unknown one it names the total at last.
         let already_final = self.total.is_some() && self.reported == Some(total);

@@ -39,6 +39,20 @@ unsafe extern "C" fn on_progress(user_data: *mut c_void, loaded: u64, total: u64
     c_int::from(listener.cancel.load(Ordering::SeqCst))
 }
 
+/// As [`on_progress`], and cancels at the first call that shows work done (however fast the
+/// machine hashes, the call is then still in the middle of it).
+unsafe extern "C" fn cancel_once_under_way(
+    user_data: *mut c_void,
+    loaded: u64,
+    total: u64,
+) -> c_int {
+    let listener = &*(user_data as *const Listener);
+    if loaded > 0 {
+        listener.cancel.store(true, Ordering::SeqCst);
+    }
+    on_progress(user_data, loaded, total)
+}
+
 /// A C handle on the stage's cache, with the stage's options.
 struct CCache(*mut TcCache);
 
@@ -119,6 +133,24 @@ impl CCache {
                     )
                 }
             }
+        }
+    }
+
+    /// Import the huggingface_hub cache at `dir` with a progress callback that cancels once
+    /// hashing is under way; its status.
+    fn import(&self, dir: &CStr, listener: &Listener) -> TcStatus {
+        let mut json = ptr::null_mut();
+        let data = listener as *const Listener as *mut c_void;
+        unsafe {
+            let status = tc_cache_import_hf_with_progress(
+                self.0,
+                dir.as_ptr(),
+                Some(cancel_once_under_way),
+                data,
+                &mut json,
+            );
+            tc_string_free(json);
+            status
         }
     }
 
@@ -279,4 +311,56 @@ phase_tests! {
     unknown_size: Phase::UnknownSize,
     queued_files: Phase::QueuedFiles,
     other_process: Phase::OtherProcess,
+}
+
+/// `import_hf_cache` (by the C callback) and `verify` stop within a second of a cancel in
+/// the middle of hashing a large file; the next import (and verify) completes.
+#[test]
+fn import_and_verify_stop_mid_hash() {
+    const SIZE: u64 = 256 << 20;
+    let hf = tempfile::tempdir().unwrap();
+    common::hf_cache_with_zeros(hf.path(), SIZE, true);
+    let stage = Stage::new(Phase::ModelInfo);
+    let cache = CCache::open(&stage);
+    let listener = Listener::default();
+    let dir = CString::new(hf.path().to_str().unwrap()).unwrap();
+    let status = cache.import(&dir, &listener);
+    let returned_at = Instant::now();
+    assert_eq!(status, TcStatus::Cancelled, "{}", last_error());
+    let cancelled_at = listener.calls.lock().unwrap().last().unwrap().2;
+    assert!(
+        returned_at - cancelled_at < LIMIT,
+        "{:?}",
+        returned_at - cancelled_at
+    );
+    let calls = listener.calls.lock().unwrap().clone();
+    assert!(
+        calls.iter().all(|c| c.1 == 0) && calls.iter().any(|c| c.0 < SIZE),
+        "an import reports bytes hashed with total 0: {:?}",
+        calls.iter().map(|c| (c.0, c.1)).collect::<Vec<_>>()
+    );
+    drop(cache);
+
+    let rust = tabcache::ModelCache::open(stage.dir.path(), stage.options.clone()).unwrap();
+    assert!(!rust.has_file("org/zeros", "zeros.bin", None).unwrap());
+    let report = rust.import_hf_cache(Some(hf.path())).unwrap();
+    assert_eq!(report.files_imported, 1, "{report:?}");
+
+    let mut seen = Vec::new();
+    let mut cancelled_at = None;
+    let mut stop_once_under_way = |loaded: u64, total: u64| {
+        seen.push((loaded, total));
+        if loaded > 0 {
+            cancelled_at.get_or_insert_with(Instant::now);
+        }
+        loaded == 0
+    };
+    let err = rust
+        .verify_with_progress(None, false, Some(&mut stop_once_under_way))
+        .unwrap_err();
+    let took = cancelled_at.unwrap().elapsed();
+    assert_eq!(err.kind(), tabcache::ErrorKind::Cancelled, "{err}");
+    assert!(took < LIMIT, "{took:?}");
+    assert!(seen.iter().all(|&(_, total)| total == SIZE), "{seen:?}");
+    assert!(rust.verify(None, false).unwrap().ok);
 }

@@ -84,6 +84,25 @@ fn a_second_ctrl_c_exits_at_once() {
     assert!(!stderr.contains("interrupted"), "{stderr}");
 }
 
+#[test]
+fn ctrl_c_stops_an_import_mid_hash() {
+    let hf = tempfile::tempdir().unwrap();
+    common::hf_cache_with_zeros(hf.path(), 1 << 30, false);
+    let stage = Stage::new(Phase::ModelInfo);
+    let args = ["--quiet", "import-hf", hf.path().to_str().unwrap()];
+    let child = common::tabcache_command(&stage.hub, stage.dir.path(), &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Hashing 1 GiB takes seconds here (half a second with SHA extensions).
+    std::thread::sleep(Duration::from_millis(150));
+    sigint(&child);
+    let (code, stderr, took) = exit_within(child, Duration::from_secs(1));
+    assert_eq!(code, 130, "{stderr}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
 macro_rules! phase_tests {
     ($($name:ident: $phase:expr,)*) => {
         $(#[test] fn $name() { ctrl_c($phase) })*

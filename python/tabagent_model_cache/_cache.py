@@ -684,13 +684,19 @@ class ModelCache:
 
         Returns the report dict: ``hf_cache``, ``repos``, ``files_imported``,
         ``bytes_imported``, ``files_already_cached``, ``blobs_linked``, ``blobs_copied``,
-        ``refs_imported`` and ``skipped`` (``[{path, reason}]``: files whose hash did not
+        ``refs_imported``, ``bytes_hashed`` and ``skipped`` (``[{path, reason}]``: files whose hash did not
         match, or that are not links to a blob). Raises :class:`EntryNotFoundError` naming the
         directory when it does not exist.
         """
         out = ffi.new("char **")
+        cache = self._cache()
+        directory = _text(hf_cache_dir, "hf_cache_dir")
         logger.debug("importing the huggingface_hub cache %s", hf_cache_dir if hf_cache_dir is not None else "(default)")
-        _check(lib.tc_cache_import_hf(self._cache(), _text(hf_cache_dir, "hf_cache_dir"), out))
+        self._with_progress(
+            None,
+            None,
+            lambda progress, user_data: lib.tc_cache_import_hf_with_progress(cache, directory, progress, user_data, out),
+        )
         return json.loads(_take_string(out[0]))
 
     # -- asyncio ---------------------------------------------------------------------------

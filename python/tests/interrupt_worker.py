@@ -2,7 +2,7 @@
 (test_cancel.py): ``python interrupt_worker.py DB_PATH METHOD REPO [ARG]`` opens the cache with
 the transfer settings of the tests, prints ``calling``, makes the call (``scan`` ->
 ``scan_repo``, ``file`` -> ``download_file``, ``quant`` -> ``download_quant``) and prints
-``finished``, or ``KeyboardInterrupt`` when SIGINT interrupted it (and exits 0 either way)."""
+``finished`` (``import`` -> ``import_hf_cache(ARG)``, REPO unused), or ``KeyboardInterrupt`` when SIGINT interrupted it (and exits 0 either way)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def main() -> None:
         "scan": lambda: cache.scan_repo(repo),
         "file": lambda: cache.download_file(repo, arg),
         "quant": lambda: cache.download_quant(repo, arg),
+        "import": lambda: cache.import_hf_cache(arg),
     }
     print("calling", flush=True)
     try:

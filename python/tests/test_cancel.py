@@ -268,3 +268,44 @@ def test_task_cancel_stops_the_async_call_within_a_second(stage_for: Any, name: 
     took = asyncio.run(run())
     assert took < LIMIT, f"{name}: the task ended {took:.2f} s after task.cancel()"
     stage.call_again()
+
+
+def _zeros_hf_cache(root: Path, size: int) -> None:
+    """A huggingface_hub cache with one sparse file of ``size`` zero bytes (its blob named by
+    a hash it does not have: the import hashes all of it before skipping it)."""
+    repo = root / "models--org--zeros"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    blob = repo / "blobs" / ("ab" * 32)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    blob.parent.mkdir(parents=True)
+    with open(blob, "wb") as f:
+        f.truncate(size)
+    os.symlink(f"../../blobs/{blob.name}", repo / "snapshots" / commit / "zeros.bin")
+
+
+def test_ctrl_c_stops_import_hf_cache_mid_hash(tmp_path: Path) -> None:
+    hf = tmp_path / "hf"
+    _zeros_hf_cache(hf, 1 << 30)
+    db = str(tmp_path / "cache")
+    child = subprocess.Popen(
+        [sys.executable, str(WORKER), db, "import", "-", str(hf)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert _line(child, 30) == "calling"
+        time.sleep(0.1)  # hashing 1 GiB takes seconds here, half a second with SHA extensions
+        assert child.poll() is None, "the import ended before Ctrl-C"
+        sent = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        said = _line(child, 5)
+        took = time.monotonic() - sent
+        assert said == "KeyboardInterrupt", said
+        assert took < LIMIT, f"KeyboardInterrupt came {took:.2f} s after Ctrl-C"
+        assert child.wait(timeout=10) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    # The cache is left as it was: nothing half-imported.
+    with tmc.ModelCache(db) as cache:
+        assert cache.get_stats()["total_files"] == 0

@@ -1034,7 +1034,9 @@ fn cat(cache: &ModelCache, repo: &str, file: &str, revision: Option<&str>) -> Cm
 }
 
 fn verify(ctx: &Ctx, cache: &ModelCache, repo: Option<&str>, repair: bool) -> CmdResult {
-    let report: VerifyReport = cache.verify(repo, repair)?;
+    install_sigint_handler();
+    let report: VerifyReport =
+        unless_interrupted(cache.verify_with_progress(repo, repair, Some(&mut until_interrupted)))?;
     if ctx.json {
         ctx.emit_json(&report);
     } else {
@@ -1096,7 +1098,9 @@ fn rm(ctx: &Ctx, cache: &ModelCache, repo: &str, quant: Option<&str>) -> CmdResu
 }
 
 fn import_hf(ctx: &Ctx, cache: &ModelCache, dir: Option<&std::path::Path>) -> CmdResult {
-    let report = cache.import_hf_cache(dir)?;
+    install_sigint_handler();
+    let report =
+        unless_interrupted(cache.import_hf_cache_with_progress(dir, Some(&mut until_interrupted)))?;
     if ctx.verbose > 0 || !ctx.json {
         for skip in &report.skipped {
             ctx.note(format!("skipped {}: {}", skip.path.display(), skip.reason));

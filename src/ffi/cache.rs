@@ -630,7 +630,7 @@ pub unsafe extern "C" fn tc_cache_get_stats_json(
 ///   else ~/.cache/huggingface/hub (as huggingface_hub finds it).
 /// - out_json: on TC_STATUS_OK receives the report as a JSON object (hf_cache, repos,
 ///   files_imported, bytes_imported, files_already_cached, blobs_linked, blobs_copied,
-///   refs_imported, skipped [{path, reason}]). The caller owns it: free with tc_string_free.
+///   refs_imported, bytes_hashed, skipped [{path, reason}]). The caller owns it: free with tc_string_free.
 ///
 /// Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL cache or out_json, bad handle,
 /// non-UTF-8 hf_cache_dir, or NULL when no default directory can be found);
@@ -642,14 +642,35 @@ pub unsafe extern "C" fn tc_cache_import_hf(
     hf_cache_dir: *const c_char,
     out_json: *mut *mut c_char,
 ) -> TcStatus {
+    tc_cache_import_hf_with_progress(cache, hf_cache_dir, None, ptr::null_mut(), out_json)
+}
+
+/// tc_cache_import_hf with progress and cancellation: progress gets (bytes hashed so far, 0)
+/// while files are checked, a heartbeat meanwhile, and (n, n) at the end (see
+/// tc_progress_fn).
+///
+/// - progress (may be NULL) and user_data: called on this thread.
+///
+/// Returns the statuses of tc_cache_import_hf, and TC_STATUS_CANCELLED when progress returned
+/// non-zero (within a second, even in the middle of hashing a large file; what was imported
+/// before stays imported, and the next import skips it).
+#[no_mangle]
+pub unsafe extern "C" fn tc_cache_import_hf_with_progress(
+    cache: *mut TcCache,
+    hf_cache_dir: *const c_char,
+    progress: TcProgressFn,
+    user_data: *mut c_void,
+    out_json: *mut *mut c_char,
+) -> TcStatus {
     call("tc_cache_import_hf", || {
         let handle = CACHES.get(cache)?;
         let dir = optional_str(hf_cache_dir, "hf_cache_dir")?;
         out_ptr(out_json, "out_json")?;
-        let report = handle
+        let mut report = progress_closure(progress, user_data);
+        let imported = handle
             .cache
-            .import_hf_cache(dir.map(std::path::Path::new))?;
-        *out_json = give_string(&to_json(&report)?)?;
+            .import_hf_cache_with_progress(dir.map(std::path::Path::new), lend(&mut report))?;
+        *out_json = give_string(&to_json(&imported)?)?;
         Ok(TcStatus::Ok)
     })
 }

@@ -222,3 +222,35 @@ pub fn tabcache_command(hub: &Hub, cache: &Path, args: &[&str]) -> Command {
         .stdin(Stdio::null());
     cmd
 }
+
+/// A huggingface_hub cache holding one file of `size` zero bytes (sparse, so it costs no disk)
+/// under its true sha256 (or, without `true_hash`, a name it does not hash to): enough
+/// hashing that a cancel lands in the middle of it.
+pub fn hf_cache_with_zeros(root: &Path, size: u64, true_hash: bool) {
+    use sha2::Digest;
+    let sha = if true_hash {
+        let mut hasher = sha2::Sha256::new();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..size >> 20 {
+            hasher.update(&zeros);
+        }
+        tabcache::digest::to_hex(&hasher.finalize())
+    } else {
+        "ab".repeat(32)
+    };
+    let repo = root.join("models--org--zeros");
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("snapshots").join(commit)).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    std::fs::File::create(repo.join("blobs").join(&sha))
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    std::os::unix::fs::symlink(
+        format!("../../blobs/{sha}"),
+        repo.join("snapshots").join(commit).join("zeros.bin"),
+    )
+    .unwrap();
+}
