@@ -309,6 +309,20 @@ extern "C" {
 const char *tc_version(void);
 
 /**
+ * The directory a cache uses when the application names none, as the `tabcache` command line
+ * finds it: $TABCACHE_HOME, else "tabcache" under the platform's per-user cache directory
+ * ($XDG_CACHE_HOME or ~/.cache on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on
+ * Windows). Pass it to tc_cache_open to share the command line's cache.
+ *
+ * - out_path: on TC_STATUS_OK receives the path; the caller frees it with tc_string_free.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_NOT_CACHED when the environment names no home directory at
+ * all (then pass a directory of your own); TC_STATUS_INVALID_ARGUMENT for a NULL out_path;
+ * TC_STATUS_IO when the path is not valid UTF-8. Callable from any thread.
+ */
+tc_status tc_default_cache_dir(char **out_path);
+
+/**
  * Fill *options with the defaults (every field "unset") and set struct_size. Call it before
  * setting any field. NULL is ignored. Never fails.
  */

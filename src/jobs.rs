@@ -20,7 +20,9 @@ use crate::validate;
 /// What a finished job produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobOutput {
-    /// A variant download: its files are in the cache.
+    /// A variant download: the snapshot-view paths of its files.
+    Files(Vec<PathBuf>),
+    /// Done, with nothing to hand back (tests of the job machinery).
     Done,
     /// A file download: the file's snapshot-view path.
     File(PathBuf),
@@ -180,7 +182,7 @@ impl ModelCache {
         Job::spawn(format!("tabcache-job-{quant}"), move |progress| {
             cache
                 .download_quant(&repo, &quant_key, revision.as_deref(), Some(progress))
-                .map(|()| JobOutput::Done)
+                .map(JobOutput::Files)
         })
     }
 

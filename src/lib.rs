@@ -3,7 +3,8 @@
 //! [`ModelCache`] is the one facade that the C ABI (`ffi`), the `tabcache` command line and
 //! Rust users call. Beneath it: `hub` speaks the Hub protocol, `quant` turns a listing into
 //! quantization variants, `manifest` holds what `scan_repo` returns, `store` keeps the SQLite
-//! catalog, the content-addressed blobs and the snapshot view, and `download` moves bytes.
+//! catalog, the content-addressed blobs and the snapshot view, `fetch` plans and schedules the
+//! transfers of a request, and `download` moves bytes.
 
 mod backoff;
 mod cache;
@@ -11,6 +12,7 @@ pub mod digest;
 mod dir;
 pub mod download;
 pub mod error;
+mod fetch;
 pub mod ffi;
 mod flight;
 mod fork;
@@ -23,7 +25,7 @@ pub mod quant;
 mod store;
 pub mod validate;
 
-pub use cache::{CacheOptions, ModelCache, Stats, DEFAULT_REVISION};
+pub use cache::{default_cache_dir, CacheOptions, ModelCache, Stats, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, QuantInfo, QuantStatus};
 pub use progress::{FileEvent, FileProgressFn, ProgressFn};

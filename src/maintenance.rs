@@ -576,9 +576,9 @@ impl ModelCache {
         })?;
         // Content this cache already verified needs no second hashing.
         let held = if lfs {
-            store.has_blob(&blob_name)?.then(|| blob_name.clone())
+            store.held_blob(Some(&blob_name), None)?
         } else {
-            store.blob_for_git_oid(&blob_name)?
+            store.held_blob(None, Some(&blob_name))?
         };
         let record = match held {
             Some(sha256) => FileRecord {

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, ErrorKind, Result};
+use crate::hub::{ModelInfo, RemoteFile};
+use crate::quant;
+
 /// The state of one quantization variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,6 +59,79 @@ pub struct Manifest {
     /// Add-ons that are not variants of their own (GGUF `mmproj-*` projectors): name -> files.
     #[serde(default)]
     pub addons: BTreeMap<String, Vec<String>>,
+    /// The variant to fetch when the caller names none ([`Manifest::default_variant`]), or
+    /// None when there is no single sensible choice.
+    #[serde(default)]
+    pub default_quant: Option<String>,
+}
+
+/// On a GGUF repo, the variants a caller naming none gets, best first: the usual balance of
+/// size and quality, then the near-lossless one.
+const PREFERRED_GGUF: [&str; 2] = ["Q4_K_M", "Q8_0"];
+
+impl Manifest {
+    /// The variant to fetch when the caller names none: on a repo with GGUF variants
+    /// `Q4_K_M`, else `Q8_0`, else the first GGUF variant; otherwise the only variant.
+    ///
+    /// # Errors
+    /// `EntryNotFound` when the repo has no variants (name its files instead);
+    /// `InvalidArgument` when it has several and none is preferred (the message lists them).
+    pub fn default_variant(&self) -> Result<&str> {
+        default_variant(&self.repo_id, &self.quants)
+    }
+}
+
+fn default_variant<'a, T: QuantFiles>(
+    repo_id: &str,
+    quants: &'a BTreeMap<String, T>,
+) -> Result<&'a str> {
+    let gguf: Vec<&'a str> = quants
+        .iter()
+        .filter(|(_, q)| {
+            q.files()
+                .iter()
+                .any(|f| f.to_ascii_lowercase().ends_with(".gguf"))
+        })
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if let Some(k) = PREFERRED_GGUF
+        .iter()
+        .find_map(|preferred| gguf.iter().find(|k| *k == preferred))
+    {
+        return Ok(k);
+    }
+    if let Some(first) = gguf.first() {
+        return Ok(first);
+    }
+    let keys: Vec<&'a str> = quants.keys().map(String::as_str).collect();
+    match keys.as_slice() {
+        [] => Err(Error::new(
+            ErrorKind::EntryNotFound,
+            format!("{repo_id} has no model variants; name the files to download"),
+        )),
+        [only] => Ok(only),
+        several => Err(Error::invalid(format!(
+            "{repo_id} has several variants ({}); name the one to download",
+            several.join(", ")
+        ))),
+    }
+}
+
+/// The files of a variant, as a manifest and a record each hold them.
+trait QuantFiles {
+    fn files(&self) -> &[String];
+}
+
+impl QuantFiles for QuantInfo {
+    fn files(&self) -> &[String] {
+        &self.files
+    }
+}
+
+impl QuantFiles for Vec<String> {
+    fn files(&self) -> &[String] {
+        self
+    }
 }
 
 /// What the listing says about one file; enough to download and verify it without asking again.
@@ -105,6 +182,67 @@ pub struct QuantLive {
 }
 
 impl RepoRecord {
+    /// The record of `repo_id` at `revision` from its model info and file listing: the files
+    /// with their sizes and hashes, classified into variants and addons. What the stored
+    /// record `old` knew of each variant (when it was last fetched; a failure, if it happened
+    /// at this same commit) carries over, as does its first-scan time.
+    pub fn from_listing(
+        repo_id: &str,
+        revision: &str,
+        info: &ModelInfo,
+        listing: &[RemoteFile],
+        old: Option<&RepoRecord>,
+        now: i64,
+    ) -> RepoRecord {
+        let classes = quant::classify(listing.iter().map(|f| f.path.as_str()));
+        let files = listing
+            .iter()
+            .map(|f| {
+                let listed = ListedFile {
+                    size: f.size,
+                    sha256: f.sha256.clone(),
+                    // The git blob sha1 identifies content only the Hub lists no sha256 for.
+                    git_oid: f.sha256.is_none().then(|| f.git_oid.clone()),
+                };
+                (f.path.clone(), listed)
+            })
+            .collect();
+        let variants = classes
+            .variants
+            .keys()
+            .filter_map(|k| classes.files_for(k).map(|files| (k.clone(), files)))
+            .collect();
+        let same_commit = old.is_some_and(|o| o.commit == info.sha);
+        let quant_state = old
+            .map(|o| {
+                o.quant_state
+                    .iter()
+                    .map(|(k, s)| {
+                        // A failure belongs to the commit it happened at.
+                        let error = if same_commit { s.error.clone() } else { None };
+                        let state = QuantState {
+                            last_updated: s.last_updated,
+                            error,
+                        };
+                        (k.clone(), state)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RepoRecord {
+            repo_id: repo_id.to_string(),
+            task: info.pipeline_tag.clone(),
+            created_at: old.map_or(now, |o| o.created_at),
+            updated_at: now,
+            revision: revision.to_string(),
+            commit: info.sha.clone(),
+            files,
+            variants,
+            addons: classes.addons,
+            quant_state,
+        }
+    }
+
     /// The variant's total size, when the listing gave every file's size. Saturating: a
     /// listing's sizes come from a server.
     pub fn variant_size(&self, key: &str) -> Option<u64> {
@@ -178,6 +316,9 @@ impl RepoRecord {
             revision: self.revision.clone(),
             commit: self.commit.clone(),
             addons: self.addons.clone(),
+            default_quant: default_variant(&self.repo_id, &self.variants)
+                .ok()
+                .map(str::to_string),
         }
     }
 }
@@ -188,4 +329,50 @@ pub fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quants(variants: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+        variants
+            .iter()
+            .map(|(k, files)| (k.to_string(), files.iter().map(|f| f.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_variant_prefers_q4_k_m_then_q8_0_then_the_first_gguf() {
+        let gguf = quants(&[
+            ("Q2_K", &["m-Q2_K.gguf"]),
+            ("Q4_K_M", &["m-Q4_K_M.gguf"]),
+            ("Q8_0", &["m-Q8_0.gguf"]),
+        ]);
+        assert_eq!(default_variant("o/r", &gguf).unwrap(), "Q4_K_M");
+        let no_q4 = quants(&[("Q2_K", &["m-Q2_K.gguf"]), ("Q8_0", &["m-Q8_0.gguf"])]);
+        assert_eq!(default_variant("o/r", &no_q4).unwrap(), "Q8_0");
+        let neither = quants(&[("Q3_K_S", &["m-Q3_K_S.gguf"]), ("Q2_K", &["m-Q2_K.gguf"])]);
+        assert_eq!(default_variant("o/r", &neither).unwrap(), "Q2_K");
+        // GGUF variants win over others, whatever their names.
+        let mixed = quants(&[
+            ("fp16", &["onnx/model_fp16.onnx"]),
+            ("Q5_K_M", &["m-Q5_K_M.GGUF"]),
+        ]);
+        assert_eq!(default_variant("o/r", &mixed).unwrap(), "Q5_K_M");
+    }
+
+    #[test]
+    fn without_gguf_only_a_single_variant_is_a_default() {
+        let one = quants(&[("q4f16", &["onnx/model_q4f16.onnx"])]);
+        assert_eq!(default_variant("o/r", &one).unwrap(), "q4f16");
+        let none = quants(&[]);
+        let err = default_variant("o/r", &none).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::EntryNotFound);
+        assert!(err.message().contains("no model variants"), "{err}");
+        let several = quants(&[("fp16", &["a.onnx"]), ("q4", &["b.onnx"])]);
+        let err = default_variant("o/r", &several).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+        assert!(err.message().contains("fp16, q4"), "{err}");
+    }
 }

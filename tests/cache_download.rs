@@ -63,7 +63,7 @@ fn a_variant_downloads_verifies_and_is_served_three_ways() {
         calls.push((loaded, total));
         true
     };
-    cache
+    let paths = cache
         .download_quant(REPO, "q4", None, Some(&mut record))
         .unwrap();
 
@@ -118,6 +118,18 @@ fn a_variant_downloads_verifies_and_is_served_three_ways() {
         sha256_of_reader(std::fs::File::open(&data).unwrap()),
         pseudo_random_sha256(BIG_LEN, 2)
     );
+    // download_quant gave each of the variant's files' view paths, in the variant's order.
+    let m = cache.get_manifest(REPO).unwrap().unwrap();
+    let expected: Vec<_> = m.quants["q4"]
+        .files
+        .iter()
+        .map(|f| cache.file_path(REPO, f, None).unwrap().unwrap())
+        .collect();
+    assert_eq!(paths, expected);
+    // The snapshot folder holds them under their repo paths, as snapshot_download's does.
+    let snapshot = cache.snapshot_dir(REPO, None).unwrap().unwrap();
+    assert_eq!(snapshot.join(BIG), data);
+    assert_eq!(cache.snapshot_dir("org/never-cached", None).unwrap(), None);
     // Not part of the variant: not cached.
     assert!(!cache.has_file(REPO, MID, None).unwrap());
     assert_eq!(cache.get_file(REPO, MID, None).unwrap(), None);

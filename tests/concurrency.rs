@@ -72,18 +72,17 @@ fn eight_threads_of_mixed_operations_leave_a_consistent_cache() {
                     let repo = if x & 1 == 0 { A } else { B };
                     let result: tabcache::Result<()> = match (x >> 1) % 9 {
                         0 => cache.scan_repo(repo, None).map(|_| ()),
-                        1 => cache.download_quant(
-                            repo,
-                            if repo == A { "q4" } else { "fp16" },
-                            None,
-                            None,
-                        ),
-                        2 => cache.download_quant(
-                            repo,
-                            if repo == A { "fp16" } else { "fp32" },
-                            None,
-                            None,
-                        ),
+                        1 => cache
+                            .download_quant(repo, if repo == A { "q4" } else { "fp16" }, None, None)
+                            .map(|_| ()),
+                        2 => cache
+                            .download_quant(
+                                repo,
+                                if repo == A { "fp16" } else { "fp32" },
+                                None,
+                                None,
+                            )
+                            .map(|_| ()),
                         3 => cache
                             .download_file(repo, "onnx/model_fp16.onnx", None, None)
                             .map(|_| ()),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from . import _native
-from ._cache import CachedFile, ModelCache, ProgressCallback
+from ._cache import CachedFile, ModelCache, ProgressCallback, default_cache_dir
 from . import _errors
 from ._errors import (
     CacheIOError,
@@ -74,6 +74,7 @@ __all__ = [
     "ModelCache",
     "CachedFile",
     "ProgressCallback",
+    "default_cache_dir",
     *_errors.__all__,
     "__version__",
     "library_version",

@@ -51,6 +51,8 @@ class CachedFile(io.RawIOBase):
 # Any number of processes and ModelCache instances may have one cache directory open at once.
 # After os.fork() an inherited instance opens the cache again on its first use in the child
 # (the parent's native handle is never touched there).
+def default_cache_dir() -> Optional[str]: ...
+
 class ModelCache:
     db_path: str
     def __init__(

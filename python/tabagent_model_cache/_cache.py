@@ -889,3 +889,20 @@ def _milliseconds(seconds: float, what: str) -> int:
 
 
 __all__ = ["ModelCache", "CachedFile", "ProgressCallback"]
+
+
+def default_cache_dir() -> Optional[str]:
+    """The directory the ``tabcache`` command line (and C's ``tc_default_cache_dir``) uses
+    when none is named: ``$TABCACHE_HOME``, else ``tabcache`` under the platform's per-user
+    cache directory. Pass it as ``db_path`` to share the command line's cache.
+
+    Returns:
+        The path, or ``None`` when the environment names no home directory at all.
+    """
+    out = ffi.new("char **")
+    status = lib.tc_default_cache_dir(out)
+    if status == _NOT_CACHED:
+        return None
+    _check(status)
+    return _take_string(out[0])
+

@@ -258,3 +258,13 @@ def test_callbacks_are_released_after_the_call(phi_repo, tmp_path):
         gc.collect()
         # Nothing (no handle, no stored exception) keeps a callback alive after its call.
         assert ok_ref() is None and failing_ref() is None
+
+
+def test_default_cache_dir_is_the_command_lines(monkeypatch, tmp_path):
+    import tabagent_model_cache as tmc
+
+    monkeypatch.setenv("TABCACHE_HOME", str(tmp_path / "shared"))
+    assert tmc.default_cache_dir() == str(tmp_path / "shared")
+    monkeypatch.delenv("TABCACHE_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert tmc.default_cache_dir() == str(tmp_path / "xdg" / "tabcache")

@@ -790,13 +790,15 @@ fn fetch_files(
     let mut per_file = |event: FileEvent<'_>| bars.file(event);
     let mut outcome = Ok(());
     if let Some((quant, commit)) = request.variant {
-        outcome = cache.download_quant_per_file(
-            request.repo,
-            quant,
-            Some(commit),
-            Some(&mut overall),
-            Some(&mut per_file),
-        );
+        outcome = cache
+            .download_quant_per_file(
+                request.repo,
+                quant,
+                Some(commit),
+                Some(&mut overall),
+                Some(&mut per_file),
+            )
+            .map(|_| ());
     }
     let mut extra_paths = Vec::new();
     if outcome.is_ok() && !request.extras.is_empty() {

@@ -35,3 +35,34 @@ pub use reader::*;
 pub extern "C" fn tc_version() -> *const std::ffi::c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+/// The directory a cache uses when the application names none, as the `tabcache` command line
+/// finds it: $TABCACHE_HOME, else "tabcache" under the platform's per-user cache directory
+/// ($XDG_CACHE_HOME or ~/.cache on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on
+/// Windows). Pass it to tc_cache_open to share the command line's cache.
+///
+/// - out_path: on TC_STATUS_OK receives the path; the caller frees it with tc_string_free.
+///
+/// Returns TC_STATUS_OK; TC_STATUS_NOT_CACHED when the environment names no home directory at
+/// all (then pass a directory of your own); TC_STATUS_INVALID_ARGUMENT for a NULL out_path;
+/// TC_STATUS_IO when the path is not valid UTF-8. Callable from any thread.
+#[no_mangle]
+pub unsafe extern "C" fn tc_default_cache_dir(out_path: *mut *mut std::ffi::c_char) -> TcStatus {
+    call("tc_default_cache_dir", || {
+        args::out_ptr(out_path, "out_path")?;
+        let dir = crate::default_cache_dir().ok_or_else(|| {
+            Failure::not_cached(
+                "no default cache directory: neither TABCACHE_HOME nor a home directory is set; pass a directory to tc_cache_open",
+            )
+        })?;
+        let text = dir.to_str().ok_or_else(|| Failure {
+            status: TcStatus::Io,
+            message: format!(
+                "the default cache directory {} is not valid UTF-8",
+                dir.display()
+            ),
+        })?;
+        *out_path = memory::give_string(text)?;
+        Ok(TcStatus::Ok)
+    })
+}

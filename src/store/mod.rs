@@ -92,6 +92,11 @@ impl Store {
         self.view.root()
     }
 
+    /// The snapshot folder of `repo` at `commit` in the view (which may not exist).
+    pub(crate) fn snapshot_dir(&self, repo: &str, commit: &str) -> std::path::PathBuf {
+        self.view.snapshot_dir(repo, commit)
+    }
+
     /// What opening this store rebuilt, when its catalog was lost.
     pub(crate) fn rebuilt_on_open(&self) -> Option<Rebuilt> {
         self.rebuilt
@@ -196,6 +201,20 @@ impl Store {
     }
 
     /// The sha256 of a committed blob whose git blob sha1 is `git_oid`, if the store has one.
+    /// The blob holding content known by its sha256, or (for files the Hub lists without one)
+    /// by its git blob sha1, when the store has it: such content needs no transfer.
+    pub(crate) fn held_blob(
+        &self,
+        sha256: Option<&str>,
+        git_oid: Option<&str>,
+    ) -> Result<Option<String>> {
+        match (sha256, git_oid) {
+            (Some(sha), _) => Ok(self.has_blob(sha)?.then(|| sha.to_string())),
+            (None, Some(oid)) => self.blob_for_git_oid(oid),
+            (None, None) => Ok(None),
+        }
+    }
+
     pub(crate) fn blob_for_git_oid(&self, git_oid: &str) -> Result<Option<String>> {
         match self.catalog.sha256_for_git_oid(git_oid)? {
             Some(sha) if self.has_blob(&sha)? => Ok(Some(sha)),

@@ -43,15 +43,19 @@ impl SnapshotView {
 
     /// The view path of a file. `repo_id`, `commit` and `path` must already be validated.
     pub(crate) fn file_path(&self, repo_id: &str, commit: &str, path: &str) -> PathBuf {
-        let mut p = self
-            .root
-            .join(repo_folder(repo_id))
-            .join("snapshots")
-            .join(commit);
+        let mut p = self.snapshot_dir(repo_id, commit);
         for segment in path.split('/') {
             p.push(segment);
         }
         p
+    }
+
+    /// The snapshot folder of `repo_id` at `commit`.
+    pub(crate) fn snapshot_dir(&self, repo_id: &str, commit: &str) -> PathBuf {
+        self.root
+            .join(repo_folder(repo_id))
+            .join("snapshots")
+            .join(commit)
     }
 
     /// The folder reached from `hub/` through `names`. With `create`, missing folders are made

@@ -328,7 +328,7 @@ impl Stage {
                 assert_eq!(m.repo_id, REPO);
             }),
             Call::File(path) => cache.download_file(REPO, path, None, None).map(|_| ()),
-            Call::Quant(quant) => cache.download_quant(REPO, quant, None, None),
+            Call::Quant(quant) => cache.download_quant(REPO, quant, None, None).map(|_| ()),
         };
         result
             .unwrap_or_else(|e| panic!("{:?}: the call after the cancel failed: {e}", self.phase));

@@ -1,0 +1,444 @@
+//! Planning and running the transfers of one request, for [`ModelCache`](crate::ModelCache):
+//! which bytes each requested file needs ([`FilePlan`], from the scanned listing, the catalog
+//! or a resolve), whether the store already holds them (then nothing moves), and the scheduler
+//! that runs a few flights at once while the calling thread reports progress and watches for
+//! a cancel. [`Engine`] is the part of a cache that transfers need: the store, the hub client,
+//! the transfer settings and the flights, shared by a cache's clones and its flight threads.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::digest::{from_hex, is_hex_of_len, to_hex};
+use crate::download::{self, Expected, TransferOptions};
+use crate::error::{Error, ErrorKind, Result};
+use crate::flight::{Flight, Flights, Ticket};
+use crate::hub::{HubClient, ResolvedFile};
+use crate::manifest::ListedFile;
+use crate::progress::{FileEvent, FileProgressFn, ProgressFn, Reporter, Watch, POLL_INTERVAL};
+use crate::store::{FileRecord, Store};
+
+/// Everything needed to fetch one file and check its bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct FilePlan {
+    pub(crate) repo: String,
+    pub(crate) commit: String,
+    pub(crate) path: String,
+    pub(crate) size: Option<u64>,
+    pub(crate) sha256: Option<String>,
+    pub(crate) git_oid: Option<String>,
+    /// Where to GET the bytes, when a resolve already told us.
+    url: Option<String>,
+}
+
+impl FilePlan {
+    /// A file as the scanned listing of `commit` gives it (`None`: the listing lacks it, so
+    /// nothing is known of its bytes until the flight resolves it).
+    pub(crate) fn listed(
+        repo: &str,
+        commit: &str,
+        path: &str,
+        listed: Option<&ListedFile>,
+    ) -> FilePlan {
+        FilePlan {
+            repo: repo.to_string(),
+            commit: commit.to_string(),
+            path: path.to_string(),
+            size: listed.map(|l| l.size),
+            sha256: listed.and_then(|l| l.sha256.clone()),
+            git_oid: listed.and_then(|l| l.git_oid.clone()),
+            url: None,
+        }
+    }
+
+    /// A file the catalog already holds at `commit`: no request is made for it.
+    pub(crate) fn cached(repo: &str, commit: String, path: &str, rec: FileRecord) -> FilePlan {
+        FilePlan {
+            repo: repo.to_string(),
+            commit,
+            path: path.to_string(),
+            size: Some(rec.size),
+            sha256: Some(rec.sha256),
+            git_oid: rec.git_oid,
+            url: None,
+        }
+    }
+
+    /// A file as a resolve described it: the ETag is its sha256 (LFS) or git blob sha1.
+    pub(crate) fn resolved(
+        repo: &str,
+        commit: String,
+        path: &str,
+        resolved: ResolvedFile,
+    ) -> FilePlan {
+        let etag = resolved.etag.to_ascii_lowercase();
+        FilePlan {
+            repo: repo.to_string(),
+            commit,
+            path: path.to_string(),
+            size: resolved.size,
+            sha256: is_hex_of_len(&etag, 32).then(|| etag.clone()),
+            git_oid: is_hex_of_len(&etag, 20).then(|| etag.clone()),
+            url: Some(resolved.url),
+        }
+    }
+
+    /// The content's identity: the key of its flight and of its partial download.
+    fn content_key(&self) -> String {
+        match (&self.sha256, &self.git_oid) {
+            (Some(sha), _) => format!("sha256-{sha}"),
+            (None, Some(oid)) => format!("git-{oid}"),
+            (None, None) => {
+                use sha2::Digest;
+                let id =
+                    sha2::Sha256::digest(format!("{}\0{}\0{}", self.repo, self.commit, self.path));
+                format!("path-{}", to_hex(&id))
+            }
+        }
+    }
+
+    fn expected(&self) -> Expected {
+        if let Some(sha) = self.sha256.as_deref().and_then(from_hex::<32>) {
+            Expected::Sha256(sha)
+        } else if let Some(oid) = self.git_oid.as_deref().and_then(from_hex::<20>) {
+            Expected::GitSha1(oid)
+        } else {
+            Expected::Unknown
+        }
+    }
+}
+
+/// What transfers need of a cache; see the module docs.
+pub(crate) struct Engine {
+    pub(crate) store: Store,
+    pub(crate) hub: HubClient,
+    transfer: TransferOptions,
+    /// How many files of one request are fetched at once.
+    parallel_files: usize,
+    /// Shared with flight threads, which must be able to land after releasing the engine.
+    flights: Arc<Flights>,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        store: Store,
+        hub: HubClient,
+        transfer: TransferOptions,
+        parallel_files: usize,
+    ) -> Engine {
+        Engine {
+            store,
+            hub,
+            transfer,
+            parallel_files: if parallel_files == 0 {
+                4
+            } else {
+                parallel_files
+            },
+            flights: Arc::default(),
+        }
+    }
+
+    /// The content keys of the transfers this process has under way.
+    pub(crate) fn transfers_in_flight(&self) -> Vec<String> {
+        self.flights.keys()
+    }
+
+    /// The commit and record of `path` cached for `revision` (a ref, or a commit sha), if it
+    /// is. Arguments are the caller's to validate.
+    pub(crate) fn cached_record(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: &str,
+    ) -> Result<Option<(String, FileRecord)>> {
+        // The recorded ref, else the revision itself when it is a commit sha.
+        let sha = is_hex_of_len(revision, 20).then(|| revision.to_ascii_lowercase());
+        self.store
+            .cached_file_at_revision(repo_id, revision, path, sha.as_deref())
+    }
+
+    /// Plan each of `paths` (cached ones from the catalog, the others from the listing or a
+    /// resolve) on a helper thread while `reporter` beats, so that a cancel ends a slow
+    /// resolve or a retry wait at once.
+    pub(crate) fn plan_watched(
+        self: &Arc<Self>,
+        reporter: &mut Reporter<'_>,
+        repo_id: &str,
+        revision: &str,
+        paths: &[&str],
+    ) -> Result<Vec<FilePlan>> {
+        let (engine, repo, revision) = (self.clone(), repo_id.to_string(), revision.to_string());
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        reporter.run("resolve", move |watch| {
+            let hub = engine.hub.watched(watch);
+            let mut plans = Vec::with_capacity(paths.len());
+            for path in &paths {
+                watch.check()?;
+                // Cached files make no request, and their sizes count in the overall progress.
+                plans.push(match engine.cached_record(&repo, path, &revision)? {
+                    Some((commit, rec)) => FilePlan::cached(&repo, commit, path, rec),
+                    None => engine.plan_file(&hub, &repo, &revision, path)?,
+                });
+            }
+            Ok(plans)
+        })
+    }
+
+    /// Work out where `path` comes from and what its bytes must hash to: from the scanned
+    /// listing when it covers this revision, else from a resolve (one HEAD request) by `hub`.
+    pub(crate) fn plan_file(
+        &self,
+        hub: &HubClient,
+        repo: &str,
+        revision: &str,
+        path: &str,
+    ) -> Result<FilePlan> {
+        if let Some(rec) = self.store.repo(repo)? {
+            if rec.revision == revision || rec.commit == revision {
+                if let Some(listed) = rec.files.get(path) {
+                    return Ok(FilePlan::listed(repo, &rec.commit, path, Some(listed)));
+                }
+            }
+        }
+        if hub.is_offline() {
+            return Err(offline_error(&format!("download {path} from {repo}")));
+        }
+        let mut resolved = hub.resolve(repo, revision, path)?;
+        // A server that names no commit (some mirrors) leaves model info to tell us.
+        let commit = match resolved.commit.take() {
+            Some(c) => c,
+            None => hub.model_info(repo, revision)?.sha,
+        };
+        self.store.set_ref(repo, revision, &commit)?;
+        Ok(FilePlan::resolved(repo, commit, path, resolved))
+    }
+
+    /// If the store already holds the content `plan` names, record it for the plan's path and
+    /// return the record: no transfer needed.
+    fn already_held(&self, plan: &FilePlan) -> Result<Option<FileRecord>> {
+        let store = &self.store;
+        if let Some(rec) = store.cached_file(&plan.repo, &plan.commit, &plan.path)? {
+            return Ok(Some(rec));
+        }
+        let Some(sha256) = store.held_blob(plan.sha256.as_deref(), plan.git_oid.as_deref())? else {
+            return Ok(None);
+        };
+        // Gone since we looked (deleted by another thread): not held after all.
+        let Some(size) = store.blob_file_size(&sha256) else {
+            return Ok(None);
+        };
+        let rec = FileRecord {
+            sha256,
+            size,
+            git_oid: plan.git_oid.clone(),
+        };
+        Ok(store
+            .reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)?
+            .map(|_| rec))
+    }
+
+    /// Fetch every plan (several at once), reporting progress for the whole request on this
+    /// thread. Content already held counts as loaded and is not transferred.
+    pub(crate) fn fetch_all(
+        self: &Arc<Self>,
+        plans: Vec<FilePlan>,
+        progress: Option<ProgressFn<'_>>,
+        live: Option<&AtomicU64>,
+        mut per_file: Option<FileProgressFn<'_>>,
+    ) -> Result<()> {
+        let mut tell = |event: FileEvent<'_>| {
+            if let Some(f) = per_file.as_mut() {
+                f(event)
+            }
+        };
+        if self.hub.is_offline() {
+            for plan in &plans {
+                if self.already_held(plan)?.is_none() {
+                    return Err(offline_error(&format!(
+                        "download {} from {}",
+                        plan.path, plan.repo
+                    )));
+                }
+            }
+        }
+        // Sizes from resolves are each at most 1 PiB, but many of them could still wrap a sum.
+        // One file of unknown size makes the whole total unknown (reported as 0).
+        let total = plans
+            .iter()
+            .try_fold(0u64, |sum, p| p.size.map(|size| sum.saturating_add(size)));
+        let mut reporter = Reporter::new(progress, total);
+        let mut loaded_done = 0u64;
+        let mut queue = VecDeque::new();
+        for plan in plans {
+            match self.already_held(&plan)? {
+                Some(rec) => {
+                    loaded_done += rec.size;
+                    tell(FileEvent::Done {
+                        path: &plan.path,
+                        size: rec.size,
+                    });
+                }
+                None => queue.push_back(plan),
+            }
+        }
+        let mut running: Vec<(FilePlan, Ticket)> = Vec::new();
+        loop {
+            while running.len() < self.parallel_files {
+                let Some(plan) = queue.pop_front() else { break };
+                let ticket = self.start_flight(&plan);
+                running.push((plan, ticket));
+            }
+            if running.is_empty() {
+                break;
+            }
+            let mut i = 0;
+            while i < running.len() {
+                let wait = if i == 0 {
+                    POLL_INTERVAL
+                } else {
+                    std::time::Duration::ZERO
+                };
+                match running[i].1.wait(wait) {
+                    None => i += 1,
+                    Some(Ok(rec)) => {
+                        let (plan, _) = running.swap_remove(i);
+                        let store = &self.store;
+                        match store.reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)? {
+                            Some(_) => {
+                                loaded_done += rec.size;
+                                tell(FileEvent::Done {
+                                    path: &plan.path,
+                                    size: rec.size,
+                                });
+                            }
+                            // Deleted by another thread since it landed: fetch it again.
+                            None => queue.push_front(plan),
+                        }
+                    }
+                    // Someone else's cancel stopped a flight we still want: start it again.
+                    Some(Err(e)) if e.kind() == ErrorKind::Cancelled => {
+                        let (plan, _) = running.swap_remove(i);
+                        queue.push_front(plan);
+                    }
+                    Some(Err(e)) => {
+                        return Err(
+                            e.context(format!("{}: {}", running[i].0.repo, running[i].0.path))
+                        )
+                    }
+                }
+            }
+            for (plan, ticket) in &running {
+                tell(FileEvent::Progress {
+                    path: &plan.path,
+                    loaded: ticket.progress(),
+                    total: plan.size.unwrap_or(0),
+                });
+            }
+            let loaded = loaded_done + running.iter().map(|(_, t)| t.progress()).sum::<u64>();
+            if let Some(live) = live {
+                live.store(loaded, Ordering::Relaxed);
+            }
+            if !reporter.tick(loaded) {
+                // Withdraw our interest; flights no one else wants stop.
+                crate::flight::withdraw_all(running.into_iter().map(|(_, ticket)| ticket));
+                return Err(Error::cancelled());
+            }
+        }
+        reporter.finish(loaded_done);
+        Ok(())
+    }
+
+    fn start_flight(self: &Arc<Self>, plan: &FilePlan) -> Ticket {
+        let key = plan.content_key();
+        self.flights.join_or_start(&key, |flight| {
+            let engine = self.clone();
+            let flights = self.flights.clone();
+            let plan = plan.clone();
+            let key = key.clone();
+            std::thread::Builder::new()
+                .name(format!("tabcache-fetch-{}", &key[..key.len().min(20)]))
+                .spawn(move || {
+                    let outcome = engine.run_flight(&plan, &key, &flight);
+                    // Release the cache before anyone learns the outcome, so a caller that
+                    // then closes its handle knows no thread of ours still uses the directory.
+                    drop(engine);
+                    flights.land(&key, &flight, outcome);
+                })
+                .expect("spawning a download thread");
+        })
+    }
+
+    /// The body of a flight: become the one transfer of this content across processes, then
+    /// resolve, transfer into `tmp/`, verify, commit, record.
+    fn run_flight(&self, plan: &FilePlan, key: &str, flight: &Flight) -> Result<FileRecord> {
+        let inner = self;
+        // Another process may be fetching the same content: wait for it, then take what it
+        // committed, or (if it died or gave up) resume from the ranges it made durable.
+        let _claim = inner
+            .store
+            .claim_transfer(key, &flight.cancel, &flight.progress)?;
+        if let Some(rec) = self.already_held(plan)? {
+            return Ok(rec);
+        }
+        let url = match &plan.url {
+            Some(url) => url.clone(),
+            None => {
+                // Watched by the flight's cancel: a retry wait ends when every requester left.
+                let hub = inner.hub.watched(&Watch::on(flight.cancel.clone()));
+                let resolved = hub.resolve(&plan.repo, &plan.commit, &plan.path)?;
+                // Refused here, before a transfer allocates anything for the claimed size.
+                if let (Some(listed), Some(claimed)) = (plan.size, resolved.size) {
+                    if listed != claimed {
+                        let server = resolved
+                            .size_from
+                            .unwrap_or_else(|| crate::hub::server_name(&resolved.url));
+                        return Err(download::size_claim_refused(
+                            &server,
+                            format_args!(
+                                "said {} has {claimed} bytes, its listing gives {listed}",
+                                plan.path
+                            ),
+                        ));
+                    }
+                }
+                resolved.url
+            }
+        };
+        let source = inner.hub.file_source(&url);
+        let (tmp_dir, tmp_name) = inner.store.partial(key);
+        let log = inner.store.resume_log(key);
+        let done = download::transfer_in(
+            &source,
+            tmp_dir,
+            &tmp_name,
+            plan.size,
+            &plan.expected(),
+            &inner.transfer,
+            &flight.progress,
+            &flight.cancel,
+            &log,
+        )?;
+        let record = FileRecord {
+            sha256: to_hex(&done.sha256),
+            size: done.size,
+            git_oid: plan.git_oid.clone(),
+        };
+        inner
+            .store
+            .commit_file(&plan.repo, &plan.commit, &plan.path, key, &record)?;
+        use crate::download::ResumeLog;
+        log.clear()?;
+        Ok(record)
+    }
+}
+
+pub(crate) fn offline_error(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Offline,
+        format!(
+            "cannot {what}: offline mode is on (HF_HUB_OFFLINE or the offline option) and it is not cached; \
+             go online once to fetch it"
+        ),
+    )
+}
