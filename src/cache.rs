@@ -1,7 +1,12 @@
 //! [`ModelCache`]: the one facade that the C ABI, the Python package (through it) and the CLI
-//! call. It turns requests into catalog look-ups, hub calls and flights, and owns the rules
-//! that tie them together: which revision a read means, when content is already held (and so
-//! transfers nothing), how progress and cancellation reach the caller.
+//! call, read top to bottom as the API: opening, scanning, downloading, reading what is cached.
+//! It owns the rules that tie requests to the catalog: which revision a read means, when a
+//! file counts as cached, how progress and cancellation reach the caller. The work behind the
+//! calls lives with its subject: planning and scheduling transfers in `fetch`, moving bytes in
+//! `download`, the catalog and files in `store`. `ModelCache` methods are also defined, with
+//! their subject, in [`jobs`](crate::jobs) (`start_*`: the same calls on a worker thread) and
+//! [`maintenance`](crate::maintenance) (verify and gc, importing a huggingface_hub cache,
+//! listings and removal).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -531,10 +536,15 @@ impl ModelCache {
             .map(|(view_path, _)| view_path))
     }
 
-    /// Forget `repo_id` and delete every blob no other repo references. Returns bytes freed.
+    /// Forget `repo_id` and delete every blob no other repo references. Returns bytes freed
+    /// (0 when the repo was not cached). The seed's shape of
+    /// [`remove_repo`](Self::remove_repo), which reports the files too.
     pub fn delete_model(&self, repo_id: &str) -> Result<u64> {
-        validate::repo_id(repo_id)?;
-        self.engine.store.remove_repo(repo_id)
+        match self.remove_repo(repo_id) {
+            Ok(removed) => Ok(removed.bytes_freed),
+            Err(e) if e.kind() == ErrorKind::RepoNotFound => Ok(0),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn stats(&self) -> Result<Stats> {
@@ -557,6 +567,21 @@ impl ModelCache {
     /// The store beneath, for the maintenance operations (`crate::maintenance`).
     pub(crate) fn store(&self) -> &Store {
         &self.engine.store
+    }
+
+    /// Wait (at most `timeout`) until no transfer of this process is under way, so that after a
+    /// cancel every partial download has saved its resume state. Returns whether it is idle.
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.transfers_in_flight().is_empty() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// The content keys of the transfers this process has under way.

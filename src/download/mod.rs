@@ -322,7 +322,7 @@ pub(crate) fn check_room(size: u64, at: &At, server: &str) -> Result<()> {
             format!(
                 "disk full: the server at {server} claimed a size of {size} bytes ({}) for this file, more than \
                  the {} free on the file system of {}; nothing was allocated or downloaded. If the file is that large, \
-                 free some space (or run `tabcache gc`, or move the cache) and retry; if it cannot be, the size the \
+                 free some space (gc removes stale partial downloads; or move the cache) and retry; if it cannot be, the size the \
                  server claimed is invalid (the server or a proxy in between is at fault)",
                 human_bytes(size),
                 human_bytes(free),
