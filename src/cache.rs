@@ -78,6 +78,36 @@ pub struct Stats {
 }
 
 /// A model cache over one directory. Cheap to clone; safe to share between threads.
+///
+/// # Example
+///
+/// A local hub (the test emulator) stands in for the HuggingFace Hub here; by default the
+/// cache talks to the Hub itself, reading `HF_ENDPOINT` and `HF_TOKEN` as huggingface_hub
+/// does.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let repos = tempfile::tempdir()?;
+/// # hub_emulator::write_file(repos.path(), "org/tiny", "config.json", b"{}")?;
+/// # hub_emulator::write_file(repos.path(), "org/tiny", "onnx/model_q4.onnx", b"onnx")?;
+/// # let hub = hub_emulator::Emulator::start(repos.path())?;
+/// use tabcache::{CacheOptions, ModelCache};
+///
+/// let mut options = CacheOptions::default();
+/// options.hub.endpoint = Some(hub.url());
+/// # options.hub.token = Some(String::new());
+/// # options.hub.offline = Some(false);
+/// let dir = tempfile::tempdir()?;
+/// let cache = ModelCache::open(dir.path(), options)?;
+///
+/// let manifest = cache.scan_repo("org/tiny", None)?;
+/// assert!(manifest.quants.contains_key("q4"));
+/// let paths = cache.download_quant("org/tiny", "q4", None, None)?;
+/// assert!(paths[0].ends_with("onnx/model_q4.onnx"));
+/// assert!(cache.has_file("org/tiny", "config.json", None)?);
+/// assert_eq!(cache.get_file("org/tiny", "onnx/model_q4.onnx", None)?, Some(b"onnx".to_vec()));
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct ModelCache {
     engine: Arc<Engine>,
@@ -137,6 +167,10 @@ impl ModelCache {
 
     /// Ask the hub for `repo_id` at `revision` (default `main`), classify its files into
     /// variants and store the manifest. Offline, answers from the catalog when it can.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed repo id or revision (before any request);
+    /// `RepoNotFound`, `RevisionNotFound`, `GatedRepo`, `Unauthorized`, `RateLimited`, `Network`, `Http` as the hub answered; `Offline` when offline and never scanned; `Io` from the catalog.
     pub fn scan_repo(&self, repo_id: &str, revision: Option<&str>) -> Result<Manifest> {
         self.scan_repo_with_progress(repo_id, revision, None)
     }
@@ -257,8 +291,15 @@ impl ModelCache {
         })
     }
 
-    /// Download one file (default revision `main`) and return its snapshot-view path.
-    /// `progress` gets `(loaded, total)` on this thread and may return false to cancel.
+    /// Download one file (default revision `main`) and return its snapshot-view path. Nothing
+    /// is transferred when its content is already held (under any repo or revision).
+    /// `progress` gets `(loaded, total)` on this thread, at least every 200 ms, and may return
+    /// false to cancel.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed argument (before any request); `EntryNotFound` and
+    /// `RepoNotFound`, `RevisionNotFound`, `GatedRepo`, `Unauthorized`, `RateLimited`, `Network`, `Http` as the hub answered; `Corrupt` when the bytes do not match their hash (nothing is committed);
+    /// `Cancelled` (partial data kept: the next call resumes); `Offline`; `Io`; `DiskFull`.
     pub fn download_file(
         &self,
         repo_id: &str,
@@ -304,6 +345,11 @@ impl ModelCache {
     /// Download several files of one repo (default revision `main`), a few at a time, and
     /// return their snapshot-view paths in the order asked. `progress` gets the overall
     /// `(loaded, total)` and may return false to cancel; `per_file` hears about each file.
+    ///
+    /// # Errors
+    /// As [`download_file`](Self::download_file), for the first file that failed (the message
+    /// names it); every path is validated before the first request. Files that landed before a
+    /// failure or a cancel stay cached.
     pub fn download_files(
         &self,
         repo_id: &str,
@@ -356,6 +402,12 @@ impl ModelCache {
     /// Download every file of variant `quant` (as listed by the last scan; scans first if the
     /// repo was never scanned or `revision` differs from the scanned one), and return the
     /// snapshot-view paths of its files, in the variant's order.
+    ///
+    /// # Errors
+    /// `EntryNotFound` when the repo has no such variant (the message lists them); otherwise
+    /// as [`scan_repo`](Self::scan_repo) and [`download_file`](Self::download_file). A failure
+    /// other than a cancel is recorded in the manifest (status `failed`) until a download of
+    /// the variant succeeds.
     pub fn download_quant(
         &self,
         repo_id: &str,
@@ -456,12 +508,18 @@ impl ModelCache {
     }
 
     /// Whether `path` of `repo_id` (default revision `main`) is cached. No network.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed argument; `Io` from the catalog.
     pub fn has_file(&self, repo_id: &str, path: &str, revision: Option<&str>) -> Result<bool> {
         Ok(self.cached_record(repo_id, path, revision)?.is_some())
     }
 
     /// The whole cached file, or None when it is not cached. Prefer [`ModelCache::file_path`] or
     /// [`ModelCache::open_file`] for large files.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed argument; `Io` when the blob cannot be read.
     pub fn get_file(
         &self,
         repo_id: &str,
@@ -539,6 +597,9 @@ impl ModelCache {
     /// Forget `repo_id` and delete every blob no other repo references. Returns bytes freed
     /// (0 when the repo was not cached). The seed's shape of
     /// [`remove_repo`](Self::remove_repo), which reports the files too.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a malformed repo id; `Io` when a file cannot be removed.
     pub fn delete_model(&self, repo_id: &str) -> Result<u64> {
         match self.remove_repo(repo_id) {
             Ok(removed) => Ok(removed.bytes_freed),
