@@ -8,6 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::digest::{from_hex, is_hex_of_len, to_hex};
 use crate::download::{self, Expected, TransferOptions};
@@ -239,7 +240,8 @@ impl Engine {
     }
 
     /// Fetch every plan (several at once), reporting progress for the whole request on this
-    /// thread. Content already held counts as loaded and is not transferred.
+    /// thread, which only waits: flights do the work (see [`Schedule`]). Content already held
+    /// counts as loaded and is not transferred.
     pub(crate) fn fetch_all(
         self: &Arc<Self>,
         plans: Vec<FilePlan>,
@@ -268,84 +270,19 @@ impl Engine {
             .iter()
             .try_fold(0u64, |sum, p| p.size.map(|size| sum.saturating_add(size)));
         let mut reporter = Reporter::new(progress, total);
-        let mut loaded_done = 0u64;
-        let mut queue = VecDeque::new();
-        for plan in plans {
-            match self.already_held(&plan)? {
-                Some(rec) => {
-                    loaded_done += rec.size;
-                    tell(FileEvent::Done {
-                        path: &plan.path,
-                        size: rec.size,
-                    });
-                }
-                None => queue.push_back(plan),
-            }
-        }
-        let mut running: Vec<(FilePlan, Ticket)> = Vec::new();
-        loop {
-            while running.len() < self.parallel_files {
-                let Some(plan) = queue.pop_front() else { break };
-                let ticket = self.start_flight(&plan);
-                running.push((plan, ticket));
-            }
-            if running.is_empty() {
-                break;
-            }
-            let mut i = 0;
-            while i < running.len() {
-                let wait = if i == 0 {
-                    POLL_INTERVAL
-                } else {
-                    std::time::Duration::ZERO
-                };
-                match running[i].1.wait(wait) {
-                    None => i += 1,
-                    Some(Ok(rec)) => {
-                        let (plan, _) = running.swap_remove(i);
-                        let store = &self.store;
-                        match store.reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)? {
-                            Some(_) => {
-                                loaded_done += rec.size;
-                                tell(FileEvent::Done {
-                                    path: &plan.path,
-                                    size: rec.size,
-                                });
-                            }
-                            // Deleted by another thread since it landed: fetch it again.
-                            None => queue.push_front(plan),
-                        }
-                    }
-                    // Someone else's cancel stopped a flight we still want: start it again.
-                    Some(Err(e)) if e.kind() == ErrorKind::Cancelled => {
-                        let (plan, _) = running.swap_remove(i);
-                        queue.push_front(plan);
-                    }
-                    Some(Err(e)) => {
-                        return Err(
-                            e.context(format!("{}: {}", running[i].0.repo, running[i].0.path))
-                        )
-                    }
-                }
-            }
-            for (plan, ticket) in &running {
-                tell(FileEvent::Progress {
-                    path: &plan.path,
-                    loaded: ticket.progress(),
-                    total: plan.size.unwrap_or(0),
-                });
-            }
-            let loaded = loaded_done + running.iter().map(|(_, t)| t.progress()).sum::<u64>();
+        let mut schedule = Schedule::new(self, plans, &mut tell)?;
+        while schedule.start_queued() {
+            schedule.collect_landed(&mut tell)?;
+            let loaded = schedule.loaded(&mut tell);
             if let Some(live) = live {
                 live.store(loaded, Ordering::Relaxed);
             }
             if !reporter.tick(loaded) {
-                // Withdraw our interest; flights no one else wants stop.
-                crate::flight::withdraw_all(running.into_iter().map(|(_, ticket)| ticket));
+                schedule.withdraw();
                 return Err(Error::cancelled());
             }
         }
-        reporter.finish(loaded_done);
+        reporter.finish(schedule.loaded_done);
         Ok(())
     }
 
@@ -441,4 +378,112 @@ pub(crate) fn offline_error(what: &str) -> Error {
              go online once to fetch it"
         ),
     )
+}
+
+/// The files of one request as they move from queued to running (a flight each, at most
+/// `parallel_files` at once) to done.
+struct Schedule<'e> {
+    engine: &'e Arc<Engine>,
+    queue: VecDeque<FilePlan>,
+    running: Vec<(FilePlan, Ticket)>,
+    /// Bytes of the files done (fetched, or found held).
+    loaded_done: u64,
+}
+
+impl<'e> Schedule<'e> {
+    /// Queue `plans`, counting those whose content is already held as done.
+    fn new(
+        engine: &'e Arc<Engine>,
+        plans: Vec<FilePlan>,
+        tell: &mut dyn FnMut(FileEvent<'_>),
+    ) -> Result<Schedule<'e>> {
+        let mut schedule = Schedule {
+            engine,
+            queue: VecDeque::new(),
+            running: Vec::new(),
+            loaded_done: 0,
+        };
+        for plan in plans {
+            match engine.already_held(&plan)? {
+                Some(rec) => schedule.done(&plan, rec.size, tell),
+                None => schedule.queue.push_back(plan),
+            }
+        }
+        Ok(schedule)
+    }
+
+    fn done(&mut self, plan: &FilePlan, size: u64, tell: &mut dyn FnMut(FileEvent<'_>)) {
+        self.loaded_done += size;
+        tell(FileEvent::Done {
+            path: &plan.path,
+            size,
+        });
+    }
+
+    /// Start flights for queued files while there is room; false once nothing is left at all.
+    fn start_queued(&mut self) -> bool {
+        while self.running.len() < self.engine.parallel_files {
+            let Some(plan) = self.queue.pop_front() else {
+                break;
+            };
+            let ticket = self.engine.start_flight(&plan);
+            self.running.push((plan, ticket));
+        }
+        !self.running.is_empty()
+    }
+
+    /// Wait (one poll interval at most) for flights to land, and take in their outcomes.
+    fn collect_landed(&mut self, tell: &mut dyn FnMut(FileEvent<'_>)) -> Result<()> {
+        let mut i = 0;
+        while i < self.running.len() {
+            // One wait per round, on the first flight; the others are only looked at.
+            let wait = if i == 0 {
+                POLL_INTERVAL
+            } else {
+                Duration::ZERO
+            };
+            match self.running[i].1.wait(wait) {
+                None => i += 1,
+                Some(Ok(rec)) => {
+                    let (plan, _) = self.running.swap_remove(i);
+                    let store = &self.engine.store;
+                    match store.reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)? {
+                        Some(_) => self.done(&plan, rec.size, tell),
+                        // Deleted by another thread since it landed: fetch it again.
+                        None => self.queue.push_front(plan),
+                    }
+                }
+                // Someone else's cancel stopped a flight we still want: start it again.
+                Some(Err(e)) if e.kind() == ErrorKind::Cancelled => {
+                    let (plan, _) = self.running.swap_remove(i);
+                    self.queue.push_front(plan);
+                }
+                Some(Err(e)) => {
+                    let plan = &self.running[i].0;
+                    return Err(e.context(format!("{}: {}", plan.repo, plan.path)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes held so far of the whole request, telling each running file's own count.
+    fn loaded(&self, tell: &mut dyn FnMut(FileEvent<'_>)) -> u64 {
+        let mut loaded = self.loaded_done;
+        for (plan, ticket) in &self.running {
+            let held = ticket.progress();
+            tell(FileEvent::Progress {
+                path: &plan.path,
+                loaded: held,
+                total: plan.size.unwrap_or(0),
+            });
+            loaded += held;
+        }
+        loaded
+    }
+
+    /// Withdraw from every running flight; those no one else wants stop.
+    fn withdraw(self) {
+        crate::flight::withdraw_all(self.running.into_iter().map(|(_, ticket)| ticket));
+    }
 }
