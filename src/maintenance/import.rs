@@ -161,7 +161,6 @@ impl ModelCache {
         report: &mut ImportReport,
         watch: &Watch,
     ) -> Result<bool> {
-        let store = self.store();
         let mut any = false;
         let mut commits = BTreeSet::new();
         let snapshots = folder.join("snapshots");
@@ -202,10 +201,23 @@ impl ModelCache {
                 }
             }
         }
-        let refs = folder.join("refs");
+        self.import_hf_refs(repo_id, &folder.join("refs"), &commits, report)?;
+        Ok(any)
+    }
+
+    /// Record the revisions in a `refs/` folder that point at `commits` (the snapshots just
+    /// imported) and that this cache does not know yet.
+    fn import_hf_refs(
+        &self,
+        repo_id: &str,
+        refs: &Path,
+        commits: &BTreeSet<String>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
+        let store = self.store();
         if refs.is_dir() {
             let mut ref_files = Vec::new();
-            files_below(&refs, "", &mut ref_files)?;
+            files_below(refs, "", &mut ref_files)?;
             for (revision, file) in ref_files {
                 let commit = match read_ref(&file) {
                     Ok(commit) => commit,
@@ -226,7 +238,7 @@ impl ModelCache {
                 }
             }
         }
-        Ok(any)
+        Ok(())
     }
 
     /// Check one snapshot file against its blob name and adopt it. InvalidArgument and Corrupt
@@ -271,13 +283,37 @@ impl ModelCache {
                 real.display()
             ))
         })?;
+        let record = self.checked_record(&mut file, &real, &blob_name, lfs, report, watch)?;
+        match store.adopt_file(&file, &real, repo_id, commit, path, &record)? {
+            Adopted::Linked => report.blobs_linked += 1,
+            Adopted::Copied => report.blobs_copied += 1,
+            Adopted::AlreadyHeld => {}
+        }
+        report.files_imported += 1;
+        report.bytes_imported = report.bytes_imported.saturating_add(record.size);
+        Ok(())
+    }
+
+    /// The record of the open file `file` (at `real`) whose blob is named `blob_name` (a
+    /// sha256 when `lfs`, else a git blob sha1): from the store when it already holds that
+    /// content, else from hashing the file, which must match its name (`Corrupt` if not).
+    fn checked_record(
+        &self,
+        file: &mut fs::File,
+        real: &Path,
+        blob_name: &str,
+        lfs: bool,
+        report: &mut ImportReport,
+        watch: &Watch,
+    ) -> Result<FileRecord> {
+        let store = self.store();
         // Content this cache already verified needs no second hashing.
         let held = if lfs {
-            store.held_blob(Some(&blob_name), None)?
+            store.held_blob(Some(blob_name), None)?
         } else {
-            store.held_blob(None, Some(&blob_name))?
+            store.held_blob(None, Some(blob_name))?
         };
-        let record = match held {
+        Ok(match held {
             Some(sha256) => FileRecord {
                 size: store.blob_file_size(&sha256).ok_or_else(|| {
                     Error::new(
@@ -289,10 +325,10 @@ impl ModelCache {
                     )
                 })?,
                 sha256,
-                git_oid: (!lfs).then(|| blob_name.clone()),
+                git_oid: (!lfs).then(|| blob_name.to_string()),
             },
             None => {
-                let (sha256, git_sha1, size) = hash_for_import(&mut file, &real, watch)?;
+                let (sha256, git_sha1, size) = hash_for_import(file, real, watch)?;
                 report.bytes_hashed = report.bytes_hashed.saturating_add(size);
                 let matches = if lfs {
                     sha256 == blob_name
@@ -314,15 +350,7 @@ impl ModelCache {
                     git_oid: (!lfs).then_some(git_sha1),
                 }
             }
-        };
-        match store.adopt_file(&file, &real, repo_id, commit, path, &record)? {
-            Adopted::Linked => report.blobs_linked += 1,
-            Adopted::Copied => report.blobs_copied += 1,
-            Adopted::AlreadyHeld => {}
-        }
-        report.files_imported += 1;
-        report.bytes_imported = report.bytes_imported.saturating_add(record.size);
-        Ok(())
+        })
     }
 }
 

@@ -132,6 +132,32 @@ impl ModelCache {
         if let Some(repo) = repo {
             validate::repo_id(repo)?;
         }
+        let (wanted, holders) = self.blobs_to_check(repo)?;
+        let total = wanted
+            .iter()
+            .fold(0u64, |sum, (_, size)| sum.saturating_add(*size));
+        let mut reporter = Reporter::new(progress, Some(total));
+        let cache = self.clone();
+        let mut report = reporter.run("verify", move |watch| {
+            cache.find_damage(&wanted, holders, watch)
+        })?;
+        report.repair = repair;
+        if repair {
+            // Repairs keep the callback beating (and cancellable) at the hashed count.
+            self.repair(&mut report, &mut |_: u64, _: u64| reporter.tick(total))?;
+        }
+        reporter.finish(total);
+        report.ok = report.damaged.is_empty() || (repair && report.repair_failed.is_empty());
+        Ok(report)
+    }
+
+    /// The blobs to hash, (sha256, recorded size) in name order: every blob, or those holding
+    /// a file of `repo`; and the files each holds.
+    #[allow(clippy::type_complexity)]
+    fn blobs_to_check(
+        &self,
+        repo: Option<&str>,
+    ) -> Result<(Vec<(String, u64)>, BTreeMap<String, Vec<FileRef>>)> {
         let store = self.store();
         let mut holders: BTreeMap<String, Vec<FileRef>> = BTreeMap::new();
         for (repo_id, commit, path, rec) in store.file_records(None)? {
@@ -142,7 +168,7 @@ impl ModelCache {
             });
         }
         let sizes: BTreeMap<String, u64> = store.blob_sizes()?.into_iter().collect();
-        let wanted: Vec<(String, u64)> = match repo {
+        let wanted = match repo {
             None => sizes
                 .keys()
                 .chain(holders.keys())
@@ -161,45 +187,37 @@ impl ModelCache {
             (sha, size)
         })
         .collect();
-        let total = wanted
-            .iter()
-            .fold(0u64, |sum, (_, size)| sum.saturating_add(*size));
-        let mut reporter = Reporter::new(progress, Some(total));
-        let cache = self.clone();
-        let mut report = reporter.run("verify", move |watch| {
-            cache.find_damage(&wanted, holders, watch)
-        })?;
-        report.repair = repair;
-        if repair {
-            // Repairs keep the callback beating (and cancellable) at the hashed count.
-            let mut beat = |_: u64, _: u64| reporter.tick(total);
-            for blob in &report.damaged {
-                for (repo_id, commit, path) in store.drop_blob(&blob.sha256)? {
-                    let file = FileRef {
-                        repo_id,
-                        commit,
-                        path,
-                    };
-                    let fetched = self.download_file(
-                        &file.repo_id,
-                        &file.path,
-                        Some(&file.commit),
-                        Some(&mut beat),
-                    );
-                    match fetched {
-                        Ok(_) => report.repaired.push(file),
-                        Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
-                        Err(e) => report.repair_failed.push(RepairFailure {
-                            file,
-                            error: e.message().to_string(),
-                        }),
-                    }
+        Ok((wanted, holders))
+    }
+
+    /// Drop each damaged blob of `report` and fetch the files it held again, recording what
+    /// was repaired and what could not be; `beat` is every download's progress callback.
+    fn repair(&self, report: &mut VerifyReport, beat: ProgressFn<'_>) -> Result<()> {
+        let store = self.store();
+        for blob in &report.damaged {
+            for (repo_id, commit, path) in store.drop_blob(&blob.sha256)? {
+                let file = FileRef {
+                    repo_id,
+                    commit,
+                    path,
+                };
+                let fetched = self.download_file(
+                    &file.repo_id,
+                    &file.path,
+                    Some(&file.commit),
+                    Some(&mut *beat),
+                );
+                match fetched {
+                    Ok(_) => report.repaired.push(file),
+                    Err(e) if e.kind() == ErrorKind::Cancelled => return Err(e),
+                    Err(e) => report.repair_failed.push(RepairFailure {
+                        file,
+                        error: e.message().to_string(),
+                    }),
                 }
             }
         }
-        reporter.finish(total);
-        report.ok = report.damaged.is_empty() || (repair && report.repair_failed.is_empty());
-        Ok(report)
+        Ok(())
     }
 
     /// Hash each of `wanted` (sha256, recorded size) and report the damaged ones.
