@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use hub_emulator::{Emulator, Listener, RequestRecord};
+use hub_emulator::{Emulator, EmulatorBuilder, Listener, RequestRecord};
 use tabcache::download::TransferOptions;
-use tabcache::hub::HubOptions;
+use tabcache::hub::{HubClient, HubOptions};
 use tabcache::{CacheOptions, ModelCache};
 
 pub struct Hub {
@@ -59,10 +59,28 @@ impl Hub {
 
 /// A hub serving repos laid out by `fill(root)`.
 pub fn hub(fill: impl FnOnce(&Path)) -> Hub {
+    hub_with(fill, |builder| builder)
+}
+
+/// [`hub`] with emulator settings of its own (page size, LFS threshold, ...).
+pub fn hub_with(
+    fill: impl FnOnce(&Path),
+    configure: impl FnOnce(EmulatorBuilder) -> EmulatorBuilder,
+) -> Hub {
     let repos = tempfile::tempdir().unwrap();
     fill(repos.path());
-    let emu = Emulator::builder(repos.path()).start().unwrap();
+    let emu = configure(Emulator::builder(repos.path())).start().unwrap();
     Hub { emu, repos }
+}
+
+/// A hub client pointed at `hub` with `options`, blind to the process environment (HF_TOKEN,
+/// HF_ENDPOINT, ...) so that a developer's own settings cannot change what a test sees.
+pub fn hub_client(hub: &Hub, options: HubOptions) -> HubClient {
+    let options = HubOptions {
+        endpoint: Some(hub.emu.url()),
+        ..options
+    };
+    HubClient::with_env(options, &|_| None).unwrap()
 }
 
 /// Transfer settings small enough that test files exercise ranges, resume and retries fast.
