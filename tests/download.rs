@@ -66,6 +66,15 @@ struct Setup {
 }
 
 impl Setup {
+    /// A set-up serving a pseudo-random file `path` of `size` bytes from `seed`, with the
+    /// file's source, a partial-file path for it, and its sha256.
+    fn with_file(path: &str, size: u64, seed: u64) -> (Setup, FileSource, PathBuf, [u8; 32]) {
+        let setup = Setup::new();
+        let sha = setup.add_file(path, size, seed);
+        let (source, tmp) = (setup.source(path), setup.tmp(path));
+        (setup, source, tmp, sha)
+    }
+
     fn new() -> Setup {
         let hub = hub(|_| {});
         // Slower and more patient than the cache tests' client: these transfers are large
@@ -103,6 +112,19 @@ impl Setup {
 
     fn tmp(&self, name: &str) -> PathBuf {
         self.tmp.path().join(name)
+    }
+
+    /// [`fetch`] of the repo's `path` into the partial file `tmp`.
+    fn fetch(
+        &self,
+        path: &str,
+        tmp: &str,
+        size: u64,
+        sha256: [u8; 32],
+        opts: &TransferOptions,
+        log: &MemoryLog,
+    ) -> Run {
+        fetch(&self.source(path), &self.tmp(tmp), size, sha256, opts, log)
     }
 
     fn fault(&self, path: &str, kind: FaultKind) -> Fault {
@@ -281,21 +303,18 @@ fn peak_rss_kib() -> Option<u64> {
 
 fn cdn_range_requests(setup: &Setup, path: &str) -> Vec<String> {
     setup
-        .emu()
-        .requests()
+        .hub
+        .cdn_requests()
         .into_iter()
-        .filter(|r| r.listener == Listener::Cdn && r.target.contains(path) && r.method == "GET")
+        .filter(|r| r.target.contains(path) && r.method == "GET")
         .filter_map(|r| r.range)
         .collect()
 }
 
 #[test]
 fn large_file_over_eight_connections_matches_the_source() {
-    let setup = Setup::new();
     let size = 120 * MIB + 12_345;
-    let sha = setup.add_file("big.gguf", size, 1);
-    let source = setup.source("big.gguf");
-    let tmp = setup.tmp("big");
+    let (setup, source, tmp, sha) = Setup::with_file("big.gguf", size, 1);
     let log = MemoryLog::default();
     let rss_before = peak_rss_kib();
     let run = fetch(&source, &tmp, size, sha, &options(8, 8), &log);
@@ -312,10 +331,10 @@ fn large_file_over_eight_connections_matches_the_source() {
     let ranges = cdn_range_requests(&setup, "big.gguf");
     assert_eq!(ranges.len(), 16, "{ranges:?}");
     let connections: std::collections::HashSet<u64> = setup
-        .emu()
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn && r.range.is_some())
+        .hub
+        .cdn_requests()
+        .into_iter()
+        .filter(|r| r.range.is_some())
         .map(|r| r.connection)
         .collect();
     assert!(
@@ -338,11 +357,8 @@ fn large_file_over_eight_connections_matches_the_source() {
 
 #[test]
 fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
-    let setup = Setup::new();
     let size = 48 * MIB;
-    let sha = setup.add_file("resume.bin", size, 2);
-    let source = setup.source("resume.bin");
-    let tmp = setup.tmp("resume");
+    let (setup, source, tmp, sha) = Setup::with_file("resume.bin", size, 2);
     let log = MemoryLog::default();
     let opts = options(4, 2);
     // Slow enough to cancel half way.
@@ -390,11 +406,8 @@ fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
 #[test]
 #[cfg(unix)]
 fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
-    let setup = Setup::new();
     let size = 16 * MIB;
-    let sha = setup.add_file("w.bin", size, 3);
-    let source = setup.source("w.bin");
-    let tmp = setup.tmp("w");
+    let (setup, source, tmp, sha) = Setup::with_file("w.bin", size, 3);
     let log = MemoryLog::default();
     let opts = options(2, 1);
     setup.emu().add_fault(setup.fault(
@@ -453,11 +466,8 @@ fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
 
 #[test]
 fn cancel_stops_promptly_even_while_the_server_stalls() {
-    let setup = Setup::new();
     let size = 8 * MIB;
-    let sha = setup.add_file("c.bin", size, 4);
-    let source = setup.source("c.bin");
-    let tmp = setup.tmp("c");
+    let (setup, source, tmp, sha) = Setup::with_file("c.bin", size, 4);
     let log = MemoryLog::default();
     let mut opts = options(4, 1);
     opts.stall_timeout = Duration::from_secs(60);
@@ -491,22 +501,12 @@ fn cancel_stops_promptly_even_while_the_server_stalls() {
 fn cancel_stops_promptly_during_a_retry_wait_the_server_asked_for() {
     // Every request is told to come back in 30 s (429 with Retry-After): the transfer waits,
     // and a cancel must end that wait, not sit it out.
-    let setup = Setup::new();
     let size = 8 * MIB;
-    let sha = setup.add_file("r.bin", size, 5);
-    let source = setup.source("r.bin");
-    let tmp = setup.tmp("r");
+    let (setup, source, tmp, sha) = Setup::with_file("r.bin", size, 5);
     setup
         .emu()
         .add_fault(Fault::rate_limited(30).on(Listener::Cdn).times(1000));
-    let cdn_requests = || {
-        setup
-            .emu()
-            .requests()
-            .iter()
-            .filter(|r| r.listener == Listener::Cdn)
-            .count()
-    };
+    let cdn_requests = || setup.hub.cdn_requests().len();
     // The grace lets every connection be refused and start its wait.
     let (run, stopped_in) = run_cancelled_when(
         &source,
@@ -525,21 +525,18 @@ fn cancel_stops_promptly_during_a_retry_wait_the_server_asked_for() {
     );
     // One request per connection: the wait was honoured, not hammered through.
     let refused = setup
-        .emu()
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn && r.status == 429)
+        .hub
+        .cdn_requests()
+        .into_iter()
+        .filter(|r| r.status == 429)
         .count();
     assert!((1..=4).contains(&refused), "{refused} requests refused");
 }
 
 #[test]
 fn dropped_connections_resume_from_the_last_byte_held() {
-    let setup = Setup::new();
     let size = 24 * MIB;
-    let sha = setup.add_file("d.bin", size, 5);
-    let source = setup.source("d.bin");
-    let tmp = setup.tmp("d");
+    let (setup, source, tmp, sha) = Setup::with_file("d.bin", size, 5);
     let log = MemoryLog::default();
     let drop_after = MIB + 12_345;
     setup.emu().add_fault(
@@ -577,11 +574,8 @@ fn dropped_connections_resume_from_the_last_byte_held() {
 
 #[test]
 fn a_reset_stream_resumes_with_a_range() {
-    let setup = Setup::new();
     let size = 1_500_000;
-    let sha = setup.add_file("s.gguf", size, 6);
-    let source = setup.source("s.gguf");
-    let tmp = setup.tmp("s");
+    let (setup, source, tmp, sha) = Setup::with_file("s.gguf", size, 6);
     setup.emu().add_fault(
         setup
             .fault(
@@ -604,11 +598,8 @@ fn a_reset_stream_resumes_with_a_range() {
 
 #[test]
 fn a_server_ignoring_range_is_read_as_one_stream() {
-    let setup = Setup::new();
     let size = 24 * MIB;
-    let sha = setup.add_file("n.bin", size, 7);
-    let source = setup.source("n.bin");
-    let tmp = setup.tmp("n");
+    let (setup, source, tmp, sha) = Setup::with_file("n.bin", size, 7);
     let log = MemoryLog::default();
     setup
         .emu()
@@ -623,11 +614,8 @@ fn a_server_ignoring_range_is_read_as_one_stream() {
 
 #[test]
 fn a_server_that_stops_honouring_range_midway_keeps_progress_monotonic() {
-    let setup = Setup::new();
     let size = 24 * MIB;
-    let sha = setup.add_file("m.bin", size, 8);
-    let source = setup.source("m.bin");
-    let tmp = setup.tmp("m");
+    let (setup, source, tmp, sha) = Setup::with_file("m.bin", size, 8);
     let log = MemoryLog::default();
     let slow = setup.emu().add_fault(setup.fault(
         "m.bin",
@@ -658,10 +646,10 @@ fn a_server_that_stops_honouring_range_midway_keeps_progress_monotonic() {
     let done = expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 8);
     let full_answers = setup
-        .emu()
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn && r.range.is_some() && r.status == 200)
+        .hub
+        .cdn_requests()
+        .into_iter()
+        .filter(|r| r.range.is_some() && r.status == 200)
         .count();
     assert!(full_answers >= 1, "the server never ignored a range");
     assert!(
@@ -683,25 +671,11 @@ fn chunked_bodies_without_length_work_ranged_and_streamed() {
         .add_fault(Fault::new(FaultKind::Chunked).on(Listener::Cdn));
     let log = MemoryLog::default();
 
-    let ranged = fetch(
-        &setup.source("big.bin"),
-        &setup.tmp("big"),
-        big,
-        sha_big,
-        &options(4, 2),
-        &log,
-    );
+    let ranged = setup.fetch("big.bin", "big", big, sha_big, &options(4, 2), &log);
     expect_ok(&ranged, big, sha_big);
     assert_same_bytes(&setup.tmp("big"), big, 9);
 
-    let streamed = fetch(
-        &setup.source("small.bin"),
-        &setup.tmp("small"),
-        small,
-        sha_small,
-        &options(4, 2),
-        &log,
-    );
+    let streamed = setup.fetch("small.bin", "small", small, sha_small, &options(4, 2), &log);
     expect_ok(&streamed, small, sha_small);
 
     // Size unknown to the caller too: the stream's end is the file's end, and the hash says
@@ -742,25 +716,15 @@ fn chunked_bodies_without_length_work_ranged_and_streamed() {
     setup
         .emu()
         .add_fault(Fault::new(FaultKind::IgnoreRange).on(Listener::Cdn));
-    let mirror = fetch(
-        &setup.source("big.bin"),
-        &setup.tmp("big2"),
-        big,
-        sha_big,
-        &options(4, 2),
-        &log,
-    );
+    let mirror = setup.fetch("big.bin", "big2", big, sha_big, &options(4, 2), &log);
     expect_ok(&mirror, big, sha_big);
     assert_same_bytes(&setup.tmp("big2"), big, 9);
 }
 
 #[test]
 fn a_flipped_byte_is_corrupt_and_nothing_is_kept() {
-    let setup = Setup::new();
     let size = 12 * MIB;
-    let sha = setup.add_file("x.bin", size, 11);
-    let source = setup.source("x.bin");
-    let tmp = setup.tmp("x");
+    let (setup, source, tmp, sha) = Setup::with_file("x.bin", size, 11);
     let log = MemoryLog::default();
     setup.emu().add_fault(setup.fault(
         "x.bin",
@@ -858,24 +822,10 @@ fn truncated_bodies_are_retried_from_the_last_byte_held() {
             .times(4),
     );
     let log = MemoryLog::default();
-    let ranged = fetch(
-        &setup.source("big.bin"),
-        &setup.tmp("big"),
-        big,
-        sha_big,
-        &options(4, 2),
-        &log,
-    );
+    let ranged = setup.fetch("big.bin", "big", big, sha_big, &options(4, 2), &log);
     expect_ok(&ranged, big, sha_big);
     assert_same_bytes(&setup.tmp("big"), big, 13);
-    let streamed = fetch(
-        &setup.source("small.bin"),
-        &setup.tmp("small"),
-        small,
-        sha_small,
-        &options(4, 2),
-        &log,
-    );
+    let streamed = setup.fetch("small.bin", "small", small, sha_small, &options(4, 2), &log);
     expect_ok(&streamed, small, sha_small);
 
     // A server that always cuts the end: given up as a network error, the file not verified.
@@ -884,14 +834,7 @@ fn truncated_bodies_are_retried_from_the_last_byte_held() {
         .add_fault(Fault::new(FaultKind::Truncate { missing: 1000 }).on(Listener::Cdn));
     let mut opts = options(4, 2);
     opts.max_attempts = 3;
-    let always = fetch(
-        &setup.source("small.bin"),
-        &setup.tmp("small2"),
-        small,
-        sha_small,
-        &opts,
-        &log,
-    );
+    let always = setup.fetch("small.bin", "small2", small, sha_small, &opts, &log);
     let err = always.result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(
@@ -938,11 +881,8 @@ fn one_extra_byte_is_corrupt_ranged_and_streamed() {
 
 #[test]
 fn a_stalled_connection_is_cut_and_retried() {
-    let setup = Setup::new();
     let size = 12 * MIB;
-    let sha = setup.add_file("st.bin", size, 17);
-    let source = setup.source("st.bin");
-    let tmp = setup.tmp("st");
+    let (setup, source, tmp, sha) = Setup::with_file("st.bin", size, 17);
     let mut opts = options(4, 2);
     opts.stall_timeout = Duration::from_millis(400);
     setup.emu().add_fault(
@@ -968,11 +908,8 @@ fn a_stalled_connection_is_cut_and_retried() {
 
 #[test]
 fn bursts_of_503_and_429_end_in_the_right_file() {
-    let setup = Setup::new();
     let size = 12 * MIB;
-    let sha = setup.add_file("b.bin", size, 18);
-    let source = setup.source("b.bin");
-    let tmp = setup.tmp("b");
+    let (setup, source, tmp, sha) = Setup::with_file("b.bin", size, 18);
     setup
         .emu()
         .add_fault(Fault::status(503).on(Listener::Cdn).times(6));
@@ -990,10 +927,9 @@ fn bursts_of_503_and_429_end_in_the_right_file() {
     expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 18);
     let statuses: Vec<u16> = setup
-        .emu()
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn)
+        .hub
+        .cdn_requests()
+        .into_iter()
         .map(|r| r.status)
         .collect();
     assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 6);
@@ -1031,11 +967,9 @@ fn a_missing_file_ends_the_transfer_at_once() {
 
 #[test]
 fn a_stale_resume_record_is_ignored() {
-    let setup = Setup::new();
     let size = 8 * MIB;
-    let sha = setup.add_file("o.bin", size, 20);
-    let source = setup.source("o.bin");
-    let tmp = setup.tmp("o");
+    // Held, not used: the emulator must keep serving until the transfer ends.
+    let (_setup, source, tmp, sha) = Setup::with_file("o.bin", size, 20);
     // A record for another range size, and a file of the right length full of zeros.
     fs::write(&tmp, vec![0u8; size as usize]).unwrap();
     let log = MemoryLog::default();
