@@ -19,7 +19,7 @@ use tabcache::hub::{FileSource, HubClient, HubOptions};
 use tabcache::{ErrorKind, Result};
 
 mod common;
-use common::{hub, hub_client, Hub};
+use common::{hub, hub_client, peak_rss_kib, Hub};
 
 const MIB: u64 = 1 << 20;
 const REPO: &str = "org/model";
@@ -293,12 +293,6 @@ fn expect_ok(run: &Run, size: u64, sha256: [u8; 32]) -> Transferred {
     assert_eq!(done.size, size);
     assert_eq!(run.last_progress, size);
     done
-}
-
-fn peak_rss_kib() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn cdn_range_requests(setup: &Setup, path: &str) -> Vec<String> {
