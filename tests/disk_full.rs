@@ -94,10 +94,12 @@ fn a_full_disk_is_a_clear_error_that_loses_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    // Found anywhere in a line: libtest prints "test <name> ... " before the child's first
+    // line when it runs one test at a time.
     let line = |key: &str| {
         stdout
             .lines()
-            .find_map(|l| l.strip_prefix(key))
+            .find_map(|l| l.split_once(&format!("{key} ")).map(|(_, rest)| rest))
             .unwrap_or_else(|| panic!("no {key} in:\n{stdout}\n{stderr}"))
             .trim()
             .to_string()
