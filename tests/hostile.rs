@@ -188,19 +188,10 @@ fn expect_invalid(what: &str, result: tabcache::Result<impl std::fmt::Debug>, ta
 
 /// Every file under `dir`, relative.
 fn tree(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            out.insert(path.strip_prefix(dir).unwrap().to_path_buf());
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out
+    walk(dir)
+        .into_iter()
+        .map(|path| path.strip_prefix(dir).unwrap().to_path_buf())
+        .collect()
 }
 
 #[test]

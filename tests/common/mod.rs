@@ -142,6 +142,23 @@ pub fn blob_files(cache_dir: &Path) -> Vec<String> {
     names
 }
 
+/// Every entry under `dir` (files, folders, links; links not followed), as full paths.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// Names of the files in the cache's `tmp/` folder.
 pub fn tmp_files(cache_dir: &Path) -> Vec<String> {
     std::fs::read_dir(cache_dir.join("tmp"))
