@@ -232,95 +232,14 @@ http {{
 
 # ---------------------------------------------------------------- contenders
 
-HF_FILE = """
-import sys, time
-from huggingface_hub import hf_hub_download
-t = time.perf_counter()
-hf_hub_download(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3])
-print(time.perf_counter() - t)
-"""
-HF_SNAPSHOT = """
-import json, sys, time
-from huggingface_hub import snapshot_download
-t = time.perf_counter()
-snapshot_download(sys.argv[1], cache_dir=sys.argv[2], allow_patterns=json.loads(sys.argv[3]))
-print(time.perf_counter() - t)
-"""
+# Each contender program is a file of bench/contenders/ (run and linted on its own; its
+# docstring gives its arguments), started with the bench venv's Python.
+CONTENDERS = ROOT / "bench" / "contenders"
 
 
-# The Python package (tabagent_model_cache over cffi, through the C ABI), as a host application
-# calls it; `bench/run` installs it into the bench venv.
-PY_FILE = """
-import sys, time
-from tabagent_model_cache import ModelCache
-t = time.perf_counter()
-with ModelCache(sys.argv[1]) as cache:
-    cache.download_file(sys.argv[2], sys.argv[3])
-print(time.perf_counter() - t)
-"""
-PY_QUANT = """
-import sys, time
-from tabagent_model_cache import ModelCache
-t = time.perf_counter()
-with ModelCache(sys.argv[1]) as cache:
-    cache.scan_repo(sys.argv[2])
-    cache.download_quant(sys.argv[2], sys.argv[3])
-print(time.perf_counter() - t)
-"""
-# Case 5 from Python: per-call latency of the warm calls, reading a cached file three ways, and
-# the time to open a cache whose catalog holds the 10,000-file variant.
-PY_WARM = """
-import json, sys, time
-from tabagent_model_cache import ModelCache
-cache_dir, repo, path, calls = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-out = {}
-with ModelCache(cache_dir) as cache:
-    assert cache.has_file(repo, path)
-    t = time.perf_counter()
-    for _ in range(calls):
-        cache.has_file(repo, path)
-    out["has_file_s"] = (time.perf_counter() - t) / calls
-    assert cache.get_manifest(repo) is not None
-    t = time.perf_counter()
-    for _ in range(calls):
-        cache.get_manifest(repo)
-    out["get_manifest_s"] = (time.perf_counter() - t) / calls
-    size = len(cache.get_file(repo, path))
-    out["bytes"] = size
-    best = {"get_file_s": float("inf"), "open_read_s": float("inf"), "stream_s": float("inf")}
-    file_path = cache.file_path(repo, path)
-    for _ in range(3):
-        t = time.perf_counter()
-        assert len(cache.get_file(repo, path)) == size
-        best["get_file_s"] = min(best["get_file_s"], time.perf_counter() - t)
-        t = time.perf_counter()
-        with open(file_path, "rb") as f:
-            assert len(f.read()) == size
-        best["open_read_s"] = min(best["open_read_s"], time.perf_counter() - t)
-        t = time.perf_counter()
-        n = 0
-        with cache.open(repo, path) as f:
-            while True:
-                piece = f.read(1 << 20)
-                if not piece:
-                    break
-                n += len(piece)
-        assert n == size
-        best["stream_s"] = min(best["stream_s"], time.perf_counter() - t)
-    out.update(best)
-print(json.dumps(out))
-"""
-PY_OPEN = """
-import json, sys, time
-from tabagent_model_cache import ModelCache
-t = time.perf_counter()
-cache = ModelCache(sys.argv[1])
-opened = time.perf_counter() - t
-assert cache.has_file(sys.argv[2], sys.argv[3])
-first = time.perf_counter() - t
-cache.close()
-print(json.dumps({"open_s": opened, "first_has_file_s": first}))
-"""
+def contender(name, *args):
+    """The command running bench/contenders/<name>.py with `args`."""
+    return [PYTHON, str(CONTENDERS / f"{name}.py"), *map(str, args)]
 
 
 def timed(cmd, env=None):
@@ -390,7 +309,7 @@ def file_contenders(endpoint, size):
 
     def python():
         return in_scratch("python", PY_ROW,
-                          lambda d: [PYTHON, "-c", PY_FILE, str(d), BIG_REPO, BIG_FILE], env)
+                          lambda d: contender("py_download_file", d, BIG_REPO, BIG_FILE), env)
 
     def before():
         return in_scratch("before", BEFORE_ROW,
@@ -417,7 +336,7 @@ def file_contenders(endpoint, size):
 
     def hf():
         d = scratch("hf")
-        wall, rss, _ = timed([PYTHON, "-c", HF_FILE, BIG_REPO, BIG_FILE, str(d)], env)
+        wall, rss, _ = timed(contender("hf_download_file", BIG_REPO, BIG_FILE, d), env)
         settle(d)
         return {"hf_hub_download": (wall, rss)}
 
@@ -480,11 +399,11 @@ def case_variant(servers, runs):
 
     def python():
         return in_scratch("python-quant", PY_QUANT_ROW,
-                          lambda d: [PYTHON, "-c", PY_QUANT, str(d), ONNX_REPO, ONNX_QUANT], env)
+                          lambda d: contender("py_download_quant", d, ONNX_REPO, ONNX_QUANT), env)
 
     def hf():
         d = scratch("hf-snapshot")
-        wall, rss, _ = timed([PYTHON, "-c", HF_SNAPSHOT, ONNX_REPO, str(d), json.dumps(HF_ALLOW)],
+        wall, rss, _ = timed(contender("hf_snapshot", ONNX_REPO, d, json.dumps(HF_ALLOW)),
                              env)
         got = [p for p in (d / "models--bench--onnx-30" / "blobs").iterdir()]
         if len(got) != 30:
@@ -553,9 +472,9 @@ def case_warm(servers, warm_size, calls):
     result["open_10k_process_s"] = json.loads((OUT / "open.json").read_text())["results"][0]["median"]
 
     # The same measurements from Python, through the C ABI, as the issue's targets are stated.
-    _, _, out = timed([PYTHON, "-c", PY_WARM, str(warm), WARM_REPO, WARM_FILE, str(calls)], env)
+    _, _, out = timed(contender("py_warm_calls", warm, WARM_REPO, WARM_FILE, calls), env)
     result["python"] = dict(json.loads(out), calls=calls)
-    opens = [json.loads(timed([PYTHON, "-c", PY_OPEN, str(many), MANY_REPO, probe], env)[2])
+    opens = [json.loads(timed(contender("py_open", many, MANY_REPO, probe), env)[2])
              for _ in range(7)]
     result["python"]["open_10k_s"] = statistics.median(o["open_s"] for o in opens)
     result["python"]["open_10k_first_has_file_s"] = statistics.median(

@@ -5,9 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use hub_emulator::{Emulator, Fault, FaultKind, Gated, Listener, RepoConfig};
+use hub_emulator::{Fault, FaultKind, Gated, Listener, RepoConfig};
+
+mod common;
+use common::{hub_with, Hub};
 
 /// Small files keep the run fast under valgrind; the emulator's LFS threshold is lowered so
 /// that they still travel as LFS files through the CDN redirect, as model weights do.
@@ -35,29 +37,6 @@ fn lib_dir() -> PathBuf {
     dir
 }
 
-/// A fresh directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tabcache-{name}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A GGUF file as a runtime reads it: magic, version 3, tensor count, metadata count, then
 /// bytes that stand in for the rest.
 fn gguf(len: usize, tensors: u64, metadata: u64, seed: u64) -> Vec<u8> {
@@ -70,8 +49,30 @@ fn gguf(len: usize, tensors: u64, metadata: u64, seed: u64) -> Vec<u8> {
     bytes
 }
 
-/// The repos every C program here expects (see the comment at the top of tests/c/api_test.c).
-fn start_emulator(root: &Path) -> Emulator {
+/// A hub serving the repos every C program here expects (see the comment at the top of
+/// tests/c/api_test.c), with the faults some of them are for.
+fn start_hub() -> Hub {
+    let hub = hub_with(write_repos, |builder| builder.lfs_threshold(LFS_THRESHOLD));
+    let emulator = &hub.emu;
+    emulator.add_fault(Fault::status(500).on(Listener::Api).path("org/http500"));
+    emulator.add_fault(Fault::status(429).on(Listener::Api).path("org/ratelimited"));
+    emulator.add_fault(Fault::status(401).on(Listener::Api).path("org/unauth"));
+    emulator.add_fault(
+        Fault::new(FaultKind::Corrupt { offset: 1000 })
+            .on(Listener::Cdn)
+            .path("org/corrupt"),
+    );
+    emulator.add_fault(
+        Fault::new(FaultKind::RateLimit {
+            bytes_per_sec: 64 << 10,
+        })
+        .on(Listener::Cdn)
+        .path("org/slow-gguf"),
+    );
+    hub
+}
+
+fn write_repos(root: &Path) {
     let put = |repo: &str, path: &str, bytes: &[u8]| {
         hub_emulator::write_file(root, repo, path, bytes).expect("write a repo file");
     };
@@ -125,27 +126,6 @@ fn start_emulator(root: &Path) -> Emulator {
         put(repo, "config.json", b"{}\n");
     }
     put("org/corrupt", "model-Q4_K_M.gguf", &gguf(Q4_SIZE, 7, 3, 5));
-
-    let emulator = Emulator::builder(root)
-        .lfs_threshold(LFS_THRESHOLD)
-        .start()
-        .expect("start the hub emulator");
-    emulator.add_fault(Fault::status(500).on(Listener::Api).path("org/http500"));
-    emulator.add_fault(Fault::status(429).on(Listener::Api).path("org/ratelimited"));
-    emulator.add_fault(Fault::status(401).on(Listener::Api).path("org/unauth"));
-    emulator.add_fault(
-        Fault::new(FaultKind::Corrupt { offset: 1000 })
-            .on(Listener::Cdn)
-            .path("org/corrupt"),
-    );
-    emulator.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 64 << 10,
-        })
-        .on(Listener::Cdn)
-        .path("org/slow-gguf"),
-    );
-    emulator
 }
 
 /// The repo of the huggingface_hub cache that api_test.c imports: two files whose blobs match
@@ -256,40 +236,56 @@ fn valgrind() -> Command {
     command
 }
 
-#[test]
-fn c_api_under_valgrind() {
-    let work = TempDir::new("c-api");
-    let emulator = start_emulator(&work.0.join("repos"));
-    let binary = work.0.join("api_test");
+/// tests/c/api_test.c, compiled into `work`, as a command running it under valgrind (with
+/// `valgrind_options` beside the usual ones) against `hub`, with the caches it makes under
+/// `work` and the huggingface_hub cache `hf_cache` to import.
+fn api_test(work: &Path, hub: &Hub, hf_cache: &Path, valgrind_options: &[&str]) -> Command {
+    let binary = work.join("api_test");
     compile(&crate_dir().join("tests/c/api_test.c"), &binary, false);
-    let caches = work.0.join("caches");
+    let caches = work.join("caches");
     std::fs::create_dir_all(&caches).unwrap();
-    let hf_cache = work.0.join("hf-hub-cache");
-    write_hf_cache(&hf_cache);
-
-    let output = run(valgrind()
+    let mut command = valgrind();
+    command
+        .args(valgrind_options)
         .arg(&binary)
-        .arg(emulator.url())
+        .arg(hub.emu.url())
         .arg(dead_endpoint())
         .arg(&caches)
         .arg(Q4_SIZE.to_string())
-        .arg(&hf_cache)
+        .arg(hf_cache)
         .env_remove("HF_TOKEN")
         .env_remove("HF_HUB_OFFLINE")
-        .env("HF_HOME", work.0.join("hf-home"))
+        .env("HF_HOME", work.join("hf-home"));
+    command
+}
+
+/// The sections api_test reported passing (`ok - ...` lines) and its count of passed checks,
+/// after asserting that nothing failed and that the last line is the tally.
+fn tally(stdout: &str) -> (usize, usize) {
+    assert!(!stdout.contains("not ok"), "{stdout}");
+    let sections = stdout.lines().filter(|l| l.starts_with("ok - ")).count();
+    let last = stdout.lines().last().unwrap_or_default();
+    let passed = last
+        .strip_suffix(" passed, 0 failed")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the last line is the tally with no failure: {last:?}"));
+    (sections, passed)
+}
+
+#[test]
+fn c_api_under_valgrind() {
+    let work = tempfile::tempdir().unwrap();
+    let hub = start_hub();
+    let hf_cache = work.path().join("hf-hub-cache");
+    write_hf_cache(&hf_cache);
+    let output = run(api_test(work.path(), &hub, &hf_cache, &[])
         // What tc_cache_import_hf reads when given no directory.
         .env("HF_HUB_CACHE", &hf_cache));
     assert_success("api_test under valgrind", &output);
     let stdout = text(&output.stdout);
     println!("{stdout}");
-    let sections: Vec<&str> = stdout.lines().filter(|l| l.starts_with("ok - ")).collect();
-    assert!(!stdout.contains("not ok"), "{stdout}");
-    assert_eq!(sections.len(), 18, "every section ran:\n{stdout}");
-    let tally = stdout.lines().last().unwrap_or_default();
-    let passed: usize = tally
-        .strip_suffix(" passed, 0 failed")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("the last line is the tally with no failure: {tally:?}"));
+    let (sections, passed) = tally(&stdout);
+    assert_eq!(sections, 18, "every section ran:\n{stdout}");
     assert!(
         passed > 250,
         "{passed} checks passed; the C test has more than that"
@@ -303,41 +299,15 @@ fn c_api_under_valgrind() {
 /// valgrind run with `--freelist-vol=0` (valgrind still checks every access and leak).
 #[test]
 fn stale_handles_are_refused_after_their_memory_is_reused_under_valgrind() {
-    let work = TempDir::new("c-api-reuse");
-    let emulator = start_emulator(&work.0.join("repos"));
-    let binary = work.0.join("api_test");
-    compile(&crate_dir().join("tests/c/api_test.c"), &binary, false);
-    let caches = work.0.join("caches");
-    std::fs::create_dir_all(&caches).unwrap();
-    let output = run(valgrind()
-        .arg("--freelist-vol=0")
-        .arg(&binary)
-        .arg(emulator.url())
-        .arg(dead_endpoint())
-        .arg(&caches)
-        .arg(Q4_SIZE.to_string())
-        .arg(work.0.join("no-hf-cache"))
-        .arg("reuse")
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HUB_OFFLINE")
-        .env("HF_HOME", work.0.join("hf-home")));
+    let work = tempfile::tempdir().unwrap();
+    let hub = start_hub();
+    let no_hf_cache = work.path().join("no-hf-cache");
+    // Only the "reuse" section, named after api_test's other arguments.
+    let output = run(api_test(work.path(), &hub, &no_hf_cache, &["--freelist-vol=0"]).arg("reuse"));
     assert_success("api_test reuse under valgrind", &output);
     let stdout = text(&output.stdout);
     println!("{stdout}");
-    assert!(!stdout.contains("not ok"), "{stdout}");
-    assert_eq!(
-        stdout.lines().filter(|l| l.starts_with("ok - ")).count(),
-        1,
-        "{stdout}"
-    );
-    assert!(
-        stdout
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .ends_with(" passed, 0 failed"),
-        "{stdout}"
-    );
+    assert_eq!(tally(&stdout).0, 1, "{stdout}");
 }
 
 /// `make install` puts the library, header and tabcache.pc under a prefix; the examples build
@@ -345,10 +315,10 @@ fn stale_handles_are_refused_after_their_memory_is_reused_under_valgrind() {
 /// and print what a user would see.
 #[test]
 fn examples_install_build_with_pkg_config_and_run() {
-    let work = TempDir::new("c-examples");
-    let emulator = start_emulator(&work.0.join("repos"));
-    let prefix = work.0.join("prefix");
-    let bin = work.0.join("bin");
+    let work = tempfile::tempdir().unwrap();
+    let hub = start_hub();
+    let prefix = work.path().join("prefix");
+    let bin = work.path().join("bin");
     let examples = crate_dir().join("c-examples");
 
     let mut install = Command::new("make");
@@ -389,9 +359,9 @@ fn examples_install_build_with_pkg_config_and_run() {
         let mut command = Command::new(bin.join(name));
         command
             .args(args)
-            .current_dir(&work.0)
-            .env("HF_ENDPOINT", emulator.url())
-            .env("HF_HOME", work.0.join("hf-home"))
+            .current_dir(work.path())
+            .env("HF_ENDPOINT", hub.emu.url())
+            .env("HF_HOME", work.path().join("hf-home"))
             .env_remove("HF_TOKEN")
             .env_remove("HF_HUB_OFFLINE");
         let output = run(&mut command);

@@ -142,43 +142,29 @@ fn a_variant_downloads_verifies_and_is_served_three_ways() {
 }
 
 /// Run as a child process (see `a_killed_download_resumes_from_its_durable_ranges`).
-fn child_download(cache_dir: &str, endpoint: &str) {
-    let mut options = options_for(endpoint);
+fn child_download(child: &ChildSetup) {
+    let mut options = child.options();
     options.transfer.connections = 4;
-    let cache = ModelCache::open(cache_dir, options).unwrap();
+    let cache = ModelCache::open(&child.cache, options).unwrap();
     cache.download_file(REPO, BIG, None, None).unwrap();
     println!("child finished");
 }
 
 #[test]
 fn a_killed_download_resumes_from_its_durable_ranges() {
-    if let (Ok(dir), Ok(endpoint)) = (
-        std::env::var("TABCACHE_CHILD_CACHE"),
-        std::env::var("TABCACHE_CHILD_ENDPOINT"),
-    ) {
-        return child_download(&dir, &endpoint);
+    if let Some(child) = ChildSetup::from_env() {
+        return child_download(&child);
     }
     let hub = hub(fill);
     // Slow the CDN so the kills land mid-transfer: 4 connections x 8 MB/s.
-    hub.emu.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 8_000_000,
-        })
-        .on(Listener::Cdn),
-    );
+    hub.slow_cdn(8_000_000);
     let dir = tempfile::tempdir().unwrap();
     let opts = test_transfer();
     let slack_per_kill = opts.connections as u64 * opts.range_size;
     let mut kills = 0;
     for fraction in [0.15, 0.4, 0.7] {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "a_killed_download_resumes_from_its_durable_ranges",
-                "--exact",
-                "--nocapture",
-            ])
-            .env("TABCACHE_CHILD_CACHE", dir.path())
-            .env("TABCACHE_CHILD_ENDPOINT", hub.emu.url())
+        let test = "a_killed_download_resumes_from_its_durable_ranges";
+        let mut child = child_command(test, &hub, dir.path())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -406,12 +392,7 @@ fn eight_threads_asking_for_one_variant_share_one_transfer() {
         write_pseudo_random_file(root, REPO, "onnx/model_fp16.onnx_data", 2 * MID_LEN, 4).unwrap();
     });
     // Slow enough that all eight threads ask while the first transfer runs.
-    hub.emu.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 20_000_000,
-        })
-        .on(Listener::Cdn),
-    );
+    hub.slow_cdn(20_000_000);
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), &hub);
     cache.scan_repo(REPO, None).unwrap();
@@ -449,12 +430,7 @@ fn eight_threads_asking_for_one_variant_share_one_transfer() {
 #[test]
 fn cancelling_from_the_callback_keeps_what_was_fetched_for_the_next_call() {
     let hub = hub(fill);
-    hub.emu.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 20_000_000,
-        })
-        .on(Listener::Cdn),
-    );
+    hub.slow_cdn(20_000_000);
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), &hub);
     // Total 0 (unknown) while the file is resolved: keep going until it is known.
@@ -513,10 +489,9 @@ fn offline_serves_what_is_cached_and_asks_nothing() {
 
 /// Run as a child process beside the parent, which holds the same cache open: open it, read
 /// what the parent downloaded, download a file of its own, and report how it went.
-fn child_open(cache_dir: &str, endpoint: &str) {
+fn child_open(child: &ChildSetup) {
     let started = Instant::now();
-    let cache = ModelCache::open(cache_dir, options_for(endpoint))
-        .unwrap_or_else(|e| panic!("the second process could not open: {:?}: {e}", e.kind()));
+    let cache = child.open();
     let open_ms = started.elapsed().as_millis();
     assert!(cache.has_file(REPO, "config.json", None).unwrap());
     let config = cache.get_file(REPO, "config.json", None).unwrap().unwrap();
@@ -530,11 +505,8 @@ fn child_open(cache_dir: &str, endpoint: &str) {
 
 #[test]
 fn a_second_process_opens_the_cache_and_works_beside_the_first() {
-    if let (Ok(dir), Ok(endpoint)) = (
-        std::env::var("TABCACHE_CHILD_OPEN"),
-        std::env::var("TABCACHE_CHILD_ENDPOINT"),
-    ) {
-        return child_open(&dir, &endpoint);
+    if let Some(child) = ChildSetup::from_env() {
+        return child_open(&child);
     }
     let hub = hub(fill);
     let dir = tempfile::tempdir().unwrap();
@@ -543,17 +515,8 @@ fn a_second_process_opens_the_cache_and_works_beside_the_first() {
         .download_file(REPO, "config.json", None, None)
         .unwrap();
     let started = Instant::now();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_second_process_opens_the_cache_and_works_beside_the_first",
-            "--exact",
-            "--nocapture",
-        ])
-        .env("TABCACHE_CHILD_OPEN", dir.path())
-        .env("TABCACHE_CHILD_ENDPOINT", hub.emu.url())
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .unwrap();
+    let test = "a_second_process_opens_the_cache_and_works_beside_the_first";
+    let out = child_command(test, &hub, dir.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -680,12 +643,7 @@ fn manifest_statuses_follow_a_download_through_downloading_failed_and_downloaded
     hub.emu.remove_fault(fault);
 
     // While it downloads (slowly), another thread sees `downloading` and growing bytes.
-    hub.emu.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 30_000_000,
-        })
-        .on(Listener::Cdn),
-    );
+    hub.slow_cdn(30_000_000);
     let seen = std::thread::scope(|s| {
         let watcher = s.spawn(|| {
             let mut seen = Vec::new();

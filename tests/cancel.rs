@@ -288,29 +288,12 @@ fn freeing_a_running_job_never_blocks() {
     assert!(freeing.elapsed() < LIMIT, "{:?}", freeing.elapsed());
 }
 
-macro_rules! phase_tests {
-    ($($name:ident: $phase:expr,)*) => {
-        mod by_callback {
-            use super::*;
-            $(#[test] fn $name() { cancel_by_callback($phase) })*
-        }
-        mod by_job_cancel {
-            use super::*;
-            $(#[test] fn $name() { cancel_by_job($phase) })*
-        }
-    };
+/// Each phase cancelled from the progress callback and by `tc_job_cancel`.
+mod by_callback {
+    crate::common::phases::phase_tests!(super::cancel_by_callback);
 }
-
-phase_tests! {
-    model_info: Phase::ModelInfo,
-    tree_pages: Phase::TreePages,
-    resolve: Phase::Resolve,
-    retry_wait: Phase::RetryWait,
-    stalled_body: Phase::StalledBody,
-    silent_server: Phase::SilentServer,
-    unknown_size: Phase::UnknownSize,
-    queued_files: Phase::QueuedFiles,
-    other_process: Phase::OtherProcess,
+mod by_job_cancel {
+    crate::common::phases::phase_tests!(super::cancel_by_job);
 }
 
 /// `import_hf_cache` (by the C callback) and `verify` stop within a second of a cancel in

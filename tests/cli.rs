@@ -10,9 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use hub_emulator::{
-    pseudo_random_sha256, write_file, write_pseudo_random_file, Fault, FaultKind, Listener,
-};
+use hub_emulator::{pseudo_random_sha256, write_file, write_pseudo_random_file, Fault, Listener};
 use serde_json::Value;
 
 const REPO: &str = "org/tiny-gguf";
@@ -329,12 +327,7 @@ fn ctrl_c_stops_a_download_cleanly_and_the_next_run_resumes() {
     let cache = tempfile::tempdir().unwrap();
     // Two connections over 16 MiB ranges (16 + 16 + 8 MiB), each paced at 8 MiB/s: the first two
     // ranges are durable after ~2 s, the last one is in flight when Ctrl-C comes.
-    hub.emu.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 8 << 20,
-        })
-        .on(Listener::Cdn),
-    );
+    hub.slow_cdn(8 << 20);
     let args = ["download", "org/big", "Q4_K_M", "--connections", "2"];
     let mut child = tabcache_command(&hub, cache.path(), &args)
         .stdout(Stdio::piped())
@@ -497,12 +490,7 @@ fn rm_removes_a_variant_or_a_repo_and_gc_cleans_what_is_left() {
     // An interrupted download leaves a partial file with its resume record.
     {
         let lib = tabcache::ModelCache::open(c, options(&hub)).unwrap();
-        hub.emu.add_fault(
-            Fault::new(FaultKind::RateLimit {
-                bytes_per_sec: 2 << 20,
-            })
-            .on(Listener::Cdn),
-        );
+        hub.slow_cdn(2 << 20);
         // 1 MiB ranges over 4 connections: past 4.5 MiB, at least four ranges are whole.
         let mut cancel_after_a_few = |loaded: u64, _total: u64| loaded < (9 << 19);
         let err = lib

@@ -103,20 +103,4 @@ fn ctrl_c_stops_an_import_mid_hash() {
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
 
-macro_rules! phase_tests {
-    ($($name:ident: $phase:expr,)*) => {
-        $(#[test] fn $name() { ctrl_c($phase) })*
-    };
-}
-
-phase_tests! {
-    model_info: Phase::ModelInfo,
-    tree_pages: Phase::TreePages,
-    resolve: Phase::Resolve,
-    retry_wait: Phase::RetryWait,
-    stalled_body: Phase::StalledBody,
-    silent_server: Phase::SilentServer,
-    unknown_size: Phase::UnknownSize,
-    queued_files: Phase::QueuedFiles,
-    other_process: Phase::OtherProcess,
-}
+common::phases::phase_tests!(ctrl_c);

@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use hub_emulator::{
-    pseudo_random_sha256, write_file, write_pseudo_random_file, Fault, FaultKind, Listener,
-};
+use hub_emulator::{pseudo_random_sha256, write_file, write_pseudo_random_file};
 
 const A: &str = "org/alpha";
 const B: &str = "org/beta";
@@ -42,12 +40,7 @@ fn fill(root: &Path) {
 #[test]
 fn eight_threads_of_mixed_operations_leave_a_consistent_cache() {
     let hub = hub(fill);
-    hub.emu.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 40_000_000,
-        })
-        .on(Listener::Cdn),
-    );
+    hub.slow_cdn(40_000_000);
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), &hub);
     let expected: HashMap<(&str, &str), String> = files()

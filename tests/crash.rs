@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hub_emulator::{
-    pseudo_random_bytes, pseudo_random_sha256, write_file, write_pseudo_random_file, Fault,
-    FaultKind, Listener,
+    pseudo_random_bytes, pseudo_random_sha256, write_file, write_pseudo_random_file,
 };
-use tabcache::{ModelCache, QuantStatus};
+use tabcache::QuantStatus;
 
 const REPO: &str = "org/crashy";
 const OTHER: &str = "org/sibling";
@@ -54,8 +53,8 @@ fn expected_hashes() -> HashMap<String, String> {
 }
 
 /// The child's endless workload: every operation that writes to the cache, in a loop.
-fn workload(cache_dir: &str, endpoint: &str) {
-    let cache = ModelCache::open(cache_dir, options_for(endpoint)).unwrap();
+fn workload(child: &ChildSetup) {
+    let cache = child.open();
     loop {
         cache.scan_repo(REPO, None).unwrap();
         cache.download_quant(REPO, "q4", None, None).unwrap();
@@ -75,8 +74,8 @@ fn workload(cache_dir: &str, endpoint: &str) {
 
 /// The second, live process: reads and downloads of the same repos (content the workload
 /// fetches and deletes too) in a loop until `stop` appears. Any error or wrong byte panics.
-fn reader(cache_dir: &str, endpoint: &str, stop: &Path) {
-    let cache = ModelCache::open(cache_dir, options_for(endpoint)).unwrap();
+fn reader(child: &ChildSetup, stop: &Path) {
+    let cache = child.open();
     let expected = expected_hashes();
     let mut rounds = 0u64;
     let check_read = |what: &str, path: &Path, want: &str| match std::fs::read(path) {
@@ -209,15 +208,17 @@ fn check_recovered(dir: &Path, hub: &Hub, expected: &HashMap<String, String>) ->
     corrupt
 }
 
+const TEST: &str = "random_kills_lose_nothing_and_serve_nothing_wrong";
+/// Set for the child that reads beside the killed workload: the file whose existence tells it
+/// to stop.
+const READER_STOP: &str = "TABCACHE_CRASH_READER_STOP";
+
 #[test]
 fn random_kills_lose_nothing_and_serve_nothing_wrong() {
-    if let (Ok(dir), Ok(endpoint)) = (
-        std::env::var("TABCACHE_CRASH_CACHE"),
-        std::env::var("TABCACHE_CRASH_ENDPOINT"),
-    ) {
-        match std::env::var_os("TABCACHE_CRASH_READER_STOP") {
-            Some(stop) => reader(&dir, &endpoint, Path::new(&stop)),
-            None => workload(&dir, &endpoint),
+    if let Some(child) = ChildSetup::from_env() {
+        match std::env::var_os(READER_STOP) {
+            Some(stop) => reader(&child, Path::new(&stop)),
+            None => workload(&child),
         }
         return;
     }
@@ -231,21 +232,13 @@ fn random_kills_lose_nothing_and_serve_nothing_wrong() {
     let mut rng = XorShift(seed);
     let hub = hub(fill);
     // About 2 s for the whole workload cycle, so kills spread over every step of it.
-    hub.emu.add_fault(
-        Fault::new(FaultKind::RateLimit {
-            bytes_per_sec: 12_000_000,
-        })
-        .on(Listener::Cdn),
-    );
+    hub.slow_cdn(12_000_000);
     let dir = tempfile::tempdir().unwrap();
     let expected = expected_hashes();
     let work = tempfile::tempdir().unwrap();
     let (reader_stop, reader_err) = (work.path().join("stop"), work.path().join("reader.err"));
-    let mut reader = self_exec("random_kills_lose_nothing_and_serve_nothing_wrong")
-        .env("TABCACHE_CRASH_CACHE", dir.path())
-        .env("TABCACHE_CRASH_ENDPOINT", hub.emu.url())
-        .env("TABCACHE_CRASH_READER_STOP", &reader_stop)
-        .env("RUST_BACKTRACE", "0")
+    let mut reader = child_command(TEST, &hub, dir.path())
+        .env(READER_STOP, &reader_stop)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&reader_err).unwrap())
         .spawn()
@@ -261,9 +254,7 @@ fn random_kills_lose_nothing_and_serve_nothing_wrong() {
         if let Some(status) = reader.try_wait().unwrap() {
             panic!("{}", reader_failed(status));
         }
-        let mut child = self_exec("random_kills_lose_nothing_and_serve_nothing_wrong")
-            .env("TABCACHE_CRASH_CACHE", dir.path())
-            .env("TABCACHE_CRASH_ENDPOINT", hub.emu.url())
+        let mut child = child_command(TEST, &hub, dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::*;
 use hub_emulator::{pseudo_random_sha256, write_pseudo_random_file};
-use tabcache::{ErrorKind, ModelCache};
+use tabcache::ErrorKind;
 
 const REPO: &str = "org/fat";
 const SMALL_LEN: u64 = 20 << 20;
@@ -24,8 +24,8 @@ fn fill(root: &Path) {
 }
 
 /// Runs inside the child, on the tmpfs.
-fn child(cache_dir: &str, endpoint: &str) {
-    let cache = ModelCache::open(cache_dir, options_for(endpoint)).unwrap();
+fn run_in_child(child: &ChildSetup) {
+    let cache = child.open();
     cache.download_file(REPO, "small.onnx", None, None).unwrap();
     let err = cache
         .download_file(REPO, "large.onnx", None, None)
@@ -50,7 +50,7 @@ fn child(cache_dir: &str, endpoint: &str) {
     );
     drop(cache);
     // A reopened cache is consistent.
-    let cache = ModelCache::open(cache_dir, options_for(endpoint)).unwrap();
+    let cache = child.open();
     println!(
         "REOPENED {}",
         cache.has_file(REPO, "large.onnx", None).unwrap()
@@ -59,38 +59,47 @@ fn child(cache_dir: &str, endpoint: &str) {
 
 #[test]
 fn a_full_disk_is_a_clear_error_that_loses_nothing() {
-    if let (Ok(dir), Ok(endpoint)) = (
-        std::env::var("TABCACHE_DISKFULL_CACHE"),
-        std::env::var("TABCACHE_DISKFULL_ENDPOINT"),
-    ) {
-        return child(&dir, &endpoint);
+    if let Some(child_env) = ChildSetup::from_env() {
+        return run_in_child(&child_env);
     }
     let hub = hub(fill);
     let mount = tempfile::tempdir().unwrap();
     let cache_dir = mount.path().join("cache");
-    let exe = std::env::current_exe().unwrap();
-    // Root (as in CI) can mount in a new mount namespace; others map themselves to root in a
-    // new user namespace first.
+    let child = child_command(
+        "a_full_disk_is_a_clear_error_that_loses_nothing",
+        &hub,
+        &cache_dir,
+    );
+    // The child command, run by a shell that first mounts the tmpfs. Root (as in CI) can
+    // mount in a new mount namespace; others map themselves to root in a new user namespace
+    // first.
+    let quoted = |arg: &std::ffi::OsStr| format!("'{}'", arg.to_str().unwrap());
+    let argv: Vec<String> = std::iter::once(child.get_program())
+        .chain(child.get_args())
+        .map(quoted)
+        .collect();
+    let script = format!(
+        "mount -t tmpfs -o size={TMPFS_SIZE} tmpfs {} && exec {}",
+        quoted(mount.path().as_os_str()),
+        argv.join(" ")
+    );
     let is_root = unsafe { libc::geteuid() } == 0;
     let ns_flags = if is_root { "-m" } else { "-rm" };
-    let script = format!(
-        "mount -t tmpfs -o size={TMPFS_SIZE} tmpfs '{}' && exec '{}' a_full_disk_is_a_clear_error_that_loses_nothing --exact --nocapture",
-        mount.path().display(),
-        exe.display()
-    );
+    let env = child.get_envs().filter_map(|(k, v)| Some((k, v?)));
     let out = Command::new("unshare")
         .args([ns_flags, "sh", "-c", &script])
-        .env("TABCACHE_DISKFULL_CACHE", &cache_dir)
-        .env("TABCACHE_DISKFULL_ENDPOINT", hub.emu.url())
+        .envs(env)
         .output()
         .expect("`unshare` (util-linux) is needed for the disk-full test");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    // Found anywhere in a line: libtest prints "test <name> ... " before the child's first
+    // line when it runs one test at a time.
     let line = |key: &str| {
         stdout
             .lines()
-            .find_map(|l| l.strip_prefix(key))
+            .find_map(|l| l.split_once(&format!("{key} ")).map(|(_, rest)| rest))
             .unwrap_or_else(|| panic!("no {key} in:\n{stdout}\n{stderr}"))
             .trim()
             .to_string()

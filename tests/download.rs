@@ -11,11 +11,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hub_emulator::{Emulator, Fault, FaultKind, Listener, PseudoRandomReader};
+use tabcache::digest::from_hex;
 use tabcache::download::{
     transfer, Expected, PartialState, RangeSource, ResumeLog, TransferOptions, Transferred,
 };
 use tabcache::hub::{FileSource, HubClient, HubOptions};
 use tabcache::{ErrorKind, Result};
+
+mod common;
+use common::{hub, hub_client, peak_rss_kib, Hub};
 
 const MIB: u64 = 1 << 20;
 const REPO: &str = "org/model";
@@ -54,38 +58,50 @@ impl MemoryLog {
     }
 }
 
-/// An emulator serving one repo from its own folder, and a hub client pointed at it.
+/// A hub serving one repo, a hub client pointed at it, and a folder for partial files.
 struct Setup {
-    dir: PathBuf,
-    emu: Emulator,
+    hub: Hub,
+    tmp: tempfile::TempDir,
     client: HubClient,
 }
 
 impl Setup {
-    fn new(name: &str) -> Setup {
-        let dir = std::env::temp_dir().join(format!("tabcache-dl-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("repos")).unwrap();
-        fs::create_dir_all(dir.join("tmp")).unwrap();
-        let emu = Emulator::start(dir.join("repos")).unwrap();
-        let options = HubOptions {
-            endpoint: Some(emu.url()),
-            token: Some(String::new()),
-            offline: Some(false),
-            read_timeout: Some(Duration::from_secs(30)),
-            max_retries: Some(5),
-            retry_base_delay: Some(Duration::from_millis(10)),
-            ..HubOptions::default()
-        };
-        let client = HubClient::with_env(options, &|_| None).unwrap();
-        Setup { dir, emu, client }
+    /// A set-up serving a pseudo-random file `path` of `size` bytes from `seed`, with the
+    /// file's source, a partial-file path for it, and its sha256.
+    fn with_file(path: &str, size: u64, seed: u64) -> (Setup, FileSource, PathBuf, [u8; 32]) {
+        let setup = Setup::new();
+        let sha = setup.add_file(path, size, seed);
+        let (source, tmp) = (setup.source(path), setup.tmp(path));
+        (setup, source, tmp, sha)
+    }
+
+    fn new() -> Setup {
+        let hub = hub(|_| {});
+        // Slower and more patient than the cache tests' client: these transfers are large
+        // and run beside other tests on shared cores.
+        let client = hub_client(
+            &hub,
+            HubOptions {
+                token: Some(String::new()),
+                offline: Some(false),
+                read_timeout: Some(Duration::from_secs(30)),
+                max_retries: Some(5),
+                retry_base_delay: Some(Duration::from_millis(10)),
+                ..HubOptions::default()
+            },
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        Setup { hub, tmp, client }
+    }
+
+    fn emu(&self) -> &Emulator {
+        &self.hub.emu
     }
 
     /// Adds a pseudo-random file and returns its sha256.
     fn add_file(&self, path: &str, len: u64, seed: u64) -> [u8; 32] {
-        hub_emulator::write_pseudo_random_file(&self.dir.join("repos"), REPO, path, len, seed)
-            .unwrap();
-        unhex(&hub_emulator::pseudo_random_sha256(len, seed))
+        hub_emulator::write_pseudo_random_file(self.hub.root(), REPO, path, len, seed).unwrap();
+        from_hex(&hub_emulator::pseudo_random_sha256(len, seed)).unwrap()
     }
 
     /// The source the downloader gets: the CDN location for LFS files, found by a HEAD.
@@ -95,26 +111,25 @@ impl Setup {
     }
 
     fn tmp(&self, name: &str) -> PathBuf {
-        self.dir.join("tmp").join(name)
+        self.tmp.path().join(name)
+    }
+
+    /// [`fetch`] of the repo's `path` into the partial file `tmp`.
+    fn fetch(
+        &self,
+        path: &str,
+        tmp: &str,
+        size: u64,
+        sha256: [u8; 32],
+        opts: &TransferOptions,
+        log: &MemoryLog,
+    ) -> Run {
+        fetch(&self.source(path), &self.tmp(tmp), size, sha256, opts, log)
     }
 
     fn fault(&self, path: &str, kind: FaultKind) -> Fault {
         Fault::new(kind).on(Listener::Cdn).path(path)
     }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn unhex<const N: usize>(hex: &str) -> [u8; N] {
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    out
 }
 
 fn options(connections: usize, range_mib: u64) -> TransferOptions {
@@ -195,6 +210,25 @@ fn run(
     )
 }
 
+/// The usual transfer: a file of known `size`, checked against its sha256, never cancelled.
+fn fetch(
+    source: &dyn RangeSource,
+    tmp: &Path,
+    size: u64,
+    sha256: [u8; 32],
+    opts: &TransferOptions,
+    log: &MemoryLog,
+) -> Run {
+    run(
+        source,
+        tmp,
+        Some(size),
+        &Expected::Sha256(sha256),
+        opts,
+        log,
+    )
+}
+
 /// A transfer cancelled `grace` after `ready(progress)` first holds; also returns how long the
 /// transfer took to return once cancelled.
 #[allow(clippy::too_many_arguments)]
@@ -261,39 +295,23 @@ fn expect_ok(run: &Run, size: u64, sha256: [u8; 32]) -> Transferred {
     done
 }
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn cdn_range_requests(setup: &Setup, path: &str) -> Vec<String> {
     setup
-        .emu
-        .requests()
+        .hub
+        .cdn_requests()
         .into_iter()
-        .filter(|r| r.listener == Listener::Cdn && r.target.contains(path) && r.method == "GET")
+        .filter(|r| r.target.contains(path) && r.method == "GET")
         .filter_map(|r| r.range)
         .collect()
 }
 
 #[test]
 fn large_file_over_eight_connections_matches_the_source() {
-    let setup = Setup::new("large");
     let size = 120 * MIB + 12_345;
-    let sha = setup.add_file("big.gguf", size, 1);
-    let source = setup.source("big.gguf");
-    let tmp = setup.tmp("big");
+    let (setup, source, tmp, sha) = Setup::with_file("big.gguf", size, 1);
     let log = MemoryLog::default();
     let rss_before = peak_rss_kib();
-    let run = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &options(8, 8),
-        &log,
-    );
+    let run = fetch(&source, &tmp, size, sha, &options(8, 8), &log);
     let done = expect_ok(&run, size, sha);
     eprintln!(
         "{} MiB over 8 connections in {:.2} s (verified and synced)",
@@ -307,10 +325,10 @@ fn large_file_over_eight_connections_matches_the_source() {
     let ranges = cdn_range_requests(&setup, "big.gguf");
     assert_eq!(ranges.len(), 16, "{ranges:?}");
     let connections: std::collections::HashSet<u64> = setup
-        .emu
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn && r.range.is_some())
+        .hub
+        .cdn_requests()
+        .into_iter()
+        .filter(|r| r.range.is_some())
         .map(|r| r.connection)
         .collect();
     assert!(
@@ -318,7 +336,7 @@ fn large_file_over_eight_connections_matches_the_source() {
         "only {} connections",
         connections.len()
     );
-    assert_eq!(setup.emu.bytes_sent_for("big.gguf"), size);
+    assert_eq!(setup.emu().bytes_sent_for("big.gguf"), size);
     assert_eq!(log.done_ranges(), 16, "every range recorded durable");
     // Memory: buffers per connection, not the file (other tests share the process, so the
     // bound is loose but far below the file's 120 MiB).
@@ -333,35 +351,26 @@ fn large_file_over_eight_connections_matches_the_source() {
 
 #[test]
 fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
-    let setup = Setup::new("resume");
     let size = 48 * MIB;
-    let sha = setup.add_file("resume.bin", size, 2);
-    let source = setup.source("resume.bin");
-    let tmp = setup.tmp("resume");
+    let (setup, source, tmp, sha) = Setup::with_file("resume.bin", size, 2);
     let log = MemoryLog::default();
     let opts = options(4, 2);
     // Slow enough to cancel half way.
-    let slow = setup.emu.add_fault(setup.fault(
+    let slow = setup.emu().add_fault(setup.fault(
         "resume.bin",
         FaultKind::RateLimit {
             bytes_per_sec: 6 * MIB,
         },
     ));
-    let cancel = AtomicBool::new(false);
-    let first = run_with(
+    let (first, _) = run_cancelled_when(
         &source,
         &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
+        size,
+        sha,
         &opts,
         &log,
-        &cancel,
-        |progress| {
-            while progress.load(Ordering::SeqCst) < size / 2 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            cancel.store(true, Ordering::SeqCst);
-        },
+        Duration::ZERO,
+        |progress| progress.load(Ordering::SeqCst) >= size / 2,
     );
     assert_eq!(first.result.unwrap_err().kind(), ErrorKind::Cancelled);
     assert_eq!(fs::metadata(&tmp).unwrap().len(), size, "partial file kept");
@@ -372,15 +381,8 @@ fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
     );
     assert!(durable < 24);
 
-    setup.emu.remove_fault(slow);
-    let second = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &opts,
-        &log,
-    );
+    setup.emu().remove_fault(slow);
+    let second = fetch(&source, &tmp, size, sha, &opts, &log);
     let done = expect_ok(&second, size, sha);
     assert_eq!(
         done.bytes_fetched,
@@ -388,7 +390,7 @@ fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
         "only the missing ranges"
     );
     assert_same_bytes(&tmp, size, 2);
-    let total = setup.emu.bytes_sent_for("resume.bin");
+    let total = setup.emu().bytes_sent_for("resume.bin");
     assert!(
         total <= size + 4 * 2 * MIB,
         "sent {total} bytes for a {size}-byte file"
@@ -398,34 +400,25 @@ fn cancel_then_resume_fetches_at_most_one_range_per_connection_again() {
 #[test]
 #[cfg(unix)]
 fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
-    let setup = Setup::new("rehash");
     let size = 16 * MIB;
-    let sha = setup.add_file("w.bin", size, 3);
-    let source = setup.source("w.bin");
-    let tmp = setup.tmp("w");
+    let (setup, source, tmp, sha) = Setup::with_file("w.bin", size, 3);
     let log = MemoryLog::default();
     let opts = options(2, 1);
-    setup.emu.add_fault(setup.fault(
+    setup.emu().add_fault(setup.fault(
         "w.bin",
         FaultKind::RateLimit {
             bytes_per_sec: 4 * MIB,
         },
     ));
-    let cancel = AtomicBool::new(false);
-    let first = run_with(
+    let (first, _) = run_cancelled_when(
         &source,
         &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
+        size,
+        sha,
         &opts,
         &log,
-        &cancel,
-        |progress| {
-            while progress.load(Ordering::SeqCst) < 4 * MIB {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            cancel.store(true, Ordering::SeqCst);
-        },
+        Duration::ZERO,
+        |progress| progress.load(Ordering::SeqCst) >= 4 * MIB,
     );
     assert_eq!(first.result.unwrap_err().kind(), ErrorKind::Cancelled);
     assert!(log.done_ranges() >= 1);
@@ -439,15 +432,8 @@ fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 100).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &[!bytes[0]], 100).unwrap();
     drop(file);
-    setup.emu.clear_faults();
-    let second = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &opts,
-        &log,
-    );
+    setup.emu().clear_faults();
+    let second = fetch(&source, &tmp, size, sha, &opts, &log);
     // The damage is caught by the hash, and since resumed bytes may be what is wrong, the
     // transfer starts once more from nothing: the whole file comes again, right this time.
     let done = second.result.unwrap();
@@ -463,16 +449,9 @@ fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
     let _ = fs::remove_file(&tmp);
     log.clear().unwrap();
     setup
-        .emu
+        .emu()
         .add_fault(setup.fault("w.bin", FaultKind::Corrupt { offset: 100 }));
-    let third = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &opts,
-        &log,
-    );
+    let third = fetch(&source, &tmp, size, sha, &opts, &log);
     let err = third.result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(!tmp.exists(), "corrupt partial file removed");
@@ -481,15 +460,12 @@ fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
 
 #[test]
 fn cancel_stops_promptly_even_while_the_server_stalls() {
-    let setup = Setup::new("cancel");
     let size = 8 * MIB;
-    let sha = setup.add_file("c.bin", size, 4);
-    let source = setup.source("c.bin");
-    let tmp = setup.tmp("c");
+    let (setup, source, tmp, sha) = Setup::with_file("c.bin", size, 4);
     let log = MemoryLog::default();
     let mut opts = options(4, 1);
     opts.stall_timeout = Duration::from_secs(60);
-    setup.emu.add_fault(setup.fault(
+    setup.emu().add_fault(setup.fault(
         "c.bin",
         FaultKind::Stall {
             bytes: 300_000,
@@ -519,22 +495,12 @@ fn cancel_stops_promptly_even_while_the_server_stalls() {
 fn cancel_stops_promptly_during_a_retry_wait_the_server_asked_for() {
     // Every request is told to come back in 30 s (429 with Retry-After): the transfer waits,
     // and a cancel must end that wait, not sit it out.
-    let setup = Setup::new("cancel-backoff");
     let size = 8 * MIB;
-    let sha = setup.add_file("r.bin", size, 5);
-    let source = setup.source("r.bin");
-    let tmp = setup.tmp("r");
+    let (setup, source, tmp, sha) = Setup::with_file("r.bin", size, 5);
     setup
-        .emu
+        .emu()
         .add_fault(Fault::rate_limited(30).on(Listener::Cdn).times(1000));
-    let cdn_requests = || {
-        setup
-            .emu
-            .requests()
-            .iter()
-            .filter(|r| r.listener == Listener::Cdn)
-            .count()
-    };
+    let cdn_requests = || setup.hub.cdn_requests().len();
     // The grace lets every connection be refused and start its wait.
     let (run, stopped_in) = run_cancelled_when(
         &source,
@@ -553,24 +519,21 @@ fn cancel_stops_promptly_during_a_retry_wait_the_server_asked_for() {
     );
     // One request per connection: the wait was honoured, not hammered through.
     let refused = setup
-        .emu
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn && r.status == 429)
+        .hub
+        .cdn_requests()
+        .into_iter()
+        .filter(|r| r.status == 429)
         .count();
     assert!((1..=4).contains(&refused), "{refused} requests refused");
 }
 
 #[test]
 fn dropped_connections_resume_from_the_last_byte_held() {
-    let setup = Setup::new("drop");
     let size = 24 * MIB;
-    let sha = setup.add_file("d.bin", size, 5);
-    let source = setup.source("d.bin");
-    let tmp = setup.tmp("d");
+    let (setup, source, tmp, sha) = Setup::with_file("d.bin", size, 5);
     let log = MemoryLog::default();
     let drop_after = MIB + 12_345;
-    setup.emu.add_fault(
+    setup.emu().add_fault(
         setup
             .fault(
                 "d.bin",
@@ -581,14 +544,7 @@ fn dropped_connections_resume_from_the_last_byte_held() {
             )
             .times(3),
     );
-    let run = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &options(4, 4),
-        &log,
-    );
+    let run = fetch(&source, &tmp, size, sha, &options(4, 4), &log);
     let done = expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 5);
     // Three ranges were cut and continued from where they stopped, nothing fetched twice.
@@ -607,17 +563,14 @@ fn dropped_connections_resume_from_the_last_byte_held() {
         .collect();
     assert_eq!(resumed.len(), 3, "{resumed:?}");
     assert_eq!(done.bytes_fetched, size);
-    assert_eq!(setup.emu.bytes_sent_for("d.bin"), size);
+    assert_eq!(setup.emu().bytes_sent_for("d.bin"), size);
 }
 
 #[test]
 fn a_reset_stream_resumes_with_a_range() {
-    let setup = Setup::new("reset");
     let size = 1_500_000;
-    let sha = setup.add_file("s.gguf", size, 6);
-    let source = setup.source("s.gguf");
-    let tmp = setup.tmp("s");
-    setup.emu.add_fault(
+    let (setup, source, tmp, sha) = Setup::with_file("s.gguf", size, 6);
+    setup.emu().add_fault(
         setup
             .fault(
                 "s.gguf",
@@ -630,14 +583,7 @@ fn a_reset_stream_resumes_with_a_range() {
     );
     let mut opts = options(4, 4);
     opts.parallel_threshold = 32 * MIB;
-    let run = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &opts,
-        &MemoryLog::default(),
-    );
+    let run = fetch(&source, &tmp, size, sha, &opts, &MemoryLog::default());
     expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 6);
     let ranged = cdn_range_requests(&setup, "s.gguf");
@@ -646,23 +592,13 @@ fn a_reset_stream_resumes_with_a_range() {
 
 #[test]
 fn a_server_ignoring_range_is_read_as_one_stream() {
-    let setup = Setup::new("norange");
     let size = 24 * MIB;
-    let sha = setup.add_file("n.bin", size, 7);
-    let source = setup.source("n.bin");
-    let tmp = setup.tmp("n");
+    let (setup, source, tmp, sha) = Setup::with_file("n.bin", size, 7);
     let log = MemoryLog::default();
     setup
-        .emu
+        .emu()
         .add_fault(setup.fault("n.bin", FaultKind::IgnoreRange));
-    let run = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &options(4, 4),
-        &log,
-    );
+    let run = fetch(&source, &tmp, size, sha, &options(4, 4), &log);
     let done = expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 7);
     // One full body was used; the others that raced it were dropped unread.
@@ -672,13 +608,10 @@ fn a_server_ignoring_range_is_read_as_one_stream() {
 
 #[test]
 fn a_server_that_stops_honouring_range_midway_keeps_progress_monotonic() {
-    let setup = Setup::new("midway");
     let size = 24 * MIB;
-    let sha = setup.add_file("m.bin", size, 8);
-    let source = setup.source("m.bin");
-    let tmp = setup.tmp("m");
+    let (setup, source, tmp, sha) = Setup::with_file("m.bin", size, 8);
     let log = MemoryLog::default();
-    let slow = setup.emu.add_fault(setup.fault(
+    let slow = setup.emu().add_fault(setup.fault(
         "m.bin",
         FaultKind::RateLimit {
             bytes_per_sec: 8 * MIB,
@@ -698,19 +631,19 @@ fn a_server_that_stops_honouring_range_midway_keeps_progress_monotonic() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             setup
-                .emu
+                .emu()
                 .add_fault(setup.fault("m.bin", FaultKind::IgnoreRange));
-            setup.emu.remove_fault(slow);
+            setup.emu().remove_fault(slow);
         },
     );
     // The sampler in run_with asserted that progress never went down across the restart.
     let done = expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 8);
     let full_answers = setup
-        .emu
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn && r.range.is_some() && r.status == 200)
+        .hub
+        .cdn_requests()
+        .into_iter()
+        .filter(|r| r.range.is_some() && r.status == 200)
         .count();
     assert!(full_answers >= 1, "the server never ignored a range");
     assert!(
@@ -722,35 +655,21 @@ fn a_server_that_stops_honouring_range_midway_keeps_progress_monotonic() {
 
 #[test]
 fn chunked_bodies_without_length_work_ranged_and_streamed() {
-    let setup = Setup::new("chunked");
+    let setup = Setup::new();
     let big = 12 * MIB + 77;
     let small = 1_200_000;
     let sha_big = setup.add_file("big.bin", big, 9);
     let sha_small = setup.add_file("small.bin", small, 10);
     setup
-        .emu
+        .emu()
         .add_fault(Fault::new(FaultKind::Chunked).on(Listener::Cdn));
     let log = MemoryLog::default();
 
-    let ranged = run(
-        &setup.source("big.bin"),
-        &setup.tmp("big"),
-        Some(big),
-        &Expected::Sha256(sha_big),
-        &options(4, 2),
-        &log,
-    );
+    let ranged = setup.fetch("big.bin", "big", big, sha_big, &options(4, 2), &log);
     expect_ok(&ranged, big, sha_big);
     assert_same_bytes(&setup.tmp("big"), big, 9);
 
-    let streamed = run(
-        &setup.source("small.bin"),
-        &setup.tmp("small"),
-        Some(small),
-        &Expected::Sha256(sha_small),
-        &options(4, 2),
-        &log,
-    );
+    let streamed = setup.fetch("small.bin", "small", small, sha_small, &options(4, 2), &log);
     expect_ok(&streamed, small, sha_small);
 
     // Size unknown to the caller too: the stream's end is the file's end, and the hash says
@@ -768,7 +687,7 @@ fn chunked_bodies_without_length_work_ranged_and_streamed() {
     // Without a hash as well, nothing could tell these bytes from any others: refused before
     // a request is made, naming the server that left both out.
     let source = setup.source("small.bin");
-    let requests = setup.emu.requests().len();
+    let requests = setup.emu().requests().len();
     let unverifiable = run(
         &source,
         &setup.tmp("small3"),
@@ -781,50 +700,33 @@ fn chunked_bodies_without_length_work_ranged_and_streamed() {
     assert_eq!(err.kind(), ErrorKind::Http, "{err}");
     assert!(
         err.message().contains("neither the size nor a hash")
-            && err.message().contains(&setup.emu.url()[7..]),
+            && err.message().contains(&setup.emu().url()[7..]),
         "{err}"
     );
-    assert_eq!(setup.emu.requests().len(), requests, "a request was made");
+    assert_eq!(setup.emu().requests().len(), requests, "a request was made");
     assert!(!setup.tmp("small3").exists());
 
     // A mirror like olah: no Range, no Content-Length.
     setup
-        .emu
+        .emu()
         .add_fault(Fault::new(FaultKind::IgnoreRange).on(Listener::Cdn));
-    let mirror = run(
-        &setup.source("big.bin"),
-        &setup.tmp("big2"),
-        Some(big),
-        &Expected::Sha256(sha_big),
-        &options(4, 2),
-        &log,
-    );
+    let mirror = setup.fetch("big.bin", "big2", big, sha_big, &options(4, 2), &log);
     expect_ok(&mirror, big, sha_big);
     assert_same_bytes(&setup.tmp("big2"), big, 9);
 }
 
 #[test]
 fn a_flipped_byte_is_corrupt_and_nothing_is_kept() {
-    let setup = Setup::new("corrupt");
     let size = 12 * MIB;
-    let sha = setup.add_file("x.bin", size, 11);
-    let source = setup.source("x.bin");
-    let tmp = setup.tmp("x");
+    let (setup, source, tmp, sha) = Setup::with_file("x.bin", size, 11);
     let log = MemoryLog::default();
-    setup.emu.add_fault(setup.fault(
+    setup.emu().add_fault(setup.fault(
         "x.bin",
         FaultKind::Corrupt {
             offset: 5 * MIB + 7,
         },
     ));
-    let run = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &options(4, 2),
-        &log,
-    );
+    let run = fetch(&source, &tmp, size, sha, &options(4, 2), &log);
     let err = run.result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
     let want_hex = hub_emulator::pseudo_random_sha256(size, 11);
@@ -841,11 +743,11 @@ fn a_flipped_byte_is_corrupt_and_nothing_is_kept() {
 
 #[test]
 fn a_small_git_file_is_checked_against_its_blob_sha1() {
-    let setup = Setup::new("gitsha");
+    let setup = Setup::new();
     let bytes = hub_emulator::pseudo_random_bytes(100_000, 12);
-    hub_emulator::write_file(&setup.dir.join("repos"), REPO, "tokenizer.txt", &bytes).unwrap();
-    let git_sha1: [u8; 20] = unhex(&hub_emulator::git_blob_sha1(&bytes));
-    let sha256: [u8; 32] = unhex(&hub_emulator::sha256_reader(&bytes[..]).unwrap());
+    hub_emulator::write_file(setup.hub.root(), REPO, "tokenizer.txt", &bytes).unwrap();
+    let git_sha1: [u8; 20] = from_hex(&hub_emulator::git_blob_sha1(&bytes)).unwrap();
+    let sha256: [u8; 32] = from_hex(&hub_emulator::sha256_reader(&bytes[..]).unwrap()).unwrap();
     let resolved = setup.client.resolve(REPO, "main", "tokenizer.txt").unwrap();
     assert_eq!(
         resolved.etag,
@@ -867,7 +769,7 @@ fn a_small_git_file_is_checked_against_its_blob_sha1() {
     expect_ok(&good, 100_000, sha256);
     // Without a size (and a chunked body) the sha1 is computed from the file afterwards.
     let chunked = setup
-        .emu
+        .emu()
         .add_fault(Fault::new(FaultKind::Chunked).path("tokenizer.txt"));
     let unsized_run = run(
         &source,
@@ -878,10 +780,10 @@ fn a_small_git_file_is_checked_against_its_blob_sha1() {
         &log,
     );
     expect_ok(&unsized_run, 100_000, sha256);
-    setup.emu.remove_fault(chunked);
+    setup.emu().remove_fault(chunked);
 
     setup
-        .emu
+        .emu()
         .add_fault(Fault::new(FaultKind::Corrupt { offset: 10 }).path("tokenizer.txt"));
     let bad = run(
         &source,
@@ -903,51 +805,30 @@ fn a_small_git_file_is_checked_against_its_blob_sha1() {
 
 #[test]
 fn truncated_bodies_are_retried_from_the_last_byte_held() {
-    let setup = Setup::new("truncate");
+    let setup = Setup::new();
     let big = 12 * MIB;
     let small = 1_500_000;
     let sha_big = setup.add_file("big.bin", big, 13);
     let sha_small = setup.add_file("small.bin", small, 14);
-    setup.emu.add_fault(
+    setup.emu().add_fault(
         Fault::new(FaultKind::Truncate { missing: 1000 })
             .on(Listener::Cdn)
             .times(4),
     );
     let log = MemoryLog::default();
-    let ranged = run(
-        &setup.source("big.bin"),
-        &setup.tmp("big"),
-        Some(big),
-        &Expected::Sha256(sha_big),
-        &options(4, 2),
-        &log,
-    );
+    let ranged = setup.fetch("big.bin", "big", big, sha_big, &options(4, 2), &log);
     expect_ok(&ranged, big, sha_big);
     assert_same_bytes(&setup.tmp("big"), big, 13);
-    let streamed = run(
-        &setup.source("small.bin"),
-        &setup.tmp("small"),
-        Some(small),
-        &Expected::Sha256(sha_small),
-        &options(4, 2),
-        &log,
-    );
+    let streamed = setup.fetch("small.bin", "small", small, sha_small, &options(4, 2), &log);
     expect_ok(&streamed, small, sha_small);
 
     // A server that always cuts the end: given up as a network error, the file not verified.
     setup
-        .emu
+        .emu()
         .add_fault(Fault::new(FaultKind::Truncate { missing: 1000 }).on(Listener::Cdn));
     let mut opts = options(4, 2);
     opts.max_attempts = 3;
-    let always = run(
-        &setup.source("small.bin"),
-        &setup.tmp("small2"),
-        Some(small),
-        &Expected::Sha256(sha_small),
-        &opts,
-        &log,
-    );
+    let always = setup.fetch("small.bin", "small2", small, sha_small, &opts, &log);
     let err = always.result.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err}");
     assert!(
@@ -959,39 +840,32 @@ fn truncated_bodies_are_retried_from_the_last_byte_held() {
 
 #[test]
 fn one_extra_byte_is_corrupt_ranged_and_streamed() {
-    let setup = Setup::new("extra");
+    let setup = Setup::new();
     let big = 12 * MIB;
     let small = 1_500_000;
     let sha_big = setup.add_file("big.bin", big, 15);
     let sha_small = setup.add_file("small.bin", small, 16);
     setup
-        .emu
+        .emu()
         .add_fault(Fault::new(FaultKind::ExtraByte).on(Listener::Cdn));
     let log = MemoryLog::default();
     for (path, size, sha) in [("big.bin", big, sha_big), ("small.bin", small, sha_small)] {
         let tmp = setup.tmp(path);
-        let run = run(
-            &setup.source(path),
-            &tmp,
-            Some(size),
-            &Expected::Sha256(sha),
-            &options(4, 2),
-            &log,
-        );
+        let run = fetch(&setup.source(path), &tmp, size, sha, &options(4, 2), &log);
         let err = run.result.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{path}: {err}");
         assert!(!tmp.exists(), "{path}: nothing kept");
     }
     // Chunked, so only the body itself shows the extra byte.
     setup
-        .emu
+        .emu()
         .add_fault(Fault::new(FaultKind::Chunked).on(Listener::Cdn));
     let tmp = setup.tmp("chunked");
-    let run = run(
+    let run = fetch(
         &setup.source("small.bin"),
         &tmp,
-        Some(small),
-        &Expected::Sha256(sha_small),
+        small,
+        sha_small,
         &options(4, 2),
         &log,
     );
@@ -1001,14 +875,11 @@ fn one_extra_byte_is_corrupt_ranged_and_streamed() {
 
 #[test]
 fn a_stalled_connection_is_cut_and_retried() {
-    let setup = Setup::new("stall");
     let size = 12 * MIB;
-    let sha = setup.add_file("st.bin", size, 17);
-    let source = setup.source("st.bin");
-    let tmp = setup.tmp("st");
+    let (setup, source, tmp, sha) = Setup::with_file("st.bin", size, 17);
     let mut opts = options(4, 2);
     opts.stall_timeout = Duration::from_millis(400);
-    setup.emu.add_fault(
+    setup.emu().add_fault(
         setup
             .fault(
                 "st.bin",
@@ -1019,14 +890,7 @@ fn a_stalled_connection_is_cut_and_retried() {
             )
             .times(2),
     );
-    let run = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &opts,
-        &MemoryLog::default(),
-    );
+    let run = fetch(&source, &tmp, size, sha, &opts, &MemoryLog::default());
     expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 17);
     assert!(
@@ -1038,32 +902,28 @@ fn a_stalled_connection_is_cut_and_retried() {
 
 #[test]
 fn bursts_of_503_and_429_end_in_the_right_file() {
-    let setup = Setup::new("bursts");
     let size = 12 * MIB;
-    let sha = setup.add_file("b.bin", size, 18);
-    let source = setup.source("b.bin");
-    let tmp = setup.tmp("b");
+    let (setup, source, tmp, sha) = Setup::with_file("b.bin", size, 18);
     setup
-        .emu
+        .emu()
         .add_fault(Fault::status(503).on(Listener::Cdn).times(6));
     setup
-        .emu
+        .emu()
         .add_fault(Fault::rate_limited(1).on(Listener::Cdn).times(2));
-    let run = run(
+    let run = fetch(
         &source,
         &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
+        size,
+        sha,
         &options(4, 2),
         &MemoryLog::default(),
     );
     expect_ok(&run, size, sha);
     assert_same_bytes(&tmp, size, 18);
     let statuses: Vec<u16> = setup
-        .emu
-        .requests()
-        .iter()
-        .filter(|r| r.listener == Listener::Cdn)
+        .hub
+        .cdn_requests()
+        .into_iter()
         .map(|r| r.status)
         .collect();
     assert_eq!(statuses.iter().filter(|&&s| s == 503).count(), 6);
@@ -1072,7 +932,7 @@ fn bursts_of_503_and_429_end_in_the_right_file() {
 
 #[test]
 fn a_missing_file_ends_the_transfer_at_once() {
-    let setup = Setup::new("missing");
+    let setup = Setup::new();
     setup.add_file("present.bin", 10, 19);
     let url = setup
         .client
@@ -1095,17 +955,15 @@ fn a_missing_file_ends_the_transfer_at_once() {
         "took {:?}",
         run.elapsed
     );
-    let requests = setup.emu.requests().len();
+    let requests = setup.emu().requests().len();
     assert!(requests <= 8, "{requests} requests for a missing file");
 }
 
 #[test]
 fn a_stale_resume_record_is_ignored() {
-    let setup = Setup::new("stale");
     let size = 8 * MIB;
-    let sha = setup.add_file("o.bin", size, 20);
-    let source = setup.source("o.bin");
-    let tmp = setup.tmp("o");
+    // Held, not used: the emulator must keep serving until the transfer ends.
+    let (_setup, source, tmp, sha) = Setup::with_file("o.bin", size, 20);
     // A record for another range size, and a file of the right length full of zeros.
     fs::write(&tmp, vec![0u8; size as usize]).unwrap();
     let log = MemoryLog::default();
@@ -1114,14 +972,7 @@ fn a_stale_resume_record_is_ignored() {
         range_size: 4 * MIB,
         done: vec![0b11],
     });
-    let run = run(
-        &source,
-        &tmp,
-        Some(size),
-        &Expected::Sha256(sha),
-        &options(4, 1),
-        &log,
-    );
+    let run = fetch(&source, &tmp, size, sha, &options(4, 1), &log);
     let done = expect_ok(&run, size, sha);
     assert_eq!(done.bytes_fetched, size);
     assert_same_bytes(&tmp, size, 20);

@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use hub_emulator::{write_file, write_pseudo_random_file, Fault, FaultKind, Listener};
@@ -189,19 +188,10 @@ fn expect_invalid(what: &str, result: tabcache::Result<impl std::fmt::Debug>, ta
 
 /// Every file under `dir`, relative.
 fn tree(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let path = entry.path();
-            out.insert(path.strip_prefix(dir).unwrap().to_path_buf());
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(path);
-            }
-        }
-    }
-    out
+    walk(dir)
+        .into_iter()
+        .map(|path| path.strip_prefix(dir).unwrap().to_path_buf())
+        .collect()
 }
 
 #[test]
@@ -427,11 +417,9 @@ const PEAK_LIMIT_KIB: u64 = 200 << 10;
 /// one file, and print the outcome with the process's peak resident memory (VmHWM).
 fn run_child_case(case: &str) {
     let case: Value = serde_json::from_str(case).unwrap();
-    let cache = ModelCache::open(
-        case["cache"].as_str().unwrap(),
-        options_for(case["endpoint"].as_str().unwrap()),
-    )
-    .unwrap();
+    let cache = ChildSetup::from_env()
+        .expect("the parent hands over the cache")
+        .open();
     let path = case["path"].as_str().unwrap();
     let outcome = (|| {
         if case["scan"].as_bool().unwrap() {
@@ -440,13 +428,7 @@ fn run_child_case(case: &str) {
         cache.download_file(HOSTILE_REPO, path, None, None)
     })();
     drop(cache);
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let peak_kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmHWM in /proc/self/status");
+    let peak_kib = peak_rss_kib().expect("VmHWM in /proc/self/status");
     let report = match outcome {
         Ok(local) => json!({"ok": local.display().to_string(), "peak_kib": peak_kib}),
         Err(e) => json!({"kind": e.kind().as_str(), "message": e.message(), "peak_kib": peak_kib}),
@@ -457,17 +439,9 @@ fn run_child_case(case: &str) {
 /// Run one case in a child process (this test binary, running only this test) and return
 /// what it printed.
 fn in_child(hub: &Hub, cache_dir: &Path, path: &str, scan: bool) -> Value {
-    let case = json!({
-        "endpoint": hub.emu.url(),
-        "cache": cache_dir,
-        "path": path,
-        "scan": scan,
-    });
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads", "1"])
+    let case = json!({"path": path, "scan": scan});
+    let output = child_command(CHILD_TEST, hub, cache_dir)
         .env(CHILD_CASE, case.to_string())
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HUB_OFFLINE")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -3,35 +3,23 @@
 //! listings, retries, stalls and ranged downloads.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hub_emulator::{
-    git_blob_sha1, pseudo_random_bytes, write_file, write_repo_config, Emulator, Fault, FaultKind,
-    Gated, Listener, RepoConfig, RequestRecord,
+    git_blob_sha1, pseudo_random_bytes, write_file, write_repo_config, Fault, FaultKind, Gated,
+    Listener, RepoConfig,
 };
 use tabcache::download::RangeSource;
 use tabcache::hub::{HubClient, HubOptions};
 use tabcache::{Error, ErrorKind};
 
+mod common;
+use common::{hub_client, hub_with, sha256_hex, Hub};
+
 const GOOD_TOKEN: &str = "hf_good_token_123";
 const LFS_FILE: &str = "onnx/model_q4.onnx";
 const LFS_SIZE: usize = 300_000;
-
-/// A temporary folder of repos, removed on drop.
-struct Repos(PathBuf);
-
-impl Drop for Repos {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Hub {
-    emu: Emulator,
-    _repos: Repos,
-}
 
 fn lfs_bytes() -> Vec<u8> {
     pseudo_random_bytes(LFS_SIZE, 7)
@@ -40,24 +28,20 @@ fn lfs_bytes() -> Vec<u8> {
 /// `org/model` (public: config, tokenizer, README, an LFS onnx file), `org/gated` (gated,
 /// GOOD_TOKEN may read) and `org/private` (private, GOOD_TOKEN may read).
 fn start_hub(page_size: usize) -> Hub {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let root = std::env::temp_dir().join(format!(
-        "tabcache-hub-client-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&root);
-    let repos = Repos(root.clone());
-    write_model_repo(&root);
+    hub_with(write_repos, |builder| builder.page_size(page_size))
+}
+
+fn write_repos(root: &Path) {
+    write_model_repo(root);
     write_file(
-        &root,
+        root,
         "org/gated",
         "model.gguf",
         &pseudo_random_bytes(1000, 1),
     )
     .unwrap();
     write_repo_config(
-        &root,
+        root,
         "org/gated",
         &RepoConfig {
             gated: Gated::Flag(true),
@@ -66,9 +50,9 @@ fn start_hub(page_size: usize) -> Hub {
         },
     )
     .unwrap();
-    write_file(&root, "org/private", "config.json", b"{}").unwrap();
+    write_file(root, "org/private", "config.json", b"{}").unwrap();
     write_repo_config(
-        &root,
+        root,
         "org/private",
         &RepoConfig {
             private: true,
@@ -77,11 +61,6 @@ fn start_hub(page_size: usize) -> Hub {
         },
     )
     .unwrap();
-    let emu = Emulator::builder(&root)
-        .page_size(page_size)
-        .start()
-        .unwrap();
-    Hub { emu, _repos: repos }
 }
 
 fn write_model_repo(root: &Path) {
@@ -117,30 +96,15 @@ impl Hub {
 
     fn client_with(&self, options: HubOptions) -> HubClient {
         let options = HubOptions {
-            endpoint: Some(self.emu.url()),
             retry_base_delay: Some(options.retry_base_delay.unwrap_or(Duration::from_millis(5))),
             read_timeout: Some(options.read_timeout.unwrap_or(Duration::from_secs(10))),
             ..options
         };
-        HubClient::with_env(options, &|_| None).unwrap()
-    }
-
-    /// The emulator's request log once it has caught up: it records a request after its
-    /// response is written, so the client may see the answer a moment before the log does.
-    fn log(&self) -> Vec<RequestRecord> {
-        let mut seen = self.emu.requests();
-        loop {
-            std::thread::sleep(Duration::from_millis(30));
-            let now = self.emu.requests();
-            if now == seen {
-                return now;
-            }
-            seen = now;
-        }
+        hub_client(self, options)
     }
 
     fn count(&self, method: &str, path_contains: &str) -> usize {
-        self.log()
+        self.settled_requests()
             .iter()
             .filter(|r| r.method == method && r.target.contains(path_contains))
             .count()
@@ -161,10 +125,6 @@ fn assert_error(
         );
     }
     err
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hub_emulator::sha256_reader(bytes).unwrap()
 }
 
 #[test]
@@ -192,7 +152,7 @@ fn model_info_reports_commit_task_gating_and_files() {
         gated.gated,
         "the Hub shows gated repos' info without a token"
     );
-    let request = &hub.log()[0];
+    let request = &hub.settled_requests()[0];
     assert_eq!(request.target, "/api/models/org/model/revision/main");
     assert_eq!(request.authorization, None);
 }
@@ -230,7 +190,7 @@ fn listing_follows_a_307_to_the_trailing_slash_form() {
     let files = hub.client(None).list_files("org/model", "main").unwrap();
     assert_eq!(files.len(), 4);
     assert!(
-        hub.log().iter().any(|r| r.status == 307),
+        hub.settled_requests().iter().any(|r| r.status == 307),
         "the emulator did redirect"
     );
 }
@@ -368,7 +328,7 @@ fn rate_limits_are_waited_out_as_the_server_asks() {
             "waited only {waited:?}"
         );
         assert!(waited < Duration::from_secs(5), "waited {waited:?}");
-        let statuses: Vec<u16> = hub.log().iter().map(|r| r.status).collect();
+        let statuses: Vec<u16> = hub.settled_requests().iter().map(|r| r.status).collect();
         assert_eq!(statuses, [429, 200]);
     }
 }
@@ -479,7 +439,7 @@ fn the_token_goes_to_the_hub_and_never_to_the_cdn() {
         .file_source(&resolved.url)
         .fetch(Some((0, 10)))
         .unwrap();
-    let requests = hub.log();
+    let requests = hub.settled_requests();
     let (api, cdn): (Vec<_>, Vec<_>) = requests.iter().partition(|r| r.listener == Listener::Api);
     assert!(api.len() >= 3 && cdn.len() == 2, "{requests:?}");
     let bearer = format!("Bearer {GOOD_TOKEN}");
@@ -519,7 +479,7 @@ fn offline_mode_opens_no_connection() {
             &["offline mode is on", "HF_HUB_OFFLINE", "not cached"],
         );
     }
-    assert!(hub.log().is_empty());
+    assert!(hub.settled_requests().is_empty());
 }
 
 #[test]
@@ -729,7 +689,7 @@ fn ranged_fetches_and_servers_that_ignore_range() {
     fetched.body.take(1000).read_to_end(&mut body).unwrap();
     assert!(body == expected[1000..1100]);
     assert_eq!(
-        hub.log().last().unwrap().range.as_deref(),
+        hub.settled_requests().last().unwrap().range.as_deref(),
         Some("bytes=1000-1099")
     );
 

@@ -20,26 +20,22 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use hub_emulator::{
-    pseudo_random_bytes, pseudo_random_sha256, write_file, write_pseudo_random_file, Fault,
-    FaultKind, Listener,
+    pseudo_random_bytes, pseudo_random_sha256, write_file, write_pseudo_random_file, Listener,
 };
 use tabcache::{ErrorKind, ModelCache};
 
 const ROLE: &str = "TABCACHE_MP_ROLE";
-const CACHE: &str = "TABCACHE_MP_CACHE";
-const ENDPOINT: &str = "TABCACHE_MP_ENDPOINT";
 const SYNC: &str = "TABCACHE_MP_SYNC";
 const ARG: &str = "TABCACHE_MP_ARG";
 
 /// How long a child waits for a barrier, and the parent for a child, before giving up.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// What a child process is told: its role, the cache, the hub, a folder for barrier files and
-/// one role-specific argument.
+/// What a child process is told: the cache and the hub, its role, a folder for barrier files
+/// and one role-specific argument.
 struct ChildEnv {
+    child: ChildSetup,
     role: String,
-    cache: PathBuf,
-    endpoint: String,
     sync: PathBuf,
     arg: String,
 }
@@ -47,16 +43,15 @@ struct ChildEnv {
 impl ChildEnv {
     fn from_env() -> Option<ChildEnv> {
         Some(ChildEnv {
+            child: ChildSetup::from_env()?,
             role: std::env::var(ROLE).ok()?,
-            cache: std::env::var_os(CACHE)?.into(),
-            endpoint: std::env::var(ENDPOINT).ok()?,
             sync: std::env::var_os(SYNC)?.into(),
             arg: std::env::var(ARG).unwrap_or_default(),
         })
     }
 
     fn open(&self) -> ModelCache {
-        ModelCache::open(&self.cache, options_for(&self.endpoint))
+        ModelCache::open(&self.child.cache, self.child.options())
             .unwrap_or_else(|e| panic!("{}: open failed: {:?}: {e}", self.role, e.kind()))
     }
 
@@ -84,14 +79,10 @@ impl<'a> Family<'a> {
     }
 
     fn command(&self, role: &str, arg: &str) -> Command {
-        let mut cmd = self_exec(self.test);
+        let mut cmd = child_command(self.test, self.hub, self.cache.path());
         cmd.env(ROLE, role)
-            .env(CACHE, self.cache.path())
-            .env(ENDPOINT, self.hub.emu.url())
             .env(SYNC, self.sync.path())
-            .env(ARG, arg)
-            // A failing child's panic message is what the parent shows; no backtrace noise.
-            .env("RUST_BACKTRACE", "0");
+            .env(ARG, arg);
         cmd
     }
 
@@ -189,11 +180,6 @@ fn reported(out: &Output, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn throttle_cdn(hub: &Hub, bytes_per_sec: u64) {
-    hub.emu
-        .add_fault(Fault::new(FaultKind::RateLimit { bytes_per_sec }).on(Listener::Cdn));
-}
-
 /// One range per connection: what a transfer may fetch twice (a range cut by a kill).
 fn slack_per_transfer() -> u64 {
     let t = test_transfer();
@@ -248,7 +234,7 @@ fn two_processes_download_different_files_at_once_and_see_each_others() {
         }
     });
     // ~0.5 s per file over 4 connections, so the two transfers overlap.
-    throttle_cdn(&hub, 3_000_000);
+    hub.slow_cdn(3_000_000);
     let fam = Family::new(
         "two_processes_download_different_files_at_once_and_see_each_others",
         &hub,
@@ -309,7 +295,7 @@ fn four_processes_asking_for_one_file_transfer_it_once() {
         write_pseudo_random_file(root, BIG_REPO, BIG, BIG_LEN, SEED).unwrap();
     });
     // ~2.8 s for the file over 4 connections: all four ask while it is on the wire.
-    throttle_cdn(&hub, 3_000_000);
+    hub.slow_cdn(3_000_000);
     let fam = Family::new("four_processes_asking_for_one_file_transfer_it_once", &hub);
     let mut children: Vec<Child> = (0..4).map(|n| fam.spawn("same", &n.to_string())).collect();
     let names: Vec<String> = (0..4).map(|n| format!("open-{n}")).collect();
@@ -370,7 +356,7 @@ fn a_transfer_killed_half_way_is_finished_by_a_waiting_process() {
         write_pseudo_random_file(root, KILLED_REPO, BIG, BIG_LEN, SEED).unwrap();
     });
     // ~4 s for the file over 4 connections.
-    throttle_cdn(&hub, 2_000_000);
+    hub.slow_cdn(2_000_000);
     let fam = Family::new(
         "a_transfer_killed_half_way_is_finished_by_a_waiting_process",
         &hub,
@@ -460,7 +446,7 @@ fn a_process_waiting_for_another_processs_transfer_hears_its_progress() {
         write_pseudo_random_file(root, WATCHED_REPO, BIG, WATCHED_LEN, SEED).unwrap();
     });
     // ~2 s for the file over 4 connections.
-    throttle_cdn(&hub, 2_000_000);
+    hub.slow_cdn(2_000_000);
     let fam = Family::new(
         "a_process_waiting_for_another_processs_transfer_hears_its_progress",
         &hub,
@@ -699,7 +685,7 @@ fn a_storm_of_four_processes_with_random_kills_leaves_a_consistent_catalog() {
     let mut rng = XorShift(seed);
     let hub = hub(storm_fill);
     // A 6 MiB file takes ~0.3 s over 4 connections: kills land mid-transfer often.
-    throttle_cdn(&hub, 5_000_000);
+    hub.slow_cdn(5_000_000);
     let fam = Family::new(
         "a_storm_of_four_processes_with_random_kills_leaves_a_consistent_catalog",
         &hub,

@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
-use hub_emulator::{write_file, write_pseudo_random_file, Fault, FaultKind, Listener};
+use hub_emulator::{write_file, write_pseudo_random_file};
 use tabcache::{ErrorKind, ModelCache};
 
 const REPO: &str = "org/model";
@@ -346,12 +346,7 @@ fn a_resumed_download_never_writes_into_a_file_planted_in_its_place() {
     // record stay, to be resumed.
     let cancel_part_way = || {
         // Slow enough that the callback sees the transfer before it ends.
-        hub.emu.add_fault(
-            Fault::new(FaultKind::RateLimit {
-                bytes_per_sec: 4_000_000,
-            })
-            .on(Listener::Cdn),
-        );
+        hub.slow_cdn(4_000_000);
         let mut stop_early = |loaded: u64, _total: u64| loaded < (2 << 20);
         let err = cache
             .download_file(REPO, Q8, None, Some(&mut stop_early))

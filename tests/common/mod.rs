@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use hub_emulator::{Emulator, Listener, RequestRecord};
+use hub_emulator::{Emulator, EmulatorBuilder, Fault, FaultId, FaultKind, Listener, RequestRecord};
 use tabcache::download::TransferOptions;
-use tabcache::hub::HubOptions;
+use tabcache::hub::{HubClient, HubOptions};
 use tabcache::{CacheOptions, ModelCache};
 
 pub struct Hub {
@@ -36,6 +36,12 @@ impl Hub {
             .into_iter()
             .filter(|r| r.listener == Listener::Cdn)
             .collect()
+    }
+
+    /// Slow every CDN answer to `bytes_per_sec`, so that a test can act mid-transfer.
+    pub fn slow_cdn(&self, bytes_per_sec: u64) -> FaultId {
+        self.emu
+            .add_fault(Fault::new(FaultKind::RateLimit { bytes_per_sec }).on(Listener::Cdn))
     }
 
     /// Body bytes the CDN listener sent.
@@ -59,10 +65,28 @@ impl Hub {
 
 /// A hub serving repos laid out by `fill(root)`.
 pub fn hub(fill: impl FnOnce(&Path)) -> Hub {
+    hub_with(fill, |builder| builder)
+}
+
+/// [`hub`] with emulator settings of its own (page size, LFS threshold, ...).
+pub fn hub_with(
+    fill: impl FnOnce(&Path),
+    configure: impl FnOnce(EmulatorBuilder) -> EmulatorBuilder,
+) -> Hub {
     let repos = tempfile::tempdir().unwrap();
     fill(repos.path());
-    let emu = Emulator::builder(repos.path()).start().unwrap();
+    let emu = configure(Emulator::builder(repos.path())).start().unwrap();
     Hub { emu, repos }
+}
+
+/// A hub client pointed at `hub` with `options`, blind to the process environment (HF_TOKEN,
+/// HF_ENDPOINT, ...) so that a developer's own settings cannot change what a test sees.
+pub fn hub_client(hub: &Hub, options: HubOptions) -> HubClient {
+    let options = HubOptions {
+        endpoint: Some(hub.emu.url()),
+        ..options
+    };
+    HubClient::with_env(options, &|_| None).unwrap()
 }
 
 /// Transfer settings small enough that test files exercise ranges, resume and retries fast.
@@ -116,6 +140,23 @@ pub fn blob_files(cache_dir: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Every entry under `dir` (files, folders, links; links not followed), as full paths.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out
 }
 
 /// Names of the files in the cache's `tmp/` folder.
@@ -175,6 +216,49 @@ pub fn self_exec(test: &str) -> std::process::Command {
     cmd
 }
 
+const CHILD_CACHE: &str = "TABCACHE_CHILD_CACHE";
+const CHILD_ENDPOINT: &str = "TABCACHE_CHILD_ENDPOINT";
+
+/// [`self_exec`] of `test` as a child that works on the cache `cache` against `hub`, which
+/// the child finds with [`ChildSetup::from_env`].
+pub fn child_command(test: &str, hub: &Hub, cache: &Path) -> Command {
+    let mut cmd = self_exec(test);
+    cmd.env(CHILD_CACHE, cache)
+        .env(CHILD_ENDPOINT, hub.emu.url())
+        // The child's options say token and offline mode; nothing from the developer's
+        // environment may add to them.
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HUB_OFFLINE")
+        // A failing child's panic message is what the parent shows; no backtrace noise.
+        .env("RUST_BACKTRACE", "0");
+    cmd
+}
+
+/// What a child started by [`child_command`] was handed: the cache and the hub.
+pub struct ChildSetup {
+    pub cache: PathBuf,
+    pub endpoint: String,
+}
+
+impl ChildSetup {
+    /// `None` in the parent: the test body runs as the parent.
+    pub fn from_env() -> Option<ChildSetup> {
+        Some(ChildSetup {
+            cache: std::env::var_os(CHILD_CACHE)?.into(),
+            endpoint: std::env::var(CHILD_ENDPOINT).ok()?,
+        })
+    }
+
+    pub fn options(&self) -> CacheOptions {
+        options_for(&self.endpoint)
+    }
+
+    pub fn open(&self) -> ModelCache {
+        ModelCache::open(&self.cache, self.options())
+            .unwrap_or_else(|e| panic!("the child could not open the cache: {:?}: {e}", e.kind()))
+    }
+}
+
 /// Create (or truncate) an empty marker file: one side of a file barrier between processes.
 pub fn touch(path: &Path) {
     std::fs::write(path, b"").unwrap();
@@ -191,6 +275,13 @@ pub fn wait_for_file(path: &Path, timeout: Duration) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// This process's peak resident memory (VmHWM) in KiB, where /proc tells it.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.split_whitespace().next()?.parse().ok()
 }
 
 /// Milliseconds since the Unix epoch: a clock that processes on one machine share.

@@ -60,6 +60,35 @@ pub enum Phase {
     OtherProcess,
 }
 
+/// One `#[test] fn <phase>() { $check(Phase::<Phase>) }` per phase, so that every cancel
+/// source is tested in every phase and a new phase cannot be left out of one of them.
+#[allow(unused_macros)] // only the cancellation test binaries use it
+macro_rules! phase_tests {
+    ($check:path) => {
+        $crate::common::phases::phase_tests!(@each $check;
+            model_info: ModelInfo,
+            tree_pages: TreePages,
+            resolve: Resolve,
+            retry_wait: RetryWait,
+            stalled_body: StalledBody,
+            silent_server: SilentServer,
+            unknown_size: UnknownSize,
+            queued_files: QueuedFiles,
+            other_process: OtherProcess,
+        );
+    };
+    (@each $check:path; $($name:ident: $phase:ident,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $check($crate::common::phases::Phase::$phase)
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use phase_tests;
+
 impl Phase {
     pub fn call(self) -> Call {
         match self {
