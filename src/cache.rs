@@ -433,7 +433,12 @@ impl ModelCache {
             (Some(rec), None) => rec,
             (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
             _ => {
-                let mut scanning = Reporter::new(reborrow(&mut progress), None);
+                // The scan counts files, not bytes: the caller's byte progress only beats at
+                // (0, 0) meanwhile (still able to cancel), so it stays monotonic in one unit.
+                let listening = progress.is_some();
+                let mut beat = |_: u64, _: u64| progress.as_mut().is_none_or(|p| p(0, 0));
+                let mut scanning =
+                    Reporter::new(listening.then_some(&mut beat as ProgressFn<'_>), None);
                 self.scan_record_watched(&mut scanning, repo_id, revision)?
             }
         };

@@ -236,6 +236,15 @@ impl Phase {
                     .any(|&(loaded, total)| loaded > 0 && total == 0),
                 "a file of unknown size reports growing bytes with total 0: {pairs:?}"
             ),
+            // The variant's scan (it was never scanned) counts files, but a download reports
+            // bytes only: until the sizes are known it beats at (0, 0).
+            Phase::QueuedFiles => assert!(
+                !pairs.is_empty()
+                    && pairs
+                        .iter()
+                        .all(|&(loaded, total)| total > 0 || loaded == 0),
+                "a variant download reports bytes of a known total, or (0, 0): {pairs:?}"
+            ),
             _ => assert!(!pairs.is_empty(), "{self:?}: no progress call at all"),
         }
     }
