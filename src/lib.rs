@@ -26,6 +26,7 @@ pub mod hub;
 pub mod jobs;
 pub mod maintenance;
 pub mod manifest;
+mod options;
 mod progress;
 pub mod quant;
 mod store;
