@@ -60,12 +60,14 @@ enum tc_status
    */
   TC_STATUS_OK = 0,
   /**
-   * A required pointer was NULL, a string was not UTF-8 or malformed (repo id, path,
-   * revision), an option was out of range, or a handle was closed, freed or not one of ours.
+   * An argument is malformed: a repo id, revision, path or option (or one out
+   * of range). From C also: a required pointer was NULL, a string was not
+   * UTF-8, or a handle was closed, freed or not one of ours.
    */
   TC_STATUS_INVALID_ARGUMENT = 1,
   /**
-   * The repository does not exist, or is private and the token does not grant access.
+   * The repository does not exist, or is private and the token does not grant
+   * access.
    */
   TC_STATUS_REPO_NOT_FOUND = 2,
   /**
@@ -73,7 +75,8 @@ enum tc_status
    */
   TC_STATUS_REVISION_NOT_FOUND = 3,
   /**
-   * The file does not exist in the repository, or the variant is not in the manifest.
+   * The file does not exist in the repository, or the variant is not in the
+   * manifest.
    */
   TC_STATUS_ENTRY_NOT_FOUND = 4,
   /**
@@ -81,7 +84,7 @@ enum tc_status
    */
   TC_STATUS_GATED_REPO = 5,
   /**
-   * The token was refused.
+   * The token was refused (a 401/403 that is not a gate).
    */
   TC_STATUS_UNAUTHORIZED = 6,
   /**
@@ -89,7 +92,8 @@ enum tc_status
    */
   TC_STATUS_RATE_LIMITED = 7,
   /**
-   * Connection refused or reset, DNS or TLS failure, timeout.
+   * Connection refused or reset, DNS or TLS failure, timeout: the network
+   * failed, not the server.
    */
   TC_STATUS_NETWORK = 8,
   /**
@@ -109,8 +113,9 @@ enum tc_status
    */
   TC_STATUS_CORRUPT = 12,
   /**
-   * Reserved: releases before 0.2 returned it when another process held the cache
-   * directory. Caches are shared now, and nothing returns it.
+   * Reserved: releases before 0.2 returned it when another process held the
+   * cache directory. Caches are shared now, and nothing returns it (the status,
+   * the kind and the Python exception stay for code that names them).
    */
   TC_STATUS_LOCKED = 13,
   /**
@@ -118,7 +123,8 @@ enum tc_status
    */
   TC_STATUS_OFFLINE = 14,
   /**
-   * The progress callback returned non-zero, or the job was cancelled.
+   * The caller cancelled: the progress callback returned non-zero, the job was
+   * cancelled, or Ctrl-C.
    */
   TC_STATUS_CANCELLED = 15,
   /**
@@ -126,8 +132,8 @@ enum tc_status
    */
   TC_STATUS_INTERNAL = 16,
   /**
-   * Not an error: the thing asked for is not in the local cache (a manifest never
-   * scanned, a file never downloaded). No output is written.
+   * Not an error: the thing asked for is not in the local cache (a manifest
+   * never scanned, a file never downloaded). No output is written.
    */
   TC_STATUS_NOT_CACHED = 17,
   /**

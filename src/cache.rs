@@ -16,10 +16,9 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::is_hex_of_len;
-use crate::download::TransferOptions;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{offline_error, Engine, FilePlan};
-use crate::hub::{HubClient, HubOptions};
+use crate::hub::HubClient;
 use crate::manifest::{unix_now, Manifest, QuantLive, RepoRecord};
 use crate::progress::{reborrow, FileProgressFn, ProgressFn, Reporter};
 use crate::store::{FileRecord, Rebuilt, Store};
@@ -51,15 +50,7 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("tabcache"))
 }
 
-/// How a cache talks to the hub and moves bytes. `Default` reads the environment as
-/// huggingface_hub does (see [`HubOptions`]).
-#[derive(Debug, Clone, Default)]
-pub struct CacheOptions {
-    pub hub: HubOptions,
-    pub transfer: TransferOptions,
-    /// How many files of one request are fetched at once (0 = default, 4).
-    pub parallel_files: usize,
-}
+pub use crate::options::CacheOptions;
 
 /// Cache statistics: the seed's `total_repos` and `total_size` (logical bytes of cached files)
 /// plus what deduplication saves.

@@ -4,66 +4,64 @@
 
 use std::fmt;
 
-/// What went wrong, coarse enough to act on. Every kind maps to exactly one `tc_status` code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// A repo id, revision, path or option the caller gave is malformed.
-    InvalidArgument,
-    /// The repository does not exist (or is private and no valid token was sent).
-    RepoNotFound,
-    /// The repository exists but the revision (branch, tag, commit) does not.
-    RevisionNotFound,
-    /// The repository and revision exist but the file does not; also "quant not in manifest".
-    EntryNotFound,
-    /// The repository is gated: its terms must be accepted and a token sent.
-    GatedRepo,
-    /// The token was refused (401/403 that is not a gate).
-    Unauthorized,
-    /// The server kept answering 429 after every retry the policy allowed.
-    RateLimited,
-    /// Connection refused, reset, DNS, TLS, timeout: the network failed, not the server.
-    Network,
-    /// The server answered with an unexpected status or a response we cannot use.
-    Http,
-    /// A local file-system operation failed.
-    Io,
-    /// The disk (or quota) is full.
-    DiskFull,
-    /// Bytes did not match their recorded size or hash; nothing was committed.
-    Corrupt,
-    /// Reserved (the C status and Python exception stay): releases before 0.2 returned it
-    /// when another process held the cache directory. Caches are shared now; nothing does.
-    Locked,
-    /// Offline mode is on and the request needs the network.
-    Offline,
-    /// The caller cancelled (progress callback, job cancel, Ctrl-C).
-    Cancelled,
-    /// A bug: an invariant of this library was broken. Please report it.
-    Internal,
+/// Generates [`ErrorKind`] and what is said about each kind from the status table
+/// (src/status_table.rs), so that no other list of kinds exists.
+macro_rules! error_kinds {
+    (
+        outcomes { $($outcomes:tt)* }
+        errors { $( $(#[doc = $doc:literal])* $kind:ident = $value:literal, $name:literal, exit::$exit:ident; )* }
+    ) => {
+        /// What went wrong, coarse enough to act on. Every kind maps to exactly one
+        /// `tc_status` code, Python exception and CLI exit code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorKind {
+            $( $(#[doc = $doc])* $kind, )*
+        }
+
+        impl ErrorKind {
+            /// Every kind, in the table's order.
+            pub const ALL: &'static [ErrorKind] = &[$(ErrorKind::$kind),*];
+
+            /// A stable, lower-case name for logs, JSON output and tests; also the name
+            /// `tc_status_name` gives the kind's status.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( ErrorKind::$kind => $name, )*
+                }
+            }
+
+            /// The exit status of the `tabcache` command that fails with this kind (see
+            /// [`exit`]).
+            pub fn exit_code(self) -> u8 {
+                match self {
+                    $( ErrorKind::$kind => exit::$exit, )*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorKind {
-    /// A stable, lower-case name for logs, JSON output and tests.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::InvalidArgument => "invalid_argument",
-            ErrorKind::RepoNotFound => "repo_not_found",
-            ErrorKind::RevisionNotFound => "revision_not_found",
-            ErrorKind::EntryNotFound => "entry_not_found",
-            ErrorKind::GatedRepo => "gated_repo",
-            ErrorKind::Unauthorized => "unauthorized",
-            ErrorKind::RateLimited => "rate_limited",
-            ErrorKind::Network => "network",
-            ErrorKind::Http => "http",
-            ErrorKind::Io => "io",
-            ErrorKind::DiskFull => "disk_full",
-            ErrorKind::Corrupt => "corrupt",
-            ErrorKind::Locked => "locked",
-            ErrorKind::Offline => "offline",
-            ErrorKind::Cancelled => "cancelled",
-            ErrorKind::Internal => "internal",
-        }
-    }
+status_table!(error_kinds);
+
+/// The exit statuses of the `tabcache` command line, a contract of their own (scripts branch
+/// on them). [`ErrorKind::exit_code`] gives a failed command's.
+pub mod exit {
+    /// Any other failure (I/O, disk full, a bug).
+    pub const FAILURE: u8 = 1;
+    /// Bad usage or arguments.
+    pub const USAGE: u8 = 2;
+    /// The repository, revision, file or variant does not exist (or is not cached).
+    pub const NOT_FOUND: u8 = 3;
+    /// The network or the Hub failed, or refused access.
+    pub const NETWORK: u8 = 4;
+    /// Bytes did not match their hash (a download, or `verify` found damage).
+    pub const DAMAGED: u8 = 5;
+    /// Reserved for [`super::ErrorKind::Locked`], which nothing returns any more.
+    pub const LOCKED: u8 = 6;
+    /// Offline mode is on and the command needs the network.
+    pub const OFFLINE: u8 = 7;
+    /// Interrupted (Ctrl-C), as shells report SIGINT: 128 + 2.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// An error with its kind and a complete, human-readable message.
@@ -173,3 +171,39 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_failing_exit_code_from_the_cli_contract() {
+        let codes = [
+            exit::FAILURE,
+            exit::USAGE,
+            exit::NOT_FOUND,
+            exit::NETWORK,
+            exit::DAMAGED,
+            exit::LOCKED,
+            exit::OFFLINE,
+            exit::INTERRUPTED,
+        ];
+        for &kind in ErrorKind::ALL {
+            assert!(codes.contains(&kind.exit_code()), "{kind:?}");
+        }
+        // The codes scripts branch on most (`tabcache --help` lists them all).
+        assert_eq!(ErrorKind::InvalidArgument.exit_code(), 2);
+        assert_eq!(ErrorKind::EntryNotFound.exit_code(), 3);
+        assert_eq!(ErrorKind::Network.exit_code(), 4);
+        assert_eq!(ErrorKind::Corrupt.exit_code(), 5);
+        assert_eq!(ErrorKind::Offline.exit_code(), 7);
+        assert_eq!(ErrorKind::Cancelled.exit_code(), 130);
+    }
+
+    #[test]
+    fn kinds_have_distinct_names() {
+        let names: std::collections::HashSet<&str> =
+            ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+}

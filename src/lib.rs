@@ -6,6 +6,12 @@
 //! catalog, the content-addressed blobs and the snapshot view, `fetch` plans and schedules the
 //! transfers of a request, and `download` moves bytes.
 
+/// The one list of call outcomes (`tc_status`, its numbers and names, the error kinds and
+/// their exit codes) that `error` and `ffi` generate their types from. First, so that its
+/// macro is in scope in the modules below.
+#[macro_use]
+mod status_table;
+
 mod backoff;
 mod cache;
 pub mod digest;
@@ -20,6 +26,7 @@ pub mod hub;
 pub mod jobs;
 pub mod maintenance;
 pub mod manifest;
+mod options;
 mod progress;
 pub mod quant;
 mod store;

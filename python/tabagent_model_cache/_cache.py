@@ -25,9 +25,9 @@ logger = logging.getLogger("tabagent_model_cache")
 
 ProgressCallback = Callable[[int, int], Any]
 
-_OK = 0
-_NOT_CACHED = 17
-_PENDING = 18
+_OK = lib.TC_STATUS_OK
+_NOT_CACHED = lib.TC_STATUS_NOT_CACHED
+_PENDING = lib.TC_STATUS_PENDING
 
 #: Bytes the BufferedReader returned by ``open`` asks the library for at once.
 _OPEN_BUFFER_SIZE = 256 * 1024
@@ -281,23 +281,6 @@ class CachedFile(io.RawIOBase):
 class ModelCache:
     """A HuggingFace model cache in one directory.
 
-    ``ModelCache(db_path)`` opens (creating if needed) the cache in ``db_path``. Everything else
-    is keyword-only and optional:
-
-    - ``endpoint``: Hub base URL (default: ``HF_ENDPOINT``, else the public Hub);
-    - ``token``: access token (default: ``HF_TOKEN``, then huggingface_hub's token file);
-      ``False`` sends no token;
-    - ``offline``: ``True`` makes no network request at all (default: ``HF_HUB_OFFLINE``);
-    - ``connections``: connections used at once for one large file (default 8);
-    - ``range_size``: largest byte range per request, the unit of resume (default 16 MiB);
-    - ``parallel_threshold``: files at least this big are fetched in ranges and resume after a
-      crash; smaller ones in one stream (default 32 MiB);
-    - ``parallel_files``: files fetched at once by one call (default 4);
-    - ``connect_timeout`` / ``read_timeout``: seconds (defaults 10 s / 30 s);
-    - ``max_retries``: retries of a transient failure (default 5);
-    - ``retry_base_delay``: first wait between retries in seconds, doubled each time (default 1 s);
-    - ``user_agent``: the User-Agent header.
-
     Any number of processes and instances may have one cache directory open at the same time
     (other Python processes, C/C++ programs linking libtabcache, the ``tabcache`` command line,
     a second ``ModelCache`` in this process), and every method works from all of them at once:
@@ -311,6 +294,45 @@ class ModelCache:
     with the same options, and the parent's handle is left untouched. Streams returned by
     ``open`` before the fork share their position with the parent's, like any open file;
     open them again in the child.
+
+    Args:
+        db_path (`str` or `os.PathLike`):
+            The cache directory; created if needed.
+        endpoint (`str`, *optional*):
+            Hub base URL. Defaults to ``HF_ENDPOINT``, else the public Hub.
+        token (`str` or `bool`, *optional*):
+            Access token. Defaults to ``HF_TOKEN``, then huggingface_hub's token file.
+            ``False`` sends no token.
+        offline (`bool`, *optional*):
+            ``True`` makes no network request at all. Defaults to ``HF_HUB_OFFLINE``.
+        connections (`int`, *optional*):
+            Connections used at once for one large file. Defaults to 8.
+        range_size (`int`, *optional*):
+            Largest byte range per request, the unit of resume. Defaults to 16 MiB.
+        parallel_threshold (`int`, *optional*):
+            Files at least this big are fetched in ranges and resume after a crash; smaller
+            ones in one stream. Defaults to 32 MiB.
+        parallel_files (`int`, *optional*):
+            Files fetched at once by one call. Defaults to 4.
+        connect_timeout (`float`, *optional*):
+            Seconds to establish a connection. Defaults to 10.
+        read_timeout (`float`, *optional*):
+            Seconds without a byte after which a connection is cut and retried (while waiting
+            for an answer and while reading a download). Defaults to ``HF_HUB_DOWNLOAD_TIMEOUT``,
+            else 30.
+        max_retries (`int`, *optional*):
+            Retries of a transient failure (connection fault, 408, 429, 5xx); a download's
+            connection gets ``max_retries + 1`` attempts in a row. Defaults to 5.
+        retry_base_delay (`float`, *optional*):
+            First wait between retries in seconds, doubled each time. Defaults to 1.
+        user_agent (`str`, *optional*):
+            The User-Agent header. Defaults to ``tabcache/<version>``.
+
+    Raises:
+        [`InvalidArgumentError`]: An empty path, an option out of range, or a catalog written
+            by a newer tabcache.
+        [`CacheIOError`]: The directory cannot be created or read ([`DiskFullError`] when the
+            disk is full).
     """
 
     def __init__(
@@ -356,10 +378,13 @@ class ModelCache:
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close this instance's native handle (other instances and processes using the same
-        directory are unaffected). Calls running in other threads finish first; streams from
-        ``open`` stay readable. Safe to call twice. In a forked child that never used the
-        instance, the handle inherited from the parent is left alone (see :class:`ModelCache`)."""
+        """Close this instance's native handle.
+
+        Other instances and processes using the same directory are unaffected. Calls running in
+        other threads finish first; streams from ``open`` stay readable. Safe to call twice. In a
+        forked child that never used the instance, the handle inherited from the parent is left
+        alone (see :class:`ModelCache`).
+        """
         if self._pid != os.getpid():
             self._after_fork(reopen=False)
         with self._close_lock:
@@ -437,16 +462,34 @@ class ModelCache:
         revision: Optional[str] = None,
         progress_callback: Optional[ProgressCallback] = None,
     ) -> Dict[str, Any]:
-        """Scan ``repo_id`` on the Hub (list its files, group them into quantization variants)
-        and store its manifest. Offline, returns the stored manifest.
+        """Scan a repository on the Hub and store its manifest.
 
-        ``progress_callback(listed, 0)`` hears how many files the listing has given so far
-        (a 100k-file repo takes many pages), then ``(n, n)`` at the end; if it raises, the
-        scan stops and the exception propagates. Ctrl-C stops it within a second.
+        Lists the repository's files and groups them into quantization variants. Offline, returns
+        the stored manifest. Ctrl-C stops the scan within a second (``KeyboardInterrupt``).
 
-        Returns the manifest dict: ``repo_id``, ``task``, ``created_at``, ``updated_at``,
-        ``quants`` (``{key: {status, files, total_size, downloaded_size, last_updated}}``),
-        plus ``revision``, ``commit`` and ``addons``.
+        Args:
+            repo_id (`str`):
+                A repository id, e.g. ``"onnx-community/Phi-3.5-mini-instruct-onnx-web"``.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+            progress_callback (`Callable[[int, int], Any]`, *optional*):
+                Called as ``(listed, 0)`` with how many files the listing has given so far (a
+                100k-file repo takes many pages), then ``(n, n)`` at the end. If it raises, the scan
+                stops and the exception propagates.
+
+        Returns:
+            `dict`: The manifest: ``repo_id``, ``task``, ``created_at``, ``updated_at``, ``quants``
+            (``{key: {status, files, total_size, downloaded_size, last_updated}}``), plus
+            ``revision``, ``commit`` and ``addons``.
+
+        Raises:
+            [`RepositoryNotFoundError`]: The repository does not exist or is private
+                ([`GatedRepoError`] when it is gated and no valid token was sent).
+            [`RevisionNotFoundError`]: The revision does not exist.
+            [`OfflineModeIsEnabled`]: Offline and the repository was never scanned.
+            [`NetworkError`], [`RateLimitedError`], [`HubHTTPError`]: The Hub could not be reached
+                or answered with an error, after the allowed retries.
+            [`InvalidArgumentError`]: A malformed repo id or revision, or the cache is closed.
         """
         out = ffi.new("char **")
         cache = self._cache()
@@ -461,8 +504,19 @@ class ModelCache:
         return json.loads(_take_string(out[0]))
 
     def get_manifest(self, repo_id: str) -> Optional[Dict[str, Any]]:
-        """The stored manifest of ``repo_id`` (same shape as ``scan_repo``), or ``None`` when
-        it was never scanned. Makes no network request."""
+        """The stored manifest of a repository, without any network request.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+
+        Returns:
+            `dict` or `None`: The manifest (the same shape as ``scan_repo``'s), or ``None`` when the
+            repository was never scanned.
+
+        Raises:
+            [`InvalidArgumentError`]: A malformed repo id, or the cache is closed.
+        """
         out = ffi.new("char **")
         status = lib.tc_cache_get_manifest(self._cache(), _text(repo_id, "repo_id"), out)
         if status == _NOT_CACHED:
@@ -504,14 +558,38 @@ class ModelCache:
         *,
         revision: Optional[str] = None,
     ) -> str:
-        """Download one file of ``repo_id`` into the cache (nothing is transferred when its
-        content is already cached).
+        """Download one file of a repository into the cache.
 
-        ``progress_callback(loaded, total)`` is called on this thread, throttled, with a final
-        call where ``loaded == total``. If it raises, the download stops (partial data is kept
-        for a resume) and the exception propagates from this call.
+        Nothing is transferred when the file's content is already cached.
 
-        Returns the file's path in the snapshot view (as ``file_path`` does).
+        Args:
+            repo_id (`str`):
+                A repository id.
+            file_path (`str`):
+                The file's path in the repository, e.g. ``"onnx/model_q4f16.onnx"``.
+            progress_callback (`Callable[[int, int], Any]`, *optional*):
+                Called as ``(loaded, total)`` on this thread, throttled, with a final call where
+                ``loaded == total``. If it raises, the download stops (partial data is kept for a
+                resume) and the exception propagates from this call. Without one, a tqdm bar is
+                shown when stderr is a terminal (``HF_HUB_DISABLE_PROGRESS_BARS=1`` turns it off).
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+
+        Returns:
+            `str`: The file's path in the snapshot view (as ``file_path`` returns it).
+
+        Raises:
+            [`EntryNotFoundError`]: The repository has no such file.
+            [`RepositoryNotFoundError`], [`GatedRepoError`], [`RevisionNotFoundError`]: As for
+                ``scan_repo``.
+            [`IntegrityError`]: The bytes did not match their size or hash; nothing was cached.
+            KeyboardInterrupt: Ctrl-C stopped the download (within a second); partial data
+                is kept for a resume.
+            [`OfflineModeIsEnabled`]: Offline and the file is not cached.
+            [`NetworkError`], [`RateLimitedError`], [`HubHTTPError`]: The transfer failed after
+                the allowed retries.
+            [`CacheIOError`]: Writing the cache failed ([`DiskFullError`] when the disk is full).
+            [`InvalidArgumentError`]: A malformed repo id, path or revision, or the cache is closed.
         """
         out = ffi.new("char **")
         cache = self._cache()
@@ -533,13 +611,27 @@ class ModelCache:
         *,
         revision: Optional[str] = None,
     ) -> List[str]:
-        """Download several files of ``repo_id``, a few at a time (nothing is transferred for
-        contents already cached), e.g. a model's config, tokenizer and weights in one call.
+        """Download several files of a repository, a few at a time.
 
-        ``progress_callback(loaded, total)`` reports over all the files' bytes; see
-        ``download_file`` for its rules. A malformed path is refused before any request.
+        E.g. a model's config, tokenizer and weights in one call. Nothing is transferred for
+        contents already cached. Every path is checked before any request.
 
-        Returns the files' paths in the snapshot view, in the order asked.
+        Args:
+            repo_id (`str`):
+                A repository id.
+            file_paths (`Sequence[str]`):
+                The files' paths in the repository.
+            progress_callback (`Callable[[int, int], Any]`, *optional*):
+                Reports ``(loaded, total)`` over all the files' bytes; see ``download_file``.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+
+        Returns:
+            `List[str]`: The files' paths in the snapshot view, in the order asked.
+
+        Raises:
+            TypeError: ``file_paths`` is a single string or holds ``None``.
+            [`ModelCacheError`]: As for ``download_file``.
         """
         if isinstance(file_paths, (str, bytes)):
             raise TypeError("file_paths must be a sequence of str (a list of paths), not one string")
@@ -569,13 +661,24 @@ class ModelCache:
         *,
         revision: Optional[str] = None,
     ) -> None:
-        """Download every file of the quantization variant ``quant_key`` (a key of the
-        manifest's ``quants``, e.g. ``"q4f16"`` or ``"Q4_K_M"``) of ``repo_id``. Scans first
-        when the repo was never scanned.
+        """Download every file of one quantization variant of a repository.
 
-        ``progress_callback(loaded, total)`` reports over all the variant's bytes; see
-        ``download_file`` for its rules. Raises :class:`EntryNotFoundError` (listing the
-        variants) when the repo has no such variant.
+        Scans the repository first when it was never scanned.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            quant_key (`str`):
+                A key of the manifest's ``quants``, e.g. ``"q4f16"`` or ``"Q4_K_M"``.
+            progress_callback (`Callable[[int, int], Any]`, *optional*):
+                Reports ``(loaded, total)`` over all the variant's bytes; see ``download_file``.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+
+        Raises:
+            [`EntryNotFoundError`]: The repository has no such variant (the message lists those it
+                has).
+            [`ModelCacheError`]: As for ``scan_repo`` and ``download_file``.
         """
         cache = self._cache()
         logger.debug("downloading variant %s of %s", quant_key, repo_id)
@@ -590,14 +693,46 @@ class ModelCache:
     # -- reading the cache -----------------------------------------------------------------
 
     def has_file(self, repo_id: str, file_path: str, *, revision: Optional[str] = None) -> bool:
-        """Whether ``file_path`` of ``repo_id`` is cached. Makes no network request."""
+        """Whether a file is cached, without any network request.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            file_path (`str`):
+                The file's path in the repository.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+
+        Returns:
+            `bool`: ``True`` when the file's content is in the cache.
+
+        Raises:
+            [`InvalidArgumentError`]: A malformed repo id, path or revision, or the cache is closed.
+        """
         out = ffi.new("bool *")
         _check(lib.tc_cache_has_file(self._cache(), _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), out))
         return bool(out[0])
 
     def get_file(self, repo_id: str, file_path: str, *, revision: Optional[str] = None) -> Optional[bytes]:
-        """The whole content of a cached file as ``bytes``, or ``None`` when it is not cached.
-        For large files prefer ``file_path`` (mmap) or ``open`` (streaming)."""
+        """The whole content of a cached file.
+
+        For large files prefer ``file_path`` (mmap) or ``open`` (streaming).
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            file_path (`str`):
+                The file's path in the repository.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+
+        Returns:
+            `bytes` or `None`: The content, or ``None`` when the file is not cached.
+
+        Raises:
+            [`CacheIOError`]: The cached file could not be read.
+            [`InvalidArgumentError`]: A malformed repo id, path or revision, or the cache is closed.
+        """
         # The library says where the cached file is; Python reads it straight into one bytes
         # object, as open().read() does. Going through tc_cache_get_file instead copies every
         # byte twice (into the library's buffer, then into bytes): 2x the time of a plain read.
@@ -623,9 +758,27 @@ class ModelCache:
             lib.tc_bytes_free(out)
 
     def file_path(self, repo_id: str, file_path: str, *, revision: Optional[str] = None) -> Optional[str]:
-        """The path of a cached file in the snapshot view (a HuggingFace hub cache layout with
-        the repo's own file names side by side, so ONNX external data and split GGUF shards
-        find their siblings), or ``None`` when it is not cached. The file is read-only."""
+        """The path of a cached file in the snapshot view.
+
+        The snapshot view is a HuggingFace hub cache layout with the repository's own file names
+        side by side, so ONNX external data and split GGUF shards find their siblings. The file is
+        read-only.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            file_path (`str`):
+                The file's path in the repository.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+
+        Returns:
+            `str` or `None`: The path, or ``None`` when the file is not cached.
+
+        Raises:
+            [`CacheIOError`]: The cache could not be read.
+            [`InvalidArgumentError`]: A malformed repo id, path or revision, or the cache is closed.
+        """
         out = ffi.new("char **")
         status = lib.tc_cache_file_path(self._cache(), _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), out)
         if status == _NOT_CACHED:
@@ -636,10 +789,26 @@ class ModelCache:
     def open(self, repo_id: str, file_path: str, *, revision: Optional[str] = None, buffering: int = -1) -> Union[io.BufferedReader, CachedFile]:
         """Open a cached file for streaming reads, without loading it into memory.
 
-        Returns an ``io.BufferedReader`` (``read``, ``readinto``, ``seek``, ``tell``, context
-        manager); ``buffering=0`` returns the unbuffered :class:`CachedFile`. The stream stays
-        readable after ``close()`` of the cache. Raises :class:`NotCachedError` (a
-        ``FileNotFoundError``) when the file is not cached.
+        The stream stays readable after ``close()`` of the cache.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            file_path (`str`):
+                The file's path in the repository.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+            buffering (`int`, *optional*):
+                The buffer size in bytes; ``0`` for an unbuffered stream. Defaults to 256 KiB.
+
+        Returns:
+            `io.BufferedReader` or `CachedFile`: A binary stream (``read``, ``readinto``, ``seek``,
+            ``tell``, context manager); the unbuffered :class:`CachedFile` when ``buffering=0``.
+
+        Raises:
+            [`NotCachedError`]: The file is not cached (a ``FileNotFoundError``).
+            [`CacheIOError`]: The cached file could not be opened.
+            [`InvalidArgumentError`]: A malformed repo id, path or revision, or the cache is closed.
         """
         out = ffi.new("tc_reader **")
         _check(lib.tc_cache_open_reader(self._cache(), _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"), out))
@@ -657,36 +826,65 @@ class ModelCache:
     # -- maintenance -----------------------------------------------------------------------
 
     def delete_model(self, repo_id: str) -> int:
-        """Forget ``repo_id`` (every revision) and delete the files no other repo shares.
-        Returns the bytes freed on disk (0 when the repo was not cached)."""
+        """Forget a repository (every revision) and delete the files no other repository shares.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+
+        Returns:
+            `int`: The bytes freed on disk (0 when the repository was not cached).
+
+        Raises:
+            [`CacheIOError`]: A file could not be deleted.
+            [`InvalidArgumentError`]: A malformed repo id, or the cache is closed.
+        """
         freed = ffi.new("uint64_t *")
         _check(lib.tc_cache_delete_model(self._cache(), _text(repo_id, "repo_id"), freed))
         logger.debug("deleted %s (%d bytes freed)", repo_id, freed[0])
         return int(freed[0])
 
     def get_stats(self) -> Dict[str, int]:
-        """The cache's counters: ``total_repos`` and ``total_size`` (as in the seed), plus
-        ``total_files``, ``disk_bytes`` (each distinct content once) and
-        ``dedup_saved_bytes``."""
+        """The cache's counters.
+
+        Returns:
+            `dict`: ``total_repos`` and ``total_size`` (logical bytes of cached files), plus
+            ``total_files``, ``disk_bytes`` (each distinct content once), ``dedup_saved_bytes`` and,
+            after the catalog was rebuilt from disk, ``rebuilt``.
+
+        Raises:
+            [`CacheIOError`]: The catalog could not be read.
+            [`InvalidArgumentError`]: The cache is closed.
+        """
         out = ffi.new("char **")
         _check(lib.tc_cache_get_stats_json(self._cache(), out))
         return json.loads(_take_string(out[0]))
 
     def import_hf_cache(self, hf_cache_dir: Union[str, "os.PathLike[str]", None] = None) -> Dict[str, Any]:
-        """Adopt the files an existing huggingface_hub cache already holds, so downloading them
-        transfers nothing. Each ``models--org--name/snapshots/<commit>/<path>`` whose bytes
-        match the hash its blob is named by is hard-linked (or copied) into this cache and
-        recorded for that repo and commit, with its ``refs/`` revisions. The huggingface_hub
-        cache is only read, and no network request is made.
+        """Adopt the files an existing huggingface_hub cache already holds.
 
-        ``hf_cache_dir`` defaults to huggingface_hub's own: ``HF_HUB_CACHE``, else
-        ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+        Downloading them afterwards transfers nothing. Each
+        ``models--org--name/snapshots/<commit>/<path>`` whose bytes match the hash its blob is
+        named by is hard-linked (or copied) into this cache and recorded for that repository and
+        commit, with its ``refs/`` revisions. The huggingface_hub cache is only read, and no
+        network request is made.
 
-        Returns the report dict: ``hf_cache``, ``repos``, ``files_imported``,
-        ``bytes_imported``, ``files_already_cached``, ``blobs_linked``, ``blobs_copied``,
-        ``refs_imported``, ``bytes_hashed`` and ``skipped`` (``[{path, reason}]``: files whose hash did not
-        match, or that are not links to a blob). Raises :class:`EntryNotFoundError` naming the
-        directory when it does not exist.
+        Args:
+            hf_cache_dir (`str` or `os.PathLike`, *optional*):
+                The huggingface_hub cache. Defaults to huggingface_hub's own: ``HF_HUB_CACHE``, else
+                ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``.
+
+        Returns:
+            `dict`: The report: ``hf_cache``, ``repos``, ``files_imported``, ``bytes_imported``,
+            ``files_already_cached``, ``blobs_linked``, ``blobs_copied``, ``refs_imported``,
+            ``bytes_hashed`` and ``skipped`` (``[{path, reason}]``: files whose hash did not match,
+            or that are not links to a blob).
+
+        Raises:
+            [`EntryNotFoundError`]: The directory does not exist (the message names it).
+            KeyboardInterrupt: Ctrl-C stopped the import (within a second); what was imported
+                stays.
+            [`CacheIOError`]: Reading it or writing this cache failed.
         """
         out = ffi.new("char **")
         cache = self._cache()
@@ -709,10 +907,27 @@ class ModelCache:
         progress_callback: Optional[ProgressCallback] = None,
         poll_interval: float = 0.05,
     ) -> Dict[str, Any]:
-        """``scan_repo`` as a coroutine: the scan runs on the library's worker thread and the
-        event loop stays free. ``progress_callback(listed, 0)`` runs on the loop's thread.
-        ``task.cancel()`` stops the scan at once (even mid-request) and raises
-        ``asyncio.CancelledError``. Returns the manifest dict."""
+        """``scan_repo`` as a coroutine.
+
+        The scan runs on the library's worker thread and the event loop stays free.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+            progress_callback (`Callable[[int, int], Any]`, *optional*):
+                As for ``scan_repo``; runs on the loop's thread.
+            poll_interval (`float`, *optional*):
+                Seconds between polls of the job. Defaults to 0.05.
+
+        Returns:
+            `dict`: The manifest, as ``scan_repo`` returns it.
+
+        Raises:
+            asyncio.CancelledError: ``task.cancel()`` stopped the scan (at once, even mid-request).
+            [`ModelCacheError`]: As for ``scan_repo``.
+        """
         job = self._start_job(lib.tc_cache_scan_repo_start, _text(repo_id, "repo_id"), _text(revision, "revision"))
         try:
             await self._await_job(job, progress_callback, None, poll_interval)
@@ -731,10 +946,30 @@ class ModelCache:
         revision: Optional[str] = None,
         poll_interval: float = 0.05,
     ) -> str:
-        """``download_file`` as a coroutine: the transfer runs on the library's worker thread
-        and the event loop stays free. ``progress_callback`` runs on the loop's thread.
-        ``task.cancel()`` stops the transfer (partial data is kept for a resume) and raises
-        ``asyncio.CancelledError``. Returns the file's snapshot-view path."""
+        """``download_file`` as a coroutine.
+
+        The transfer runs on the library's worker thread and the event loop stays free.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            file_path (`str`):
+                The file's path in the repository.
+            progress_callback (`Callable[[int, int], Any]`, *optional*):
+                As for ``download_file``; runs on the loop's thread.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+            poll_interval (`float`, *optional*):
+                Seconds between polls of the job. Defaults to 0.05.
+
+        Returns:
+            `str`: The file's path in the snapshot view.
+
+        Raises:
+            asyncio.CancelledError: ``task.cancel()`` stopped the transfer; partial data is kept
+                for a resume.
+            [`ModelCacheError`]: As for ``download_file``.
+        """
         job = self._start_job(lib.tc_cache_download_file_start, _text(repo_id, "repo_id"), _text(file_path, "file_path"), _text(revision, "revision"))
         try:
             await self._await_job(job, progress_callback, file_path, poll_interval)
@@ -753,8 +988,26 @@ class ModelCache:
         revision: Optional[str] = None,
         poll_interval: float = 0.05,
     ) -> None:
-        """``download_quant`` as a coroutine; see ``download_file_async`` for threads,
-        progress and cancellation."""
+        """``download_quant`` as a coroutine.
+
+        See ``download_file_async`` for threads, progress and cancellation.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            quant_key (`str`):
+                A key of the manifest's ``quants``.
+            progress_callback (`Callable[[int, int], Any]`, *optional*):
+                As for ``download_quant``; runs on the loop's thread.
+            revision (`str`, *optional*):
+                A branch, tag or commit. Defaults to ``"main"``.
+            poll_interval (`float`, *optional*):
+                Seconds between polls of the job. Defaults to 0.05.
+
+        Raises:
+            asyncio.CancelledError: ``task.cancel()`` stopped the transfer.
+            [`ModelCacheError`]: As for ``download_quant``.
+        """
         job = self._start_job(lib.tc_cache_download_quant_start, _text(repo_id, "repo_id"), _text(quant_key, "quant_key"), _text(revision, "revision"))
         try:
             await self._await_job(job, progress_callback, f"{repo_id} {quant_key}", poll_interval)

@@ -4,11 +4,17 @@ that already handles ``RepositoryNotFoundError`` or ``OfflineModeIsEnabled`` rea
 
 Every exception carries the library's message (what went wrong and what to do) as ``str(e)``,
 and the status as ``e.status`` (the stable lower-case name, e.g. ``"repo_not_found"``).
+
+The classes are the only list of statuses here: each names its status in ``status``, and the
+status's number comes from the header by that name (``lib.TC_STATUS_<NAME>``), so no number
+is written twice.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Type
+from typing import Dict, Iterator, Optional, Type
+
+from ._native import lib
 
 __all__ = [
     "ModelCacheError",
@@ -162,29 +168,42 @@ class NotCachedError(ModelCacheError, FileNotFoundError):
     status = "not_cached"
 
 
-#: tc_status value -> exception class. The numbering is the C header's and never changes.
-_BY_STATUS: Dict[int, Type[ModelCacheError]] = {
-    1: InvalidArgumentError,
-    2: RepositoryNotFoundError,
-    3: RevisionNotFoundError,
-    4: EntryNotFoundError,
-    5: GatedRepoError,
-    6: UnauthorizedError,
-    7: RateLimitedError,
-    8: NetworkError,
-    9: HubHTTPError,
-    10: CacheIOError,
-    11: DiskFullError,
-    12: IntegrityError,
-    13: CacheLockedError,
-    14: OfflineModeIsEnabled,
-    15: DownloadCancelled,
-    16: InternalError,
-    17: NotCachedError,
-}
+def _status_classes(root: Type[ModelCacheError] = ModelCacheError) -> Iterator[Type[ModelCacheError]]:
+    """Every class below ``root`` that names a status of its own (``HubError`` groups
+    others and names none)."""
+    for cls in root.__subclasses__():
+        if "status" in vars(cls):
+            yield cls
+        yield from _status_classes(cls)
+
+
+def _by_status() -> Dict[int, Type[ModelCacheError]]:
+    by_status: Dict[int, Type[ModelCacheError]] = {}
+    for cls in _status_classes():
+        # An AttributeError here means the header and these classes disagree: fail at import,
+        # not at the first error.
+        value = int(getattr(lib, "TC_STATUS_" + cls.status.upper()))
+        if value in by_status:
+            raise ImportError(f"{cls.__name__} and {by_status[value].__name__} both claim status {cls.status!r}")
+        by_status[value] = cls
+    return by_status
+
+
+#: tc_status value -> exception class, the numbers read from the header by status name.
+_BY_STATUS: Dict[int, Type[ModelCacheError]] = _by_status()
 
 
 def error_for_status(status: int, message: str, status_name: str) -> ModelCacheError:
-    """The exception for a failed call's status and message."""
+    """The exception for a failed call's status and message.
+
+    Args:
+        status: The ``tc_status`` value the call returned (not ``TC_STATUS_OK``).
+        message: ``tc_last_error_message()`` right after the call; may be empty.
+        status_name: ``tc_status_name(status)``, e.g. ``"repo_not_found"``.
+
+    Returns:
+        An instance of the class whose ``status`` is ``status_name``'s (``ModelCacheError``
+        for a status this package does not know, such as one from a newer library).
+    """
     cls = _BY_STATUS.get(status, ModelCacheError)
     return cls(message or f"tabcache call failed with status {status_name}", status_name)

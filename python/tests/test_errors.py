@@ -233,3 +233,41 @@ def test_not_cached_open(phi_repo, tmp_path):
             cache.open(phi_repo, "config.json")
         with pytest.raises(FileNotFoundError):
             cache.open(phi_repo, "config.json")
+
+
+def test_every_status_maps_to_its_class_by_name():
+    # The header's tc_status is the list; the classes name their status; the numbers come
+    # from the header (never written in Python), so these must agree both ways.
+    from tabagent_model_cache import _errors
+    from tabagent_model_cache._native import ffi, lib
+
+    header_statuses = ffi.typeof("enum tc_status").relements  # "TC_STATUS_X" -> value
+    not_errors = {"TC_STATUS_OK", "TC_STATUS_PENDING"}
+    assert not_errors <= set(header_statuses)
+    for c_name, value in header_statuses.items():
+        name = ffi.string(lib.tc_status_name(value)).decode("ascii")
+        assert c_name == "TC_STATUS_" + name.upper()
+        if c_name in not_errors:
+            assert value not in _errors._BY_STATUS
+            continue
+        cls = _errors._BY_STATUS[value]
+        assert cls.status == name, (c_name, cls)
+        error = _errors.error_for_status(value, "the message", name)
+        assert type(error) is cls and error.status == name and str(error) == "the message"
+    assert set(_errors._BY_STATUS) == set(header_statuses.values()) - {header_statuses[n] for n in not_errors}
+    # Every exported class that names a status is reachable from its status.
+    named = {
+        getattr(tmc, n)
+        for n in tmc.__all__
+        if isinstance(getattr(tmc, n), type) and issubclass(getattr(tmc, n), Exception) and "status" in vars(getattr(tmc, n))
+    }
+    named.discard(tmc.ModelCacheError)
+    assert named == set(_errors._BY_STATUS.values())
+
+
+def test_unknown_status_is_the_base_class():
+    from tabagent_model_cache import _errors
+
+    error = _errors.error_for_status(10_000, "", "unknown")
+    assert type(error) is tmc.ModelCacheError
+    assert error.status == "unknown" and "unknown" in str(error)

@@ -8,12 +8,12 @@
 //! with a stall watchdog, `retry` decides about retries, `hasher` hashes and verifies, and
 //! `pwrite` does positional and durable file I/O on each platform.
 
+mod attempts;
 mod body;
 mod hasher;
 mod parallel;
 mod plan;
 mod pwrite;
-mod retry;
 mod stream;
 
 use std::io::Read;

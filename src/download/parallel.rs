@@ -23,11 +23,11 @@ use std::sync::{Condvar, Mutex};
 use std::thread::Thread;
 use std::time::Duration;
 
+use super::attempts::{sleep_unless_stopped, Attempts};
 use super::body::{receive, Control};
 use super::hasher::{hash_in_file_order, verify, Digests};
 use super::plan::{Bitset, RangePlan};
 use super::pwrite::{preallocate, start_writeback, write_all_at};
-use super::retry::{sleep_unless_stopped, Attempts};
 use super::{size_claim_refused, stream, Fetched, Job, Transferred};
 use crate::dir::file_meta;
 use crate::error::{Error, ErrorKind, Result};

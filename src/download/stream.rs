@@ -6,10 +6,10 @@
 use std::fs::File;
 use std::sync::atomic::Ordering;
 
+use super::attempts::{sleep_unless_stopped, Attempts};
 use super::body::{receive, Control};
 use super::hasher::{git_blob_sha1_of_file, verify, ContentHasher};
 use super::pwrite::write_all_at;
-use super::retry::{sleep_unless_stopped, Attempts};
 use super::{check_room, size_claim_refused, Expected, Fetched, Job, Transferred, MAX_FILE_SIZE};
 use crate::error::{Error, ErrorKind, Result};
 

@@ -100,57 +100,46 @@ impl TcOptions {
         Ok(options)
     }
 
+    /// The options as `CacheOptions`: only conversions here (C's "unset" values, checks of
+    /// the C types' ranges); what a setting means is `CacheOptions`'s builders.
     unsafe fn to_cache_options(&self) -> Result<CacheOptions, Failure> {
-        let mut o = CacheOptions::default();
-        o.hub.endpoint = optional_str(self.endpoint, "tc_options.endpoint")?.map(str::to_string);
-        o.hub.token = optional_str(self.token, "tc_options.token")?.map(str::to_string);
-        o.hub.user_agent =
-            optional_str(self.user_agent, "tc_options.user_agent")?.map(str::to_string);
-        o.hub.offline = match self.offline {
-            -1 => None,
-            0 => Some(false),
-            1 => Some(true),
+        let ms = |value: u32| Duration::from_millis(value.into());
+        let mut o = CacheOptions::default()
+            .connections(self.connections as usize)
+            .range_size(self.range_size)
+            .parallel_threshold(self.parallel_threshold)
+            .parallel_files(self.parallel_files as usize)
+            .connect_timeout(ms(self.connect_timeout_ms))
+            .read_timeout(ms(self.read_timeout_ms))
+            .retry_base_delay(ms(self.retry_base_delay_ms));
+        if let Some(endpoint) = optional_str(self.endpoint, "tc_options.endpoint")? {
+            o = o.endpoint(endpoint);
+        }
+        if let Some(token) = optional_str(self.token, "tc_options.token")? {
+            o = o.token(token);
+        }
+        if let Some(user_agent) = optional_str(self.user_agent, "tc_options.user_agent")? {
+            o = o.user_agent(user_agent);
+        }
+        o = match self.offline {
+            -1 => o,
+            0 => o.offline(false),
+            1 => o.offline(true),
             other => {
                 return Err(Failure::invalid(format!(
                     "tc_options.offline is {other}; use 1 (offline), 0 (online) or -1 (from HF_HUB_OFFLINE)"
                 )))
             }
         };
-        if self.connections > 0 {
-            o.transfer.connections = self.connections as usize;
-        }
-        if self.range_size > 0 {
-            o.transfer.range_size = self.range_size;
-        }
-        if self.parallel_threshold > 0 {
-            o.transfer.parallel_threshold = self.parallel_threshold;
-        }
-        o.parallel_files = self.parallel_files as usize;
-        if self.connect_timeout_ms > 0 {
-            o.hub.connect_timeout = Some(Duration::from_millis(self.connect_timeout_ms.into()));
-        }
-        if self.read_timeout_ms > 0 {
-            let t = Duration::from_millis(self.read_timeout_ms.into());
-            o.hub.read_timeout = Some(t);
-            o.transfer.stall_timeout = t;
-        }
-        match self.max_retries {
-            -1 => {}
-            n if n >= 0 => {
-                o.hub.max_retries = Some(n as u32);
-                o.transfer.max_attempts = n as u32 + 1;
-            }
+        o = match self.max_retries {
+            -1 => o,
+            n if n >= 0 => o.max_retries(n as u32),
             n => {
                 return Err(Failure::invalid(format!(
                     "tc_options.max_retries is {n}; use 0 or more, or -1 for the default"
                 )))
             }
-        }
-        if self.retry_base_delay_ms > 0 {
-            let d = Duration::from_millis(self.retry_base_delay_ms.into());
-            o.hub.retry_base_delay = Some(d);
-            o.transfer.backoff_base = d;
-        }
+        };
         Ok(o)
     }
 }

@@ -2,128 +2,51 @@
 //! runs in, which turns a `Result` or a panic into a status and a message.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{Error, ErrorKind};
 
-/// The outcome of a call. 0 is success; every other value says what failed, and
-/// tc_last_error_message() gives the message. The numbering is stable across versions;
-/// new codes are only ever appended.
-#[repr(u32)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TcStatus {
-    /// Success.
-    Ok = 0,
-    /// A required pointer was NULL, a string was not UTF-8 or malformed (repo id, path,
-    /// revision), an option was out of range, or a handle was closed, freed or not one of ours.
-    InvalidArgument = 1,
-    /// The repository does not exist, or is private and the token does not grant access.
-    RepoNotFound = 2,
-    /// The repository exists but the revision (branch, tag or commit) does not.
-    RevisionNotFound = 3,
-    /// The file does not exist in the repository, or the variant is not in the manifest.
-    EntryNotFound = 4,
-    /// The repository is gated: accept its terms on the Hub and pass a token.
-    GatedRepo = 5,
-    /// The token was refused.
-    Unauthorized = 6,
-    /// The Hub kept answering 429 after every allowed retry.
-    RateLimited = 7,
-    /// Connection refused or reset, DNS or TLS failure, timeout.
-    Network = 8,
-    /// The server answered with an unexpected status or an unusable response.
-    Http = 9,
-    /// A local file-system operation failed.
-    Io = 10,
-    /// The disk or quota is full; what was already cached is intact.
-    DiskFull = 11,
-    /// Downloaded bytes did not match their size or hash; nothing was committed.
-    Corrupt = 12,
-    /// Reserved: releases before 0.2 returned it when another process held the cache
-    /// directory. Caches are shared now, and nothing returns it.
-    Locked = 13,
-    /// Offline mode is on and the request needs the network.
-    Offline = 14,
-    /// The progress callback returned non-zero, or the job was cancelled.
-    Cancelled = 15,
-    /// A bug in tabcache (a caught panic or a broken invariant). Please report it.
-    Internal = 16,
-    /// Not an error: the thing asked for is not in the local cache (a manifest never
-    /// scanned, a file never downloaded). No output is written.
-    NotCached = 17,
-    /// Not an error: the job is still running.
-    Pending = 18,
+// `TcStatus`, rendered by build.rs from the status table (src/status_table.rs) as source
+// that cbindgen can read too.
+include!(concat!(env!("OUT_DIR"), "/tc_status.rs"));
+
+/// Generates what is said about each `TcStatus` from the status table.
+macro_rules! status_maps {
+    (
+        outcomes { $( $(#[doc = $odoc:literal])* $outcome:ident = $ovalue:literal, $oname:literal; )* }
+        errors { $( $(#[doc = $doc:literal])* $kind:ident = $value:literal, $name:literal, exit::$exit:ident; )* }
+    ) => {
+        impl From<ErrorKind> for TcStatus {
+            fn from(kind: ErrorKind) -> TcStatus {
+                match kind {
+                    $( ErrorKind::$kind => TcStatus::$kind, )*
+                }
+            }
+        }
+
+        impl TcStatus {
+            /// Every status.
+            pub(crate) const ALL: &[TcStatus] = &[$(TcStatus::$outcome,)* $(TcStatus::$kind,)*];
+
+            /// The stable name `tc_status_name` gives (a kind's is [`ErrorKind::as_str`]).
+            pub(crate) fn name(self) -> &'static CStr {
+                match self {
+                    $( TcStatus::$outcome => const { static_cstr(concat!($oname, "\0")) }, )*
+                    $( TcStatus::$kind => const { static_cstr(concat!($name, "\0")) }, )*
+                }
+            }
+        }
+    };
 }
 
-impl From<ErrorKind> for TcStatus {
-    fn from(kind: ErrorKind) -> TcStatus {
-        match kind {
-            ErrorKind::InvalidArgument => TcStatus::InvalidArgument,
-            ErrorKind::RepoNotFound => TcStatus::RepoNotFound,
-            ErrorKind::RevisionNotFound => TcStatus::RevisionNotFound,
-            ErrorKind::EntryNotFound => TcStatus::EntryNotFound,
-            ErrorKind::GatedRepo => TcStatus::GatedRepo,
-            ErrorKind::Unauthorized => TcStatus::Unauthorized,
-            ErrorKind::RateLimited => TcStatus::RateLimited,
-            ErrorKind::Network => TcStatus::Network,
-            ErrorKind::Http => TcStatus::Http,
-            ErrorKind::Io => TcStatus::Io,
-            ErrorKind::DiskFull => TcStatus::DiskFull,
-            ErrorKind::Corrupt => TcStatus::Corrupt,
-            ErrorKind::Locked => TcStatus::Locked,
-            ErrorKind::Offline => TcStatus::Offline,
-            ErrorKind::Cancelled => TcStatus::Cancelled,
-            ErrorKind::Internal => TcStatus::Internal,
-        }
-    }
-}
+status_table!(status_maps);
 
-impl TcStatus {
-    const ALL: [TcStatus; 19] = [
-        TcStatus::Ok,
-        TcStatus::InvalidArgument,
-        TcStatus::RepoNotFound,
-        TcStatus::RevisionNotFound,
-        TcStatus::EntryNotFound,
-        TcStatus::GatedRepo,
-        TcStatus::Unauthorized,
-        TcStatus::RateLimited,
-        TcStatus::Network,
-        TcStatus::Http,
-        TcStatus::Io,
-        TcStatus::DiskFull,
-        TcStatus::Corrupt,
-        TcStatus::Locked,
-        TcStatus::Offline,
-        TcStatus::Cancelled,
-        TcStatus::Internal,
-        TcStatus::NotCached,
-        TcStatus::Pending,
-    ];
-
-    fn name(self) -> &'static std::ffi::CStr {
-        match self {
-            TcStatus::Ok => c"ok",
-            TcStatus::InvalidArgument => c"invalid_argument",
-            TcStatus::RepoNotFound => c"repo_not_found",
-            TcStatus::RevisionNotFound => c"revision_not_found",
-            TcStatus::EntryNotFound => c"entry_not_found",
-            TcStatus::GatedRepo => c"gated_repo",
-            TcStatus::Unauthorized => c"unauthorized",
-            TcStatus::RateLimited => c"rate_limited",
-            TcStatus::Network => c"network",
-            TcStatus::Http => c"http",
-            TcStatus::Io => c"io",
-            TcStatus::DiskFull => c"disk_full",
-            TcStatus::Corrupt => c"corrupt",
-            TcStatus::Locked => c"locked",
-            TcStatus::Offline => c"offline",
-            TcStatus::Cancelled => c"cancelled",
-            TcStatus::Internal => c"internal",
-            TcStatus::NotCached => c"not_cached",
-            TcStatus::Pending => c"pending",
-        }
+/// A NUL-terminated literal as a `CStr` (called in `const` blocks: checked when compiling).
+const fn static_cstr(text: &'static str) -> &'static CStr {
+    match CStr::from_bytes_with_nul(text.as_bytes()) {
+        Ok(name) => name,
+        Err(_) => panic!("a status name holds a NUL"),
     }
 }
 
@@ -229,7 +152,6 @@ pub extern "C" fn tc_status_name(status: u32) -> *const c_char {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CStr;
 
     fn last_message() -> String {
         unsafe { CStr::from_ptr(tc_last_error_message()) }
@@ -251,35 +173,86 @@ mod tests {
         assert_eq!(last_message(), "");
     }
 
-    #[test]
-    fn every_error_kind_has_its_own_status_and_name() {
-        use std::collections::HashSet;
-        let kinds = [
-            ErrorKind::InvalidArgument,
-            ErrorKind::RepoNotFound,
-            ErrorKind::RevisionNotFound,
-            ErrorKind::EntryNotFound,
-            ErrorKind::GatedRepo,
-            ErrorKind::Unauthorized,
-            ErrorKind::RateLimited,
-            ErrorKind::Network,
-            ErrorKind::Http,
-            ErrorKind::Io,
-            ErrorKind::DiskFull,
-            ErrorKind::Corrupt,
-            ErrorKind::Locked,
-            ErrorKind::Offline,
-            ErrorKind::Cancelled,
-            ErrorKind::Internal,
-        ];
-        let statuses: HashSet<u32> = kinds.iter().map(|k| TcStatus::from(*k) as u32).collect();
-        assert_eq!(statuses.len(), kinds.len());
-        assert!(!statuses.contains(&0));
-        for kind in kinds {
-            // The C name of a kind's status is the kind's own stable name.
-            let name = unsafe { CStr::from_ptr(tc_status_name(TcStatus::from(kind) as u32)) };
-            assert_eq!(name.to_str().unwrap(), kind.as_str());
+    fn name_of(status: u32) -> &'static str {
+        unsafe { CStr::from_ptr(tc_status_name(status)) }
+            .to_str()
+            .unwrap()
+    }
+
+    /// `InvalidArgument` -> `invalid_argument`: what cbindgen's `TC_STATUS_INVALID_ARGUMENT`
+    /// becomes in lower case, which is how Python finds a status by its name.
+    fn snake_case(variant: &str) -> String {
+        let mut out = String::new();
+        for c in variant.chars() {
+            if c.is_ascii_uppercase() && !out.is_empty() {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
         }
+        out
+    }
+
+    #[test]
+    fn every_error_kind_has_its_own_status_named_as_the_kind() {
+        use std::collections::HashSet;
+        let statuses: HashSet<u32> = ErrorKind::ALL
+            .iter()
+            .map(|k| TcStatus::from(*k) as u32)
+            .collect();
+        assert_eq!(statuses.len(), ErrorKind::ALL.len());
+        assert!(!statuses.contains(&(TcStatus::Ok as u32)));
+        for &kind in ErrorKind::ALL {
+            let status = TcStatus::from(kind);
+            assert_eq!(name_of(status as u32), kind.as_str());
+            // The kind and its status are the same entry of the table.
+            assert_eq!(format!("{kind:?}"), format!("{status:?}"));
+        }
+        // The statuses that are not an error kind are exactly the three outcomes.
+        let outcomes: Vec<TcStatus> = TcStatus::ALL
+            .iter()
+            .copied()
+            .filter(|s| !statuses.contains(&(*s as u32)))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [TcStatus::Ok, TcStatus::NotCached, TcStatus::Pending]
+        );
+    }
+
+    #[test]
+    fn statuses_are_numbered_without_gaps_and_named_after_their_variant() {
+        let mut values: Vec<u32> = TcStatus::ALL.iter().map(|s| *s as u32).collect();
+        values.sort_unstable();
+        assert_eq!(values, (0..TcStatus::ALL.len() as u32).collect::<Vec<_>>());
+        for &status in TcStatus::ALL {
+            let name = name_of(status as u32);
+            assert_eq!(name, status.name().to_str().unwrap());
+            assert_eq!(name, snake_case(&format!("{status:?}")), "{status:?}");
+        }
+        assert_eq!(name_of(TcStatus::ALL.len() as u32), "unknown");
+        assert_eq!(name_of(u32::MAX), "unknown");
+    }
+
+    #[test]
+    fn the_header_declares_every_status_with_its_number() {
+        let header = include_str!("../../include/tabcache.h");
+        for &status in TcStatus::ALL {
+            let line = format!(
+                "TC_STATUS_{} = {},",
+                name_of(status as u32).to_ascii_uppercase(),
+                status as u32
+            );
+            assert!(header.contains(&line), "include/tabcache.h lacks {line}");
+        }
+        let declared = header
+            .lines()
+            .filter(|l| l.starts_with("  TC_STATUS_") && l.contains(" = "))
+            .count();
+        assert_eq!(
+            declared,
+            TcStatus::ALL.len(),
+            "the header's tc_status has entries the table does not"
+        );
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! Turning a Hub response status (with its `X-Error-Code` / `X-Error-Message` headers or JSON
 //! `error` body) into an [`Error`] whose kind callers branch on and whose message tells the
 //! user what to do, in the spirit of huggingface_hub's `hf_raise_for_status`. Also marks
-//! which failures are worth retrying (408, 429, 5xx) and how long the server asked us to wait.
+//! which failures are worth retrying (408, 429, 5xx) and how long the server asked us to wait
+//! (`Retry-After`, the `RateLimit` reset), which the retry policies honour.
 
 use std::time::{Duration, SystemTime};
 
 use ureq::http::HeaderMap;
 
-use super::retry::{parse_ratelimit_reset, parse_retry_after};
 use crate::error::{Error, ErrorKind};
 
 /// What a request was about, so that a 404 or 403 can name it.
@@ -114,6 +114,74 @@ pub fn requested_wait(headers: &HeaderMap) -> Option<Duration> {
     header(headers, "retry-after")
         .and_then(|v| parse_retry_after(&v, SystemTime::now()))
         .or_else(|| header(headers, "ratelimit").and_then(|v| parse_ratelimit_reset(&v)))
+}
+
+/// `Retry-After`: either delay-seconds or an HTTP date (RFC 9110 IMF-fixdate). A date in the
+/// past means "now".
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = parse_http_date(value)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// The `t=` (seconds until the quota resets) of the IETF draft `RateLimit` header, e.g.
+/// `"api";r=0;t=55`. Several comma-separated policies: the longest wait wins.
+fn parse_ratelimit_reset(value: &str) -> Option<Duration> {
+    value
+        .split(',')
+        .filter_map(|item| {
+            item.split(';').skip(1).find_map(|param| {
+                let (key, val) = param.split_once('=')?;
+                if key.trim().eq_ignore_ascii_case("t") {
+                    val.trim().trim_matches('"').parse::<u64>().ok()
+                } else {
+                    None
+                }
+            })
+        })
+        .max()
+        .map(Duration::from_secs)
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` only (the form RFC 9110 requires senders to use).
+fn parse_http_date(value: &str) -> Option<SystemTime> {
+    let (_weekday, rest) = value.split_once(", ")?;
+    let parts: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = parts[..] else {
+        return None;
+    };
+    let day: u64 = day.parse().ok()?;
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == month)? as u64
+        + 1;
+    let year: u64 = year.parse().ok()?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms[..] else { return None };
+    if !(1..=31).contains(&day) || year < 1970 || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(days * 86_400 + h * 3600 + m * 60 + s))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// A header's value as text, if present and valid.
@@ -304,5 +372,60 @@ mod tests {
             .message()
             .contains("503 Service Unavailable"));
         assert!(!map(400, &[], "", REPO, false).is_transient());
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // 06 Nov 1994 08:49:37
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT", SystemTime::UNIX_EPOCH),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "",
+            "-1",
+            "soon",
+            "1.5",
+            "Sun, 06 Nov 1994 25:00:00 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ratelimit_reset() {
+        assert_eq!(
+            parse_ratelimit_reset("\"api\";r=0;t=55"),
+            Some(Duration::from_secs(55))
+        );
+        assert_eq!(
+            parse_ratelimit_reset("\"default\"; r=0; t=12"),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(
+            parse_ratelimit_reset("a;r=1;t=3, b;r=0;T=9"),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(parse_ratelimit_reset("\"api\";r=0"), None);
+        assert_eq!(
+            parse_ratelimit_reset("t=5"),
+            None,
+            "t= must be a parameter of an item"
+        );
+        assert_eq!(parse_ratelimit_reset("\"api\";t=x"), None);
     }
 }

@@ -1,6 +1,7 @@
-//! The retry policy of one connection's work: which failures are worth another attempt, how
-//! long to wait (exponential backoff with jitter, or what the server asked for), and when to
-//! give up.
+//! The attempts of one connection's work (a range, or the single stream): which failures are
+//! worth another attempt, how long to wait (the shared backoff with jitter, or what the server
+//! asked for), and when to give up. Unlike the hub's request retries (`hub/retry.rs`), the
+//! count is of failures in a row, so work that moves forward is never given up on.
 
 use std::time::Duration;
 
