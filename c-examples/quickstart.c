@@ -23,7 +23,7 @@ static int progress_bar(void *user_data, uint64_t loaded, uint64_t total) {
     int filled = total ? (int)(loaded * 30 / total) : 0;
     fprintf(stderr, "\r%s [%.*s%*s] %" PRIu64 "/%" PRIu64 " bytes", label, filled,
             "==============================", 30 - filled, "", loaded, total);
-    if (loaded == total) fputc('\n', stderr);
+    if (total > 0 && loaded == total) fputc('\n', stderr); /* total 0: not known yet */
     return 0; /* non-zero would cancel */
 }
 

@@ -704,7 +704,8 @@ fn download_files_fetches_several_in_order_and_tells_about_each_file() {
             &asked,
             None,
             Some(&mut |loaded, of| {
-                assert_eq!(of, total);
+                // While the files are planned the total is not known yet: (0, 0).
+                assert!(of == total || (of, loaded) == (0, 0), "({loaded}, {of})");
                 last_overall = loaded;
                 true
             }),

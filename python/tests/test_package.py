@@ -135,7 +135,7 @@ def public_methods(cls):
 def test_stubs_and_docstrings_cover_the_public_api():
     stub = (PACKAGE_DIR / "__init__.pyi").read_text()
     for name in tmc.__all__:
-        assert re.search(rf"^(class |){re.escape(name)}\b", stub, re.M), f"{name} is missing from __init__.pyi"
+        assert re.search(rf"^(class |def |){re.escape(name)}\b", stub, re.M), f"{name} is missing from __init__.pyi"
     for cls in (tmc.ModelCache, tmc.CachedFile):
         for name in public_methods(cls):
             assert re.search(rf"def {name}\(", stub), f"{cls.__name__}.{name} is missing from the stub"
