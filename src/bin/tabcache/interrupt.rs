@@ -5,13 +5,24 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use tabcache::{Error, ErrorKind};
+use tabcache::{Error, ErrorKind, ProgressFn};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
-/// Catch Ctrl-C from now on. Long commands call it first; the others keep the default
-/// (an immediate end), having nothing to wind down.
-pub fn install() {
+/// `call` (a library call that takes a progress callback) with Ctrl-C caught and cancelling
+/// it, and such a cancel worded as [`interrupted`]. Commands that run no such call keep the
+/// default Ctrl-C (an immediate end): they have nothing to wind down.
+pub fn cancellable<T>(call: impl FnOnce(ProgressFn<'_>) -> Result<T, Error>) -> Result<T, Error> {
+    install();
+    let result = call(&mut until_interrupted);
+    match result {
+        Err(e) if e.kind() == ErrorKind::Cancelled && is_interrupted() => Err(interrupted()),
+        other => other,
+    }
+}
+
+/// Catch Ctrl-C from now on (again, for each call: it is idempotent).
+fn install() {
     #[cfg(unix)]
     // SAFETY: the handler only touches an atomic and calls _exit, both async-signal-safe.
     unsafe {
@@ -45,12 +56,4 @@ pub fn interrupted() -> Error {
         ErrorKind::Cancelled,
         "interrupted; partial downloads are kept: run the same command again to resume",
     )
-}
-
-/// `result`, with a cancellation by Ctrl-C worded as [`interrupted`].
-pub fn unless_interrupted<T>(result: Result<T, Error>) -> Result<T, Error> {
-    match result {
-        Err(e) if e.kind() == ErrorKind::Cancelled && is_interrupted() => Err(interrupted()),
-        other => other,
-    }
 }

@@ -27,14 +27,11 @@ struct DownloadReport<'a> {
 }
 
 pub fn download(out: &Output, cache: &ModelCache, args: &DownloadArgs) -> CmdResult {
-    interrupt::install();
     let repo = args.repo.as_str();
-    let scanned = cache.scan_repo_with_progress(
-        repo,
-        args.revision.as_deref(),
-        Some(&mut interrupt::until_interrupted),
-    );
-    let manifest = match interrupt::unless_interrupted(scanned) {
+    let scanned = interrupt::cancellable(|cancel| {
+        cache.scan_repo_with_progress(repo, args.revision.as_deref(), Some(cancel))
+    });
+    let manifest = match scanned {
         Ok(m) => Some(m),
         // Named files may be cached already; let each one answer for itself.
         Err(e)

@@ -11,10 +11,8 @@ use crate::interrupt;
 use crate::output::Output;
 
 pub fn import_hf(out: &Output, cache: &ModelCache, dir: Option<&Path>) -> CmdResult {
-    interrupt::install();
-    let report = interrupt::unless_interrupted(
-        cache.import_hf_cache_with_progress(dir, Some(&mut interrupt::until_interrupted)),
-    )?;
+    let report =
+        interrupt::cancellable(|cancel| cache.import_hf_cache_with_progress(dir, Some(cancel)))?;
     if out.verbose > 0 || !out.json {
         for skip in &report.skipped {
             out.note(format!("skipped {}: {}", skip.path.display(), skip.reason));

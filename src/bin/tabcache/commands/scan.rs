@@ -8,12 +8,9 @@ use crate::interrupt;
 use crate::output::{print_table, short, Output};
 
 pub fn scan(out: &Output, cache: &ModelCache, repo: &str, revision: Option<&str>) -> CmdResult {
-    interrupt::install();
-    let manifest = interrupt::unless_interrupted(cache.scan_repo_with_progress(
-        repo,
-        revision,
-        Some(&mut interrupt::until_interrupted),
-    ))?;
+    let manifest = interrupt::cancellable(|cancel| {
+        cache.scan_repo_with_progress(repo, revision, Some(cancel))
+    })?;
     if out.json {
         out.emit_json(&manifest);
         return Ok(());

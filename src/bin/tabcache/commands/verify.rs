@@ -9,12 +9,8 @@ use crate::interrupt;
 use crate::output::{short, Output};
 
 pub fn verify(out: &Output, cache: &ModelCache, repo: Option<&str>, repair: bool) -> CmdResult {
-    interrupt::install();
-    let report = interrupt::unless_interrupted(cache.verify_with_progress(
-        repo,
-        repair,
-        Some(&mut interrupt::until_interrupted),
-    ))?;
+    let report =
+        interrupt::cancellable(|cancel| cache.verify_with_progress(repo, repair, Some(cancel)))?;
     if out.json {
         out.emit_json(&report);
     } else {
