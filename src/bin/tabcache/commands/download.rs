@@ -8,7 +8,7 @@ use indicatif::HumanBytes;
 use serde::Serialize;
 use tabcache::{CachedFile, Error, ErrorKind, Manifest, ModelCache};
 
-use super::CmdResult;
+use super::{with_hint, CmdResult};
 use crate::flags::DownloadArgs;
 use crate::interrupt;
 use crate::output::Output;
@@ -114,9 +114,9 @@ fn default_variant(manifest: &Manifest) -> Result<&str, Error> {
     manifest.default_variant().map_err(|e| {
         let repo = &manifest.repo_id;
         let how = match e.kind() {
-            ErrorKind::EntryNotFound => format!("tabcache download {repo} --file PATH"),
-            _ => format!("tabcache download {repo} QUANT"),
+            ErrorKind::EntryNotFound => format!("as in `tabcache download {repo} --file PATH`"),
+            _ => format!("as in `tabcache download {repo} QUANT`"),
         };
-        Error::new(e.kind(), format!("{}: `{how}`", e.message()))
+        with_hint(e, &how)
     })
 }

@@ -4,7 +4,7 @@
 use indicatif::HumanBytes;
 use tabcache::ModelCache;
 
-use super::CmdResult;
+use super::{not_held, CmdResult};
 use crate::flags::SortKey;
 use crate::output::{print_table, short, Output};
 
@@ -12,7 +12,7 @@ pub fn ls(out: &Output, cache: &ModelCache, repo: Option<&str>, sort: SortKey) -
     let Some(repo) = repo else {
         return ls_repos(out, cache, sort);
     };
-    let mut files = cache.list_files(repo)?;
+    let mut files = cache.list_files(repo).map_err(not_held)?;
     if let SortKey::Size = sort {
         files.sort_by(|a, b| b.size.cmp(&a.size).then(a.path.cmp(&b.path)));
     }

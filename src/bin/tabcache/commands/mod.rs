@@ -10,7 +10,7 @@ mod scan;
 mod stats;
 mod verify;
 
-use tabcache::Error;
+use tabcache::{Error, ErrorKind};
 
 pub use download::download;
 pub use import::import_hf;
@@ -34,3 +34,17 @@ impl From<Error> for Failure {
 }
 
 pub type CmdResult = Result<(), Failure>;
+
+/// `e` followed by how to act on it with this command line (the library's messages name no
+/// command).
+fn with_hint(e: Error, hint: &str) -> Error {
+    Error::new(e.kind(), format!("{}; {hint}", e.message()))
+}
+
+/// The library's error for a repo the cache does not hold, pointing at what it does hold.
+fn not_held(e: Error) -> Error {
+    match e.kind() {
+        ErrorKind::RepoNotFound => with_hint(e, "`tabcache ls` lists what is"),
+        _ => e,
+    }
+}

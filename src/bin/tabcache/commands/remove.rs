@@ -6,15 +6,16 @@ use std::time::Duration;
 use indicatif::HumanBytes;
 use tabcache::{Error, ModelCache};
 
-use super::CmdResult;
+use super::{not_held, CmdResult};
 use crate::flags::SECONDS_PER_DAY;
 use crate::output::Output;
 
 pub fn rm(out: &Output, cache: &ModelCache, repo: &str, quant: Option<&str>) -> CmdResult {
     let report = match quant {
-        Some(q) => cache.remove_quant(repo, q)?,
-        None => cache.remove_repo(repo)?,
-    };
+        Some(q) => cache.remove_quant(repo, q),
+        None => cache.remove_repo(repo),
+    }
+    .map_err(not_held)?;
     if out.json {
         out.emit_json(&report);
     } else {
