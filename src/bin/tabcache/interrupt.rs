@@ -36,7 +36,7 @@ extern "C" fn on_sigint(_signal: libc::c_int) {
     // A second Ctrl-C means "stop now": partial state is durable at every point anyway.
     if INTERRUPTED.swap(true, Ordering::SeqCst) {
         // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(crate::exit::INTERRUPTED.into()) };
+        unsafe { libc::_exit(tabcache::error::exit::INTERRUPTED.into()) };
     }
 }
 

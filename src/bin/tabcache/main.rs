@@ -7,11 +7,11 @@
 //! - `commands`: one function per command, a few library calls and the printing of their answer;
 //! - `progress`: a download's progress bars, or plain lines when stderr is not a terminal;
 //! - `output`: notes, tables, `--json` and error lines;
-//! - `interrupt`: Ctrl-C, which cancels through the library's progress callbacks;
-//! - `exit`: the exit code of each error kind, and the `--help` text that lists them.
+//! - `interrupt`: Ctrl-C, which cancels through the library's progress callbacks.
+//!
+//! Exit codes are the library's too: `ErrorKind::exit_code` and `tabcache::error::exit`.
 
 mod commands;
-mod exit;
 mod flags;
 mod interrupt;
 mod output;
@@ -20,8 +20,7 @@ mod progress;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tabcache::download::TransferOptions;
-use tabcache::hub::HubOptions;
+use tabcache::error::exit;
 use tabcache::{CacheOptions, Error, ErrorKind, ModelCache};
 
 use commands::{CmdResult, Failure};
@@ -58,7 +57,7 @@ fn main() -> ExitCode {
         // The report itself is already on stdout (as JSON with --json).
         Failure::Damaged(message) => (ErrorKind::Corrupt, message.as_str(), false),
     };
-    let code = exit::code(kind);
+    let code = kind.exit_code();
     output::report_error(json, kind.as_str(), message, code);
     ExitCode::from(code)
 }
@@ -98,22 +97,23 @@ fn open_cache(cli: &Cli, out: &Output) -> Result<ModelCache, Error> {
             )
         })?,
     };
-    let mut transfer = TransferOptions::default();
+    // Unset flags leave the library's defaults, which read the environment (HF_ENDPOINT,
+    // HF_TOKEN, HF_HUB_OFFLINE) as huggingface_hub does.
+    let mut options = CacheOptions::default();
+    if let Some(url) = &cli.endpoint {
+        options = options.endpoint(url.clone());
+    }
+    if let Some(token) = flags::token(cli)? {
+        options = options.token(token);
+    }
+    if cli.offline {
+        options = options.offline(true);
+    }
     if let Command::Download(args) = &cli.command {
         if let Some(n) = args.connections {
-            transfer.connections = n.into();
+            options = options.connections(n.into());
         }
     }
-    let options = CacheOptions {
-        hub: HubOptions {
-            endpoint: cli.endpoint.clone(),
-            token: flags::token(cli)?,
-            offline: cli.offline.then_some(true),
-            ..HubOptions::default()
-        },
-        transfer,
-        parallel_files: 0,
-    };
     let cache = ModelCache::open(&dir, options)?;
     if let Some(rebuilt) = cache.rebuilt_on_open() {
         // Said even with --quiet: the catalog was lost, and the user should know why the

@@ -1,5 +1,6 @@
-//! The command line's arguments: clap's definitions of the global flags and the commands,
-//! the one-line form of a usage error, and (`token`) the access token the flags give.
+//! The command line's arguments: clap's definitions of the global flags and the commands
+//! (with the exit codes `--help` lists), the one-line form of a usage error, and (`token`)
+//! the access token the flags give.
 
 mod token;
 
@@ -12,9 +13,26 @@ pub use token::token;
 
 pub const SECONDS_PER_DAY: f64 = 86_400.0;
 
+/// The exit codes as `--help` tells them; the library's `ErrorKind::exit_code` gives them.
+const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    success
+  1    other failure (file system, disk full, internal error)
+  2    usage error (bad arguments, invalid repo id or path)
+  3    not found (repo, revision, file or variant; or not cached)
+  4    network or authentication failure (unreachable, refused token, gated, rate limited)
+  5    integrity damage (bytes that do not match their hash; `verify` found damage)
+  6    reserved (releases before 0.2: cache locked by another process)
+  7    offline mode and the request needs the network
+  130  interrupted (Ctrl-C); partial downloads are kept and the next run resumes
+
+Any number of tabcache commands and programs using the library may share one cache at once.
+The cache directory is --cache, else $TABCACHE_HOME, else `tabcache` under the platform cache
+directory ($XDG_CACHE_HOME or ~/.cache, ~/Library/Caches, %LOCALAPPDATA%).";
+
 /// A model cache for HuggingFace repositories.
 #[derive(Parser)]
-#[command(name = "tabcache", version, after_help = crate::exit::HELP)]
+#[command(name = "tabcache", version, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// Cache directory [default: $TABCACHE_HOME, else <platform cache dir>/tabcache]
     #[arg(long, global = true, value_name = "DIR")]
