@@ -68,6 +68,15 @@ pub struct Stats {
     pub rebuilt: Option<Rebuilt>,
 }
 
+/// One file of a download as it sits in the cache: its repo path, its size and its
+/// snapshot-view path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedFile {
+    pub path: String,
+    pub size: u64,
+    pub local_path: PathBuf,
+}
+
 /// A model cache over one directory. Cheap to clone; safe to share between threads.
 ///
 /// # Example
@@ -327,10 +336,7 @@ impl ModelCache {
                 return Ok(view_path);
             }
         }
-        Err(Error::new(
-            ErrorKind::Io,
-            format!("{repo_id}: {path} was deleted by another caller each time it downloaded; retry once the deletes stop"),
-        ))
+        Err(deleted_each_time(repo_id, path))
     }
 
     /// Download several files of one repo (default revision `main`), a few at a time, and
@@ -418,39 +424,114 @@ impl ModelCache {
         progress: Option<ProgressFn<'_>>,
         per_file: Option<FileProgressFn<'_>>,
     ) -> Result<Vec<PathBuf>> {
+        let files =
+            self.download_request(repo_id, Some(quant), &[], revision, progress, per_file)?;
+        Ok(files.into_iter().map(|f| f.local_path).collect())
+    }
+
+    /// A variant and other files of one repo as one request (`tabcache download REPO QUANT
+    /// --file PATH`): the files of variant `quant` as
+    /// [`download_quant_per_file`](Self::download_quant_per_file) fetches them (at the scanned
+    /// commit, recorded as that variant's download), and each of `files` not among them at
+    /// the same commit; with no variant, `files` at `revision` (default `main`). They are
+    /// fetched together, each once, and `progress` gets one `(loaded, total)` over all of
+    /// them. Returns the variant's files in its order, then the others in the order given.
+    ///
+    /// # Errors
+    /// As [`download_quant`](Self::download_quant) for the variant (its failure is recorded
+    /// the same way) and [`download_files`](Self::download_files) for the others; every path
+    /// is validated before the first request. Files that landed before a failure or a cancel
+    /// stay cached.
+    pub fn download_request(
+        &self,
+        repo_id: &str,
+        quant: Option<&str>,
+        files: &[&str],
+        revision: Option<&str>,
+        progress: Option<ProgressFn<'_>>,
+        per_file: Option<FileProgressFn<'_>>,
+    ) -> Result<Vec<CachedFile>> {
         validate::repo_id(repo_id)?;
+        if let Some(revision) = revision {
+            validate::revision(revision)?;
+        }
+        // Every path is checked before the first request is made for any of them.
+        for path in files {
+            validate::repo_path(path)?;
+        }
         let mut progress = progress;
-        let record = match (self.engine.store.repo(repo_id)?, revision) {
-            (Some(rec), None) => rec,
-            (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
-            _ => {
-                // The scan counts files, not bytes: the caller's byte progress only beats at
-                // (0, 0) meanwhile (still able to cancel), so it stays monotonic in one unit.
-                let listening = progress.is_some();
-                let mut beat = |_: u64, _: u64| progress.as_mut().is_none_or(|p| p(0, 0));
-                let mut scanning =
-                    Reporter::new(listening.then_some(&mut beat as ProgressFn<'_>), None);
-                self.scan_record_watched(&mut scanning, repo_id, revision)?
+        let mut plans: Vec<FilePlan> = Vec::new();
+        let mut others_at = revision.unwrap_or(DEFAULT_REVISION).to_string();
+        if let Some(quant) = quant {
+            let record = match (self.engine.store.repo(repo_id)?, revision) {
+                (Some(rec), None) => rec,
+                (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
+                _ => {
+                    // The scan counts files, not bytes: the caller's byte progress only beats
+                    // at (0, 0) meanwhile (still able to cancel), so it stays monotonic in one
+                    // unit.
+                    let listening = progress.is_some();
+                    let mut beat = |_: u64, _: u64| progress.as_mut().is_none_or(|p| p(0, 0));
+                    let mut scanning =
+                        Reporter::new(listening.then_some(&mut beat as ProgressFn<'_>), None);
+                    self.scan_record_watched(&mut scanning, repo_id, revision)?
+                }
+            };
+            plans = record
+                .variant_files(quant)?
+                .iter()
+                .map(|path| FilePlan::listed(repo_id, &record.commit, path, record.files.get(path)))
+                .collect();
+            others_at = record.commit;
+        }
+        let mut others: Vec<&str> = Vec::new();
+        for path in files {
+            if !plans.iter().any(|p| p.path == *path) && !others.contains(path) {
+                others.push(path);
             }
-        };
-        let files = record.variant_files(quant)?;
-        let plans: Vec<FilePlan> = files
+        }
+        if !others.is_empty() {
+            let mut planning = Reporter::new(reborrow(&mut progress), None);
+            plans.extend(
+                self.engine
+                    .plan_watched(&mut planning, repo_id, &others_at, &others)?,
+            );
+        }
+        let at: Vec<(String, String)> = plans
             .iter()
-            .map(|path| FilePlan::listed(repo_id, &record.commit, path, record.files.get(path)))
+            .map(|p| (p.commit.clone(), p.path.clone()))
             .collect();
-        let at: Vec<(String, String)> = files
-            .iter()
-            .map(|path| (record.commit.clone(), path.clone()))
-            .collect();
+        match quant {
+            // The bytes of other files must not count as the variant's while it downloads.
+            Some(quant) => {
+                let counted = others.is_empty();
+                self.fetch_variant(repo_id, quant, plans, counted, progress, per_file)?
+            }
+            None => self.engine.fetch_all(plans, progress, None, per_file)?,
+        }
+        self.cached_files(repo_id, &at)
+    }
+
+    /// Fetch `plans` as variant `quant`'s download: it reads as `downloading` meanwhile (with
+    /// its bytes so far when `counted`: the plans are its files alone), and the attempt is
+    /// recorded (when, and its error unless cancelled) for its status in the manifest.
+    fn fetch_variant(
+        &self,
+        repo_id: &str,
+        quant: &str,
+        plans: Vec<FilePlan>,
+        counted: bool,
+        progress: Option<ProgressFn<'_>>,
+        per_file: Option<FileProgressFn<'_>>,
+    ) -> Result<()> {
         let loaded = Arc::new(AtomicU64::new(0));
         let key = (repo_id.to_string(), quant.to_string());
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key.clone(), loaded.clone());
-        let result = self
-            .engine
-            .fetch_all(plans, progress, Some(&loaded), per_file);
+        let live = counted.then_some(&*loaded);
+        let result = self.engine.fetch_all(plans, progress, live, per_file);
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -464,20 +545,37 @@ impl ModelCache {
             state.last_updated = unix_now();
             state.error = error.clone();
         })?;
-        result?;
-        self.view_paths(repo_id, &at)
+        result
     }
 
-    /// The snapshot-view paths of files just fetched, `(commit, path)` each, in order. One that
-    /// another thread deleted since it landed is fetched again.
+    /// The snapshot-view paths of files just fetched, `(commit, path)` each, in order.
     fn view_paths(&self, repo_id: &str, at: &[(String, String)]) -> Result<Vec<PathBuf>> {
+        let files = self.cached_files(repo_id, at)?;
+        Ok(files.into_iter().map(|f| f.local_path).collect())
+    }
+
+    /// Files just fetched, `(commit, path)` each, as they sit in the cache, in order. One that
+    /// another thread deleted since it landed is fetched again.
+    fn cached_files(&self, repo_id: &str, at: &[(String, String)]) -> Result<Vec<CachedFile>> {
+        let store = &self.engine.store;
         at.iter()
-            .map(
-                |(commit, path)| match self.file_path_at(repo_id, commit, path)? {
-                    Some(view_path) => Ok(view_path),
-                    None => self.download_file(repo_id, path, Some(commit), None),
-                },
-            )
+            .map(|(commit, path)| {
+                let held = match store.cached_view(repo_id, commit, path)? {
+                    Some(held) => held,
+                    None => {
+                        self.download_file(repo_id, path, Some(commit), None)?;
+                        store
+                            .cached_view(repo_id, commit, path)?
+                            .ok_or_else(|| deleted_each_time(repo_id, path))?
+                    }
+                };
+                let (local_path, rec) = held;
+                Ok(CachedFile {
+                    path: path.clone(),
+                    size: rec.size,
+                    local_path,
+                })
+            })
             .collect()
     }
 
@@ -645,4 +743,12 @@ impl ModelCache {
     pub(crate) fn transfers_in_flight(&self) -> Vec<String> {
         self.engine.transfers_in_flight()
     }
+}
+
+/// A download that another caller's deletes kept undoing.
+fn deleted_each_time(repo_id: &str, path: &str) -> Error {
+    Error::new(
+        ErrorKind::Io,
+        format!("{repo_id}: {path} was deleted by another caller each time it downloaded; retry once the deletes stop"),
+    )
 }

@@ -32,7 +32,7 @@ pub mod quant;
 mod store;
 pub mod validate;
 
-pub use cache::{default_cache_dir, CacheOptions, ModelCache, Stats, DEFAULT_REVISION};
+pub use cache::{default_cache_dir, CacheOptions, CachedFile, ModelCache, Stats, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, QuantInfo, QuantStatus};
 pub use progress::{FileEvent, FileProgressFn, ProgressFn};

@@ -168,17 +168,6 @@ impl ModelCache {
         Ok(report)
     }
 
-    /// The size of every file in the scanned listing of `repo_id` (None when never scanned).
-    pub fn listed_sizes(&self, repo_id: &str) -> Result<Option<BTreeMap<String, u64>>> {
-        validate::repo_id(repo_id)?;
-        Ok(self.store().repo(repo_id)?.map(|r| {
-            r.files
-                .into_iter()
-                .map(|(path, f)| (path, f.size))
-                .collect()
-        }))
-    }
-
     /// Forget `repo_id` entirely (every revision) and delete every blob no other repo
     /// references, reporting what went. [`ModelCache::delete_model`] is this, in the seed's
     /// shape.
