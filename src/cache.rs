@@ -2,53 +2,29 @@
 //! call, read top to bottom as the API: opening, scanning, downloading, reading what is cached.
 //! It owns the rules that tie requests to the catalog: which revision a read means, when a
 //! file counts as cached, how progress and cancellation reach the caller. The work behind the
-//! calls lives with its subject: planning and scheduling transfers in `fetch`, moving bytes in
-//! `download`, the catalog and files in `store`. `ModelCache` methods are also defined, with
-//! their subject, in [`jobs`](crate::jobs) (`start_*`: the same calls on a worker thread) and
+//! calls lives with its subject: scanning and the manifest's live state in `scan`, planning
+//! and scheduling transfers in `fetch`, moving bytes in `download`, the catalog and files in
+//! `store`. `ModelCache` methods are also defined, with their subject, in
+//! [`jobs`](crate::jobs) (`start_*`: the same calls on a worker thread) and
 //! [`maintenance`](crate::maintenance) (verify and gc, importing a huggingface_hub cache,
 //! listings and removal).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::is_hex_of_len;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fetch::{offline_error, Engine, FilePlan};
+use crate::fetch::Engine;
 use crate::hub::HubClient;
-use crate::manifest::{unix_now, Manifest, QuantLive, RepoRecord};
+use crate::manifest::Manifest;
 use crate::progress::{reborrow, FileProgressFn, ProgressFn, Reporter};
 use crate::store::{FileRecord, Rebuilt, Store};
 use crate::validate;
 
 /// The revision a call means when it names none.
 pub const DEFAULT_REVISION: &str = "main";
-
-/// Where a cache lives when the caller names no directory: `$TABCACHE_HOME`, else
-/// `tabcache` under the platform's per-user cache directory (`$XDG_CACHE_HOME` or
-/// `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows). The CLI,
-/// C (`tc_default_cache_dir`) and Python (`default_cache_dir()`) all find the same cache.
-/// `None` when the environment names no home at all.
-pub fn default_cache_dir() -> Option<PathBuf> {
-    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = env("TABCACHE_HOME") {
-        return Some(PathBuf::from(dir));
-    }
-    let base = if cfg!(windows) {
-        env("LOCALAPPDATA").map(PathBuf::from)
-    } else if cfg!(target_os = "macos") {
-        env("HOME").map(|h| PathBuf::from(h).join("Library").join("Caches"))
-    } else {
-        env("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute())
-            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
-    }?;
-    Some(base.join("tabcache"))
-}
 
 pub use crate::options::CacheOptions;
 
@@ -111,11 +87,7 @@ pub struct CachedFile {
 #[derive(Clone)]
 pub struct ModelCache {
     engine: Arc<Engine>,
-    active: Arc<Mutex<Downloading>>,
 }
-
-/// Variants this process is downloading: (repo, quant) -> bytes held so far.
-type Downloading = HashMap<(String, String), Arc<AtomicU64>>;
 
 impl ModelCache {
     /// Open (creating if needed) the cache at `db_path`. Any number of processes and handles
@@ -142,7 +114,6 @@ impl ModelCache {
                 options.transfer,
                 options.parallel_files,
             )),
-            active: Arc::default(),
         })
     }
 
@@ -186,77 +157,9 @@ impl ModelCache {
     ) -> Result<Manifest> {
         validate::repo_id(repo_id)?;
         let mut reporter = Reporter::new(progress, None);
-        let record = self.scan_record_watched(&mut reporter, repo_id, revision)?;
+        let record = self.engine.scan_watched(&mut reporter, repo_id, revision)?;
         reporter.finish(record.files.len() as u64);
-        Ok(self.manifest_of(&record))
-    }
-
-    /// [`scan_record`](Self::scan_record) on a helper thread while `reporter` beats.
-    fn scan_record_watched(
-        &self,
-        reporter: &mut Reporter<'_>,
-        repo_id: &str,
-        revision: Option<&str>,
-    ) -> Result<RepoRecord> {
-        let (cache, repo, revision) = (
-            self.clone(),
-            repo_id.to_string(),
-            revision.map(str::to_string),
-        );
-        reporter.run("scan", move |watch| {
-            cache.scan_record(&cache.engine.hub.watched(watch), &repo, revision.as_deref())
-        })
-    }
-
-    /// The work of `scan_repo`, returning the stored record itself (which another thread may
-    /// delete from the catalog the moment it is stored). `hub` carries the caller's watch.
-    fn scan_record(
-        &self,
-        hub: &HubClient,
-        repo_id: &str,
-        revision: Option<&str>,
-    ) -> Result<RepoRecord> {
-        let revision = revision.unwrap_or(DEFAULT_REVISION);
-        validate::revision(revision)?;
-        let inner = &self.engine;
-        if hub.is_offline() {
-            return match inner.store.repo(repo_id)? {
-                Some(rec) if rec.revision == revision || rec.commit == revision => Ok(rec),
-                _ => Err(offline_error(&format!("scan {repo_id}"))),
-            };
-        }
-        let info = hub.model_info(repo_id, revision)?;
-        let listing = hub.list_files(repo_id, &info.sha)?;
-        let now = unix_now();
-        let record = inner.store.upsert_repo(repo_id, |old| {
-            RepoRecord::from_listing(repo_id, revision, &info, &listing, old.as_ref(), now)
-        })?;
-        self.adopt_held_content(&record)?;
-        Ok(record)
-    }
-
-    /// Record every listed file whose content the store already holds (from another revision,
-    /// repo or variant) at this commit, so it reads as cached without a transfer.
-    fn adopt_held_content(&self, record: &RepoRecord) -> Result<()> {
-        let store = &self.engine.store;
-        for (path, listed) in &record.files {
-            if store
-                .cached_file(&record.repo_id, &record.commit, path)?
-                .is_some()
-            {
-                continue;
-            }
-            let held = store.held_blob(listed.sha256.as_deref(), listed.git_oid.as_deref())?;
-            if let Some(sha256) = held {
-                let rec = FileRecord {
-                    sha256,
-                    size: listed.size,
-                    git_oid: listed.git_oid.clone(),
-                };
-                store.reference_blob(&record.repo_id, &record.commit, path, &rec)?;
-            }
-        }
-        Ok(())
+        Ok(self.engine.manifest_of(&record))
     }
 
     /// The stored manifest of `repo_id`, without network; None when it was never scanned.
@@ -266,29 +169,7 @@ impl ModelCache {
             .engine
             .store
             .repo(repo_id)?
-            .map(|rec| self.manifest_of(&rec)))
-    }
-
-    fn manifest_of(&self, record: &RepoRecord) -> Manifest {
-        let store = &self.engine.store;
-        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        record.to_manifest(|key, files| {
-            let mut live = QuantLive {
-                all_held: true,
-                ..QuantLive::default()
-            };
-            for f in files {
-                match store.cached_file(&record.repo_id, &record.commit, f) {
-                    Ok(Some(rec)) => live.held_bytes += rec.size,
-                    _ => live.all_held = false,
-                }
-            }
-            if let Some(loaded) = active.get(&(record.repo_id.clone(), key.to_string())) {
-                live.downloading = true;
-                live.held_bytes = live.held_bytes.max(loaded.load(Ordering::Relaxed));
-            }
-            live
-        })
+            .map(|rec| self.engine.manifest_of(&rec)))
     }
 
     /// Download one file (default revision `main`) and return its snapshot-view path. Nothing
@@ -460,92 +341,26 @@ impl ModelCache {
             validate::repo_path(path)?;
         }
         let mut progress = progress;
-        let mut plans: Vec<FilePlan> = Vec::new();
-        let mut others_at = revision.unwrap_or(DEFAULT_REVISION).to_string();
-        if let Some(quant) = quant {
-            let record = match (self.engine.store.repo(repo_id)?, revision) {
-                (Some(rec), None) => rec,
-                (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
-                _ => {
-                    // The scan counts files, not bytes: the caller's byte progress only beats
-                    // at (0, 0) meanwhile (still able to cancel), so it stays monotonic in one
-                    // unit.
-                    let listening = progress.is_some();
-                    let mut beat = |_: u64, _: u64| progress.as_mut().is_none_or(|p| p(0, 0));
-                    let mut scanning =
-                        Reporter::new(listening.then_some(&mut beat as ProgressFn<'_>), None);
-                    self.scan_record_watched(&mut scanning, repo_id, revision)?
-                }
-            };
-            plans = record
-                .variant_files(quant)?
-                .iter()
-                .map(|path| FilePlan::listed(repo_id, &record.commit, path, record.files.get(path)))
-                .collect();
-            others_at = record.commit;
-        }
-        let mut others: Vec<&str> = Vec::new();
-        for path in files {
-            if !plans.iter().any(|p| p.path == *path) && !others.contains(path) {
-                others.push(path);
-            }
-        }
-        if !others.is_empty() {
-            let mut planning = Reporter::new(reborrow(&mut progress), None);
-            plans.extend(
-                self.engine
-                    .plan_watched(&mut planning, repo_id, &others_at, &others)?,
-            );
-        }
+        let (plans, variant_only) =
+            self.engine
+                .plan_request(repo_id, quant, files, revision, &mut progress)?;
         let at: Vec<(String, String)> = plans
             .iter()
             .map(|p| (p.commit.clone(), p.path.clone()))
             .collect();
         match quant {
             // The bytes of other files must not count as the variant's while it downloads.
-            Some(quant) => {
-                let counted = others.is_empty();
-                self.fetch_variant(repo_id, quant, plans, counted, progress, per_file)?
-            }
+            Some(quant) => self.engine.fetch_variant(
+                repo_id,
+                quant,
+                plans,
+                variant_only,
+                progress,
+                per_file,
+            )?,
             None => self.engine.fetch_all(plans, progress, None, per_file)?,
         }
         self.cached_files(repo_id, &at)
-    }
-
-    /// Fetch `plans` as variant `quant`'s download: it reads as `downloading` meanwhile (with
-    /// its bytes so far when `counted`: the plans are its files alone), and the attempt is
-    /// recorded (when, and its error unless cancelled) for its status in the manifest.
-    fn fetch_variant(
-        &self,
-        repo_id: &str,
-        quant: &str,
-        plans: Vec<FilePlan>,
-        counted: bool,
-        progress: Option<ProgressFn<'_>>,
-        per_file: Option<FileProgressFn<'_>>,
-    ) -> Result<()> {
-        let loaded = Arc::new(AtomicU64::new(0));
-        let key = (repo_id.to_string(), quant.to_string());
-        self.active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone(), loaded.clone());
-        let live = counted.then_some(&*loaded);
-        let result = self.engine.fetch_all(plans, progress, live, per_file);
-        self.active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        let error = match &result {
-            Err(e) if e.kind() != ErrorKind::Cancelled => Some(e.message().to_string()),
-            _ => None,
-        };
-        self.engine.store.update_repo(repo_id, |rec| {
-            let state = rec.quant_state.entry(quant.to_string()).or_default();
-            state.last_updated = unix_now();
-            state.error = error.clone();
-        })?;
-        result
     }
 
     /// The snapshot-view paths of files just fetched, `(commit, path)` each, in order.

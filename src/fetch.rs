@@ -5,18 +5,21 @@
 //! a cancel. [`Engine`] is the part of a cache that transfers need: the store, the hub client,
 //! the transfer settings and the flights, shared by a cache's clones and its flight threads.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::cache::DEFAULT_REVISION;
 use crate::digest::{from_hex, is_hex_of_len, to_hex};
 use crate::download::{self, Expected, TransferOptions};
 use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flight, Flights, Ticket};
 use crate::hub::{HubClient, ResolvedFile};
-use crate::manifest::ListedFile;
-use crate::progress::{FileEvent, FileProgressFn, ProgressFn, Reporter, Watch, POLL_INTERVAL};
+use crate::manifest::{unix_now, ListedFile};
+use crate::progress::{
+    reborrow, FileEvent, FileProgressFn, ProgressFn, Reporter, Watch, POLL_INTERVAL,
+};
 use crate::store::{FileRecord, Store};
 
 /// Everything needed to fetch one file and check its bytes.
@@ -118,6 +121,8 @@ pub(crate) struct Engine {
     parallel_files: usize,
     /// Shared with flight threads, which must be able to land after releasing the engine.
     flights: Arc<Flights>,
+    /// Variants this process is downloading: (repo, quant) -> bytes held so far.
+    pub(crate) downloading: Mutex<HashMap<(String, String), Arc<AtomicU64>>>,
 }
 
 impl Engine {
@@ -137,12 +142,63 @@ impl Engine {
                 parallel_files
             },
             flights: Arc::default(),
+            downloading: Mutex::default(),
         }
     }
 
     /// The content keys of the transfers this process has under way.
     pub(crate) fn transfers_in_flight(&self) -> Vec<String> {
         self.flights.keys()
+    }
+
+    /// The plans of a request for variant `quant` (at the scanned commit; scanning first when
+    /// the repo was never scanned or `revision` differs) and each of `files` not among its
+    /// files (at the same commit; with no variant, at `revision`), each once: the variant's
+    /// files in its order, then the others in the order given. Also whether the plans are the
+    /// variant's files alone. Arguments are the caller's to validate.
+    pub(crate) fn plan_request(
+        self: &Arc<Self>,
+        repo_id: &str,
+        quant: Option<&str>,
+        files: &[&str],
+        revision: Option<&str>,
+        progress: &mut Option<ProgressFn<'_>>,
+    ) -> Result<(Vec<FilePlan>, bool)> {
+        let mut plans: Vec<FilePlan> = Vec::new();
+        let mut others_at = revision.unwrap_or(DEFAULT_REVISION).to_string();
+        if let Some(quant) = quant {
+            let record = match (self.store.repo(repo_id)?, revision) {
+                (Some(rec), None) => rec,
+                (Some(rec), Some(r)) if rec.revision == r || rec.commit == r => rec,
+                _ => {
+                    // The scan counts files, not bytes: the caller's byte progress only beats
+                    // at (0, 0) meanwhile (still able to cancel), so it stays monotonic in one
+                    // unit.
+                    let listening = progress.is_some();
+                    let mut beat = |_: u64, _: u64| progress.as_mut().is_none_or(|p| p(0, 0));
+                    let mut scanning =
+                        Reporter::new(listening.then_some(&mut beat as ProgressFn<'_>), None);
+                    self.scan_watched(&mut scanning, repo_id, revision)?
+                }
+            };
+            plans = record
+                .variant_files(quant)?
+                .iter()
+                .map(|path| FilePlan::listed(repo_id, &record.commit, path, record.files.get(path)))
+                .collect();
+            others_at = record.commit;
+        }
+        let mut others: Vec<&str> = Vec::new();
+        for path in files {
+            if !plans.iter().any(|p| p.path == *path) && !others.contains(path) {
+                others.push(path);
+            }
+        }
+        if !others.is_empty() {
+            let mut planning = Reporter::new(reborrow(progress), None);
+            plans.extend(self.plan_watched(&mut planning, repo_id, &others_at, &others)?);
+        }
+        Ok((plans, others.is_empty()))
     }
 
     /// The commit and record of `path` cached for `revision` (a ref, or a commit sha), if it
@@ -284,6 +340,42 @@ impl Engine {
         }
         reporter.finish(schedule.loaded_done);
         Ok(())
+    }
+
+    /// Fetch `plans` as variant `quant`'s download: it reads as `downloading` meanwhile (with
+    /// its bytes so far when `counted`: the plans are its files alone), and the attempt is
+    /// recorded (when, and its error unless cancelled) for its status in the manifest.
+    pub(crate) fn fetch_variant(
+        self: &Arc<Self>,
+        repo_id: &str,
+        quant: &str,
+        plans: Vec<FilePlan>,
+        counted: bool,
+        progress: Option<ProgressFn<'_>>,
+        per_file: Option<FileProgressFn<'_>>,
+    ) -> Result<()> {
+        let loaded = Arc::new(AtomicU64::new(0));
+        let key = (repo_id.to_string(), quant.to_string());
+        self.downloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone(), loaded.clone());
+        let live = counted.then_some(&*loaded);
+        let result = self.fetch_all(plans, progress, live, per_file);
+        self.downloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        let error = match &result {
+            Err(e) if e.kind() != ErrorKind::Cancelled => Some(e.message().to_string()),
+            _ => None,
+        };
+        self.store.update_repo(repo_id, |rec| {
+            let state = rec.quant_state.entry(quant.to_string()).or_default();
+            state.last_updated = unix_now();
+            state.error = error.clone();
+        })?;
+        result
     }
 
     fn start_flight(self: &Arc<Self>, plan: &FilePlan) -> Ticket {

@@ -29,11 +29,13 @@ pub mod manifest;
 mod options;
 mod progress;
 pub mod quant;
+mod scan;
 mod store;
 pub mod validate;
 
-pub use cache::{default_cache_dir, CacheOptions, CachedFile, ModelCache, Stats, DEFAULT_REVISION};
+pub use cache::{CacheOptions, CachedFile, ModelCache, Stats, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, QuantInfo, QuantStatus};
+pub use options::default_cache_dir;
 pub use progress::{FileEvent, FileProgressFn, ProgressFn};
 pub use store::Rebuilt;

@@ -2,8 +2,10 @@
 //! one setting reach every part it concerns (a read timeout is also the transfers' stall
 //! timeout; a retry count is also each connection's budget of attempts; zero means "the
 //! default"). The C ABI (and Python, through it) sets options with these builder methods
-//! only, so Rust, C and Python callers get the same rules.
+//! only, so Rust, C and Python callers get the same rules. Also where a cache lives when the
+//! caller names none ([`default_cache_dir`]).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::download::TransferOptions;
@@ -132,6 +134,29 @@ fn nonzero_or<T: Default + PartialEq>(value: T, default: T) -> T {
     } else {
         value
     }
+}
+
+/// Where a cache lives when the caller names no directory: `$TABCACHE_HOME`, else
+/// `tabcache` under the platform's per-user cache directory (`$XDG_CACHE_HOME` or
+/// `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%` on Windows). The CLI,
+/// C (`tc_default_cache_dir`) and Python (`default_cache_dir()`) all find the same cache.
+/// `None` when the environment names no home at all.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    if let Some(dir) = env("TABCACHE_HOME") {
+        return Some(PathBuf::from(dir));
+    }
+    let base = if cfg!(windows) {
+        env("LOCALAPPDATA").map(PathBuf::from)
+    } else if cfg!(target_os = "macos") {
+        env("HOME").map(|h| PathBuf::from(h).join("Library").join("Caches"))
+    } else {
+        env("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    }?;
+    Some(base.join("tabcache"))
 }
 
 #[cfg(test)]
