@@ -28,22 +28,6 @@ pub const DEFAULT_REVISION: &str = "main";
 
 pub use crate::options::CacheOptions;
 
-/// Cache statistics: the seed's `total_repos` and `total_size` (logical bytes of cached files)
-/// plus what deduplication saves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub total_repos: u64,
-    pub total_size: u64,
-    pub total_files: u64,
-    /// Bytes of blob files on disk: each distinct content once.
-    pub disk_bytes: u64,
-    /// `total_size - disk_bytes`: what storing shared content once saved.
-    pub dedup_saved_bytes: u64,
-    /// The last time the catalog was rebuilt from disk, and what that restored.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rebuilt: Option<Rebuilt>,
-}
-
 /// One file of a download as it sits in the cache: its repo path, its size and its
 /// snapshot-view path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -515,23 +499,6 @@ impl ModelCache {
             Err(e) if e.kind() == ErrorKind::RepoNotFound => Ok(0),
             Err(e) => Err(e),
         }
-    }
-
-    pub fn stats(&self) -> Result<Stats> {
-        let t = self.engine.store.totals()?;
-        Ok(Stats {
-            total_repos: t.repos,
-            total_size: t.logical_bytes,
-            total_files: t.files,
-            disk_bytes: t.blob_bytes,
-            dedup_saved_bytes: t.logical_bytes.saturating_sub(t.blob_bytes),
-            rebuilt: self.engine.store.last_rebuild()?,
-        })
-    }
-
-    /// Every repo the catalog knows (scanned or holding files).
-    pub fn repo_ids(&self) -> Result<Vec<String>> {
-        self.engine.store.repo_ids()
     }
 
     /// The store beneath, for the maintenance operations (`crate::maintenance`).

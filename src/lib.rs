@@ -33,8 +33,9 @@ mod scan;
 mod store;
 pub mod validate;
 
-pub use cache::{CacheOptions, CachedFile, ModelCache, Stats, DEFAULT_REVISION};
+pub use cache::{CacheOptions, CachedFile, ModelCache, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
+pub use maintenance::inventory::Stats;
 pub use manifest::{Manifest, QuantInfo, QuantStatus};
 pub use options::default_cache_dir;
 pub use progress::{FileEvent, FileProgressFn, ProgressFn};

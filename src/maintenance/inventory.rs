@@ -1,5 +1,5 @@
-//! What the cache holds, for listings (`tabcache ls`, `list_repos`, `list_files`), and
-//! removing a repo or one of its variants.
+//! What the cache holds: its counters (`stats`), listings (`tabcache ls`, `list_repos`,
+//! `list_files`), and removing a repo or one of its variants.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -8,7 +8,24 @@ use serde::{Deserialize, Serialize};
 use crate::cache::ModelCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
+use crate::store::Rebuilt;
 use crate::validate;
+
+/// Cache statistics: the seed's `total_repos` and `total_size` (logical bytes of cached files)
+/// plus what deduplication saves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_repos: u64,
+    pub total_size: u64,
+    pub total_files: u64,
+    /// Bytes of blob files on disk: each distinct content once.
+    pub disk_bytes: u64,
+    /// `total_size - disk_bytes`: what storing shared content once saved.
+    pub dedup_saved_bytes: u64,
+    /// The last time the catalog was rebuilt from disk, and what that restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt: Option<Rebuilt>,
+}
 
 /// One repo as `tabcache ls` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +79,24 @@ fn repo_not_cached(repo_id: &str) -> Error {
 }
 
 impl ModelCache {
+    /// The seed's counters and what deduplication saves (see [`Stats`]).
+    pub fn stats(&self) -> Result<Stats> {
+        let t = self.store().totals()?;
+        Ok(Stats {
+            total_repos: t.repos,
+            total_size: t.logical_bytes,
+            total_files: t.files,
+            disk_bytes: t.blob_bytes,
+            dedup_saved_bytes: t.logical_bytes.saturating_sub(t.blob_bytes),
+            rebuilt: self.store().last_rebuild()?,
+        })
+    }
+
+    /// Every repo the catalog knows (scanned or holding files).
+    pub fn repo_ids(&self) -> Result<Vec<String>> {
+        self.store().repo_ids()
+    }
+
     /// Every repo in the cache (scanned, or holding files) with its cached files' count and
     /// size and, when scanned, its variants.
     pub fn list_repos(&self) -> Result<Vec<RepoListing>> {

@@ -13,7 +13,7 @@ pub mod inventory;
 pub mod verify;
 
 pub use import::{default_hf_hub_cache, ImportReport, ImportSkip};
-pub use inventory::{FileListing, RemoveReport, RepoListing, VariantListing};
+pub use inventory::{FileListing, RemoveReport, RepoListing, Stats, VariantListing};
 pub use verify::{DamagedBlob, GcReport, RepairFailure, VerifyReport, DEFAULT_STALE_PARTIAL_AGE};
 
 /// One cached file: `repo_id@commit:path`.
