@@ -139,13 +139,7 @@ impl SnapshotView {
         let entry = self.file_path(repo_id, commit, path);
         let parent_path = entry.parent().expect("a view entry always has a parent");
         let folder = repo_folder(repo_id);
-        let (parents, name) = match path.rsplit_once('/') {
-            Some((parents, name)) => (Some(parents), name),
-            None => (None, path),
-        };
-        let names = [folder.as_str(), "snapshots", commit]
-            .into_iter()
-            .chain(parents.into_iter().flat_map(|p| p.split('/')));
+        let (names, name) = entry_folders(&folder, commit, path);
         let dir = self.walk(names, true)?.expect("walk creates every folder");
         let target = relative_to(parent_path, &blobs.path(sha256));
         if points_to(&dir, name, &target, blobs, sha256) {
@@ -184,13 +178,7 @@ impl SnapshotView {
     /// nothing there is the view's).
     pub(crate) fn remove_file(&self, repo_id: &str, commit: &str, path: &str) -> Result<()> {
         let folder = repo_folder(repo_id);
-        let (parents, name) = match path.rsplit_once('/') {
-            Some((parents, name)) => (Some(parents), name),
-            None => (None, path),
-        };
-        let names = [folder.as_str(), "snapshots", commit]
-            .into_iter()
-            .chain(parents.into_iter().flat_map(|p| p.split('/')));
+        let (names, name) = entry_folders(&folder, commit, path);
         let Some(dir) = self.walk(names, false)? else {
             return Ok(());
         };
@@ -202,6 +190,23 @@ impl SnapshotView {
             )
         })
     }
+}
+
+/// The folders from `hub/` down to the view entry of `path` at `commit` in the repo folder
+/// `folder`, and the entry's own name.
+fn entry_folders<'a>(
+    folder: &'a str,
+    commit: &'a str,
+    path: &'a str,
+) -> (impl Iterator<Item = &'a str>, &'a str) {
+    let (parents, name) = match path.rsplit_once('/') {
+        Some((parents, name)) => (Some(parents), name),
+        None => (None, path),
+    };
+    let names = [folder, "snapshots", commit]
+        .into_iter()
+        .chain(parents.into_iter().flat_map(|p| p.split('/')));
+    (names, name)
 }
 
 /// The entries of `dir`, sorted so walks and reports are stable; none when it does not exist.
