@@ -56,6 +56,9 @@ enum Message {
 /// handed over, and more than that is reported as [`Received::overflow`]. Errors: the sink's
 /// own, [`ErrorKind::Cancelled`] when told to stop, and transient [`ErrorKind::Network`] for a
 /// failed read or a stall (bytes handed over before it stay handed over).
+///
+/// One loop on purpose: the watchdog's states (data, end, failure, stall, cancel) are the arms
+/// of one select over the reader thread's messages.
 pub(crate) fn receive(
     body: Box<dyn Read + Send>,
     limit: Option<u64>,

@@ -200,6 +200,9 @@ pub fn transfer(
 /// `name`; a file started from scratch replaces whatever was at `name` by a new one, and a
 /// resumed one must be a regular file with no other hard link. So a link planted at the name
 /// or at the folder's path never leads a write elsewhere.
+///
+/// Long but linear: refuse what cannot be verified, check room, run, retry once from scratch
+/// after a corrupt resume, verify; each step is a call.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn transfer_in(
     source: &dyn RangeSource,

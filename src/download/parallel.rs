@@ -392,6 +392,9 @@ fn work(shared: &Shared, completed: &mpsc::Sender<usize>, hasher: &Thread) {
 
 /// Fetch range `index` into place, retrying transient faults from the last byte held.
 /// Returns the response when the server ignored the range and sent the whole body.
+///
+/// One function on purpose: a range's retry loop, where each attempt resumes from the bytes
+/// the previous one held; the attempt state is shared by every branch.
 fn fetch_range(
     shared: &Shared,
     index: usize,

@@ -65,6 +65,10 @@ pub(crate) fn run(job: &Job, file: Option<File>, first: Option<Fetched>) -> Resu
 
 /// One request: continue from `held` if the server allows, else start over. Returns `Ok` when
 /// the whole body is held.
+///
+/// One function on purpose: a request's life (open, check the response against what is held,
+/// receive, hash, write) shares the hasher and the held count at every step; split, each piece
+/// would need all of them back.
 fn attempt(
     job: &Job,
     file: &File,

@@ -183,6 +183,9 @@ pub fn parse_tree_page(
 
 /// Every file of the listing, all pages; `watch` counts the files listed so far and is
 /// checked before each page.
+///
+/// One loop on purpose: the pagination guards (revisits, page and entry limits, size sums)
+/// span all pages.
 pub fn list_files(
     http: &Http,
     watch: &Watch,

@@ -96,6 +96,8 @@ impl fmt::Debug for HubConfig {
 
 impl HubConfig {
     /// Decide every setting from `options`, then `env` (a variable lookup), then defaults.
+    ///
+    /// Long but flat: one setting after another, each option > environment > default.
     pub fn resolve(options: HubOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<HubConfig> {
         let env_nonempty = |name: &str| {
             env(name)

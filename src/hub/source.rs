@@ -42,6 +42,8 @@ impl FileSource {
         &self.url
     }
 
+    /// GET the resource once and check every header that says what the body is (status, range,
+    /// encoding, length); one function because each check needs the ones before it.
     fn fetch_once(&self, range: Option<(u64, u64)>) -> Result<Fetched> {
         let range_header = range.map(|(start, end)| format!("bytes={start}-{}", end - 1));
         // Compressed bytes would not be the file's bytes nor match its ranges.

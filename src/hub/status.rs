@@ -20,6 +20,8 @@ pub struct Subject<'a> {
 }
 
 /// The error for a response whose status is not a success, or None for 1xx-3xx/2xx.
+///
+/// One `match` on purpose: the status-to-error table of the Hub protocol, read as a whole.
 pub fn error_for_status(
     status: u16,
     headers: &HeaderMap,

@@ -458,6 +458,9 @@ impl Store {
     /// record without its file, and a lock alone are always removed; a resumable partial
     /// download only when `stale_after` is given and it has been idle that long. Callers hold
     /// the gate (which keeps adoptions, the other writers of `tmp/`, away).
+    ///
+    /// One loop on purpose: each key is examined and cleaned under its own transfer lock, held
+    /// across the whole decision.
     fn sweep_transfers(&self, stale_after: Option<std::time::Duration>) -> Result<Swept> {
         let mut swept = Swept::default();
         let mut keys: std::collections::BTreeMap<String, Option<blobs::TmpFile>> = self

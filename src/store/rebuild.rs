@@ -34,6 +34,9 @@ pub(crate) struct OnDisk {
 const GIT_FILE_MAX: u64 = 10 << 20;
 
 /// Read `blobs/` and the view under `hub_root`.
+///
+/// One pass on purpose: blobs and view entries are read in one walk so that every link is
+/// matched against the blob set as it is met.
 pub(crate) fn read(blobs: &BlobDir, hub_root: &Path) -> Result<OnDisk> {
     let mut disk = OnDisk {
         blobs: Vec::new(),

@@ -26,6 +26,9 @@ struct DownloadReport<'a> {
     total_bytes: u64,
 }
 
+/// `tabcache download`: scan, pick the variant (the library's default when none is named),
+/// fetch it and the named files in one library request, print what is where. Long but linear:
+/// each step is one library call and its CLI wording.
 pub fn download(out: &Output, cache: &ModelCache, args: &DownloadArgs) -> CmdResult {
     let repo = args.repo.as_str();
     let scanned = interrupt::cancellable(|cancel| {
