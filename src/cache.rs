@@ -483,7 +483,7 @@ impl ModelCache {
 
     /// The commit that `revision` of `repo` means locally: a recorded ref, or the revision
     /// itself when it is a commit sha.
-    fn commit_of(&self, repo: &str, revision: &str) -> Result<Option<String>> {
+    pub(crate) fn commit_of(&self, repo: &str, revision: &str) -> Result<Option<String>> {
         if let Some(c) = self.engine.store.commit_for(repo, revision)? {
             return Ok(Some(c));
         }
