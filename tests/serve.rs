@@ -673,7 +673,7 @@ fn traversal_attempts_are_refused() {
         format!("/{REPO}/resolve/main//{outside}"),
         format!("/{REPO}/resolve/main/%2F{outside}"),
         format!("/{REPO}/resolve/..%2F..%2F/config.json"),
-        format!("/org/%2e%2e/resolve/main/config.json"),
+        "/org/%2e%2e/resolve/main/config.json".to_string(),
         format!("/api/models/{REPO}/tree/main/..%2F.."),
     ] {
         let (status, head, body) = raw(&server, &target, "");
