@@ -936,3 +936,79 @@ fn dropping_the_server_stops_it() {
     drop(server);
     assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err());
 }
+
+/// What the Done-when of serving asks of the real huggingface_hub: with `HF_ENDPOINT` at our
+/// server (online mode, its own empty cache), `hf_hub_download` and `snapshot_download` of
+/// the cached repo give the same bytes, and the Hub's misses raise its own exceptions. The
+/// emulator (the upstream) sees no request meanwhile.
+#[test]
+fn huggingface_hub_downloads_through_the_server() {
+    let fx = fixture(false);
+    let server = serve(&fx.cache);
+    fx.hub.settled_requests();
+    fx.hub.emu.clear_log();
+    let client_cache = tempfile::tempdir().unwrap();
+    let script = r#"
+import hashlib, os, sys
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+repo = sys.argv[1]
+def sha(p):
+    return hashlib.sha256(open(p, "rb").read()).hexdigest()
+print("file", sha(hf_hub_download(repo, "onnx/model.onnx")))
+folder = snapshot_download(repo)
+for root, _, files in sorted(os.walk(folder)):
+    for name in sorted(files):
+        path = os.path.join(root, name)
+        print("snap", os.path.relpath(path, folder), sha(path))
+for args, error in [
+    ((repo, "onnx/model_q4.onnx"), EntryNotFoundError),
+    (("org/absent", "config.json"), RepositoryNotFoundError),
+]:
+    try:
+        hf_hub_download(*args)
+        print("UNEXPECTED success", args)
+    except error as e:
+        print("raised", type(e).__name__)
+try:
+    hf_hub_download(repo, "config.json", revision="v9")
+    print("UNEXPECTED success v9")
+except RevisionNotFoundError as e:
+    print("raised", type(e).__name__)
+"#;
+    let out = std::process::Command::new(test_python())
+        .args(["-c", script, REPO])
+        .env("HF_ENDPOINT", server.url())
+        .env("HF_HUB_CACHE", client_cache.path())
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HOME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = |path: &str| sha256_hex(&repo_file(&fx, path));
+    let mut want = vec![format!("file {}", sha(MODEL))];
+    for path in ["config.json", MODEL, "onnx/tokenizer.json"] {
+        want.push(format!("snap {path} {}", sha(path)));
+    }
+    want.extend(
+        [
+            "raised RemoteEntryNotFoundError",
+            "raised RepositoryNotFoundError",
+            "raised RevisionNotFoundError",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), want);
+    assert!(
+        fx.hub.settled_requests().is_empty(),
+        "the upstream was asked: {:?}",
+        fx.hub.emu.requests()
+    );
+}
