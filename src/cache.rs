@@ -163,8 +163,10 @@ impl ModelCache {
     ///
     /// # Errors
     /// `InvalidArgument` for a malformed argument (before any request); `EntryNotFound` and
-    /// `RepoNotFound`, `RevisionNotFound`, `GatedRepo`, `Unauthorized`, `RateLimited`, `Network`, `Http` as the hub answered; `Corrupt` when the bytes do not match their hash (nothing is committed);
-    /// `Cancelled` (partial data kept: the next call resumes); `Offline`; `Io`; `DiskFull`.
+    /// `RepoNotFound`, `RevisionNotFound`, `GatedRepo`, `Unauthorized`, `RateLimited`,
+    /// `Network`, `Http` as the hub answered; `Corrupt` when the bytes do not match their hash
+    /// (nothing is committed); `Cancelled` (partial data kept: the next call resumes);
+    /// `Offline`; `Io`; `DiskFull`.
     pub fn download_file(
         &self,
         repo_id: &str,
@@ -172,6 +174,18 @@ impl ModelCache {
         revision: Option<&str>,
         progress: Option<ProgressFn<'_>>,
     ) -> Result<PathBuf> {
+        Ok(self.download_held(repo_id, path, revision, progress)?.0)
+    }
+
+    /// The work of [`download_file`](Self::download_file): the file's view path and size once
+    /// it is cached.
+    fn download_held(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+        progress: Option<ProgressFn<'_>>,
+    ) -> Result<(PathBuf, u64)> {
         validate::repo_id(repo_id)?;
         validate::repo_path(path)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
@@ -179,11 +193,11 @@ impl ModelCache {
         let mut progress = progress;
         // A delete_model on another thread can remove the file between its landing and our
         // look-up; the caller asked for it to be cached, so fetch it again (a few times).
-        for _ in 0..3 {
+        for _ in 0..REFETCHES {
             let plan = match self.cached_commit(repo_id, revision, path)? {
                 Some(commit) => {
                     match self.ready_path(repo_id, &commit, path, reborrow(&mut progress))? {
-                        Some(view_path) => return Ok(view_path),
+                        Some(held) => return Ok(held),
                         None => continue, // deleted by another thread since we looked
                     }
                 }
@@ -197,8 +211,8 @@ impl ModelCache {
             let (repo, commit) = (plan.repo.clone(), plan.commit.clone());
             self.engine
                 .fetch_all(vec![plan], reborrow(&mut progress), None, None)?;
-            if let Some(view_path) = self.file_path_at(&repo, &commit, path)? {
-                return Ok(view_path);
+            if let Some((view_path, rec)) = self.engine.store.cached_view(&repo, &commit, path)? {
+                return Ok((view_path, rec.size));
             }
         }
         Err(deleted_each_time(repo_id, path))
@@ -253,12 +267,12 @@ impl ModelCache {
         commit: &str,
         path: &str,
         progress: Option<ProgressFn<'_>>,
-    ) -> Result<Option<PathBuf>> {
+    ) -> Result<Option<(PathBuf, u64)>> {
         let Some((view_path, rec)) = self.engine.store.cached_view(repo, commit, path)? else {
             return Ok(None);
         };
         Reporter::new(progress, Some(rec.size)).finish(rec.size);
-        Ok(Some(view_path))
+        Ok(Some((view_path, rec.size)))
     }
 
     /// Download every file of variant `quant` (as listed by the last scan; scans first if the
@@ -359,19 +373,13 @@ impl ModelCache {
         let store = &self.engine.store;
         at.iter()
             .map(|(commit, path)| {
-                let held = match store.cached_view(repo_id, commit, path)? {
-                    Some(held) => held,
-                    None => {
-                        self.download_file(repo_id, path, Some(commit), None)?;
-                        store
-                            .cached_view(repo_id, commit, path)?
-                            .ok_or_else(|| deleted_each_time(repo_id, path))?
-                    }
+                let (local_path, size) = match store.cached_view(repo_id, commit, path)? {
+                    Some((local_path, rec)) => (local_path, rec.size),
+                    None => self.download_held(repo_id, path, Some(commit), None)?,
                 };
-                let (local_path, rec) = held;
                 Ok(CachedFile {
                     path: path.clone(),
-                    size: rec.size,
+                    size,
                     local_path,
                 })
             })
@@ -380,7 +388,7 @@ impl ModelCache {
 
     /// The commit that `revision` of `repo` means locally: a recorded ref, or the revision
     /// itself when it is a commit sha.
-    fn commit_of(&self, repo: &str, revision: &str) -> Result<Option<String>> {
+    pub(crate) fn commit_of(&self, repo: &str, revision: &str) -> Result<Option<String>> {
         if let Some(c) = self.engine.store.commit_for(repo, revision)? {
             return Ok(Some(c));
         }
@@ -526,6 +534,10 @@ impl ModelCache {
         self.engine.transfers_in_flight()
     }
 }
+
+/// How many times a file that another caller deletes as soon as it lands is fetched again
+/// before the download gives up (a storm of deletes of the same repo).
+const REFETCHES: usize = 8;
 
 /// A download that another caller's deletes kept undoing.
 fn deleted_each_time(repo_id: &str, path: &str) -> Error {

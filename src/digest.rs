@@ -86,6 +86,14 @@ pub fn git_blob_sha1_file(path: &Path, size: u64) -> Result<[u8; 20]> {
     git_blob_sha1_of(&mut file, size, path)
 }
 
+/// The git blob id of `bytes`, held in memory (an LFS pointer, say).
+pub fn git_blob_sha1(bytes: &[u8]) -> [u8; 20] {
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
+    hasher.update(bytes);
+    hasher.finalize().into()
+}
+
 /// [`git_blob_sha1_file`] of an open file (read from where it stands).
 pub(crate) fn git_blob_sha1_of(file: &mut File, size: u64, path: &Path) -> Result<[u8; 20]> {
     let mut hasher = sha1::Sha1::new();

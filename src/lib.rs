@@ -4,7 +4,8 @@
 //! Rust users call. Beneath it: `hub` speaks the Hub protocol, `quant` turns a listing into
 //! quantization variants, `manifest` holds what `scan_repo` returns, `store` keeps the SQLite
 //! catalog, the content-addressed blobs and the snapshot view, `fetch` plans and schedules the
-//! transfers of a request, and `download` moves bytes.
+//! transfers of a request, and `download` moves bytes. `serve` answers HTTP clients out of the
+//! cache over the Hub's own protocol (a local Hugging Face endpoint).
 
 /// The one list of call outcomes (`tc_status`, its numbers and names, the error kinds and
 /// their exit codes) that `error` and `ffi` generate their types from. First, so that its
@@ -30,6 +31,7 @@ mod options;
 mod progress;
 pub mod quant;
 mod scan;
+pub mod serve;
 mod store;
 pub mod validate;
 

@@ -545,18 +545,6 @@ fn a_second_process_opens_the_cache_and_works_beside_the_first() {
         .unwrap();
 }
 
-fn test_python() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("TABCACHE_TEST_PYTHON") {
-        return p.into();
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no test Python: run `bash scripts/venv` (or scripts/test), or set TABCACHE_TEST_PYTHON"
-    );
-    venv
-}
-
 #[test]
 fn huggingface_hub_reads_our_snapshot_view_offline() {
     let hub = hub(fill);

@@ -13,7 +13,8 @@ mod body;
 mod hasher;
 mod parallel;
 mod plan;
-mod pwrite;
+// `serve` reads blobs at offsets with the same helper, so a file is read one way everywhere.
+pub(crate) mod pwrite;
 mod stream;
 
 use std::io::Read;

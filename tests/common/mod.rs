@@ -132,6 +132,20 @@ pub fn open(dir: &Path, hub: &Hub) -> ModelCache {
     ModelCache::open(dir, options(hub)).unwrap()
 }
 
+/// The Python with huggingface_hub that tests run: `TABCACHE_TEST_PYTHON`, else the
+/// project's `.venv` (made by `scripts/venv`). A missing one fails the test, never skips it.
+pub fn test_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TABCACHE_TEST_PYTHON") {
+        return p.into();
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no test Python: run `bash scripts/venv` (or scripts/test), or set TABCACHE_TEST_PYTHON"
+    );
+    venv
+}
+
 /// Names of the files in the cache's `blobs/` folder.
 pub fn blob_files(cache_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(cache_dir.join("blobs"))
