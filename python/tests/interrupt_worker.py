@@ -6,10 +6,15 @@ the transfer settings of the tests, prints ``calling``, makes the call (``scan``
 
 from __future__ import annotations
 
+import signal
 import sys
 
 
 def main() -> None:
+    # Python keeps SIGINT ignored when it starts with it ignored (a job started in the
+    # background by a non-interactive shell, as CI runners may do), and then there is no
+    # KeyboardInterrupt at all. This process stands for an interactive program: Ctrl-C raises.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import tabagent_model_cache as tmc
 
     db_path, method, repo = sys.argv[1:4]
