@@ -22,8 +22,6 @@ use crate::validate;
 pub enum JobOutput {
     /// A variant download: the snapshot-view paths of its files.
     Files(Vec<PathBuf>),
-    /// Done, with nothing to hand back (tests of the job machinery).
-    Done,
     /// A file download: the file's snapshot-view path.
     File(PathBuf),
     /// A scan: the repo's manifest.
@@ -242,14 +240,14 @@ mod tests {
             while !g.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Ok(JobOutput::Done)
+            Ok(JobOutput::Files(Vec::new()))
         })
         .unwrap();
         assert!(job.wait(Some(Duration::from_millis(20))).is_none());
         assert_eq!(job.progress(), (1, 2));
         gate.store(true, Ordering::Relaxed);
-        assert_eq!(job.wait(None), Some(Ok(JobOutput::Done)));
-        assert_eq!(job.outcome(), Some(Ok(JobOutput::Done)));
+        assert_eq!(job.wait(None), Some(Ok(JobOutput::Files(Vec::new()))));
+        assert_eq!(job.outcome(), Some(Ok(JobOutput::Files(Vec::new()))));
     }
 
     #[test]

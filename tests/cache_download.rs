@@ -571,20 +571,14 @@ try:
 except Exception as e:
     print("missing-ok", type(e).__name__)
 "#;
-    let out = Command::new(test_python())
-        .args(["-c", script])
-        .arg(cache.hub_cache_dir())
-        .arg(REPO)
-        .env("HF_HUB_OFFLINE", "1")
-        .env("HF_ENDPOINT", hub.emu.url())
-        .env_remove("HF_TOKEN")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = python_stdout(
+        Command::new(test_python())
+            .args(["-c", script])
+            .arg(cache.hub_cache_dir())
+            .arg(REPO)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("HF_ENDPOINT", hub.emu.url())
+            .env_remove("HF_TOKEN"),
     );
     let lines: Vec<&str> = stdout.lines().collect();
     let config = cache.file_path(REPO, "config.json", None).unwrap().unwrap();

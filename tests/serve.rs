@@ -981,21 +981,15 @@ try:
 except RevisionNotFoundError as e:
     print("raised", type(e).__name__)
 "#;
-    let out = std::process::Command::new(test_python())
-        .args(["-c", script, REPO])
-        .env("HF_ENDPOINT", server.url())
-        .env("HF_HUB_CACHE", client_cache.path())
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env_remove("HF_HUB_OFFLINE")
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HOME")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "python failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = python_stdout(
+        std::process::Command::new(test_python())
+            .args(["-c", script, REPO])
+            .env("HF_ENDPOINT", server.url())
+            .env("HF_HUB_CACHE", client_cache.path())
+            .env("HF_HUB_DISABLE_TELEMETRY", "1")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HOME"),
     );
     let sha = |path: &str| sha256_hex(&repo_file(&fx, path));
     let mut want = vec![format!("file {}", sha(MODEL))];

@@ -182,7 +182,7 @@ pub unsafe extern "C" fn tc_job_file_path(
         match handle.job.outcome() {
             None => Ok(TcStatus::Pending),
             Some(Err(e)) => Err(e.into()),
-            Some(Ok(JobOutput::Done | JobOutput::Files(_) | JobOutput::Manifest(_))) => Err(Failure::invalid(
+            Some(Ok(JobOutput::Files(_) | JobOutput::Manifest(_))) => Err(Failure::invalid(
                 "this job is not a file download, so it has no single path; use tc_cache_file_path per file",
             )),
             Some(Ok(JobOutput::File(path))) => {

@@ -146,6 +146,19 @@ pub fn test_python() -> PathBuf {
     venv
 }
 
+/// Run `python` (from [`test_python`], with its script and environment set) and return its
+/// stdout; panics with both streams when it fails.
+pub fn python_stdout(python: &mut Command) -> String {
+    let out = python.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Names of the files in the cache's `blobs/` folder.
 pub fn blob_files(cache_dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(cache_dir.join("blobs"))
