@@ -8,8 +8,8 @@
  *  - Input strings are NUL-terminated UTF-8, borrowed for the duration of the call only.
  *    A NULL revision means "main".
  *  - Strings and buffers the library returns are owned by the caller and released with
- *    tc_string_free / tc_bytes_free. Handles (tc_cache, tc_job, tc_reader) are released with
- *    their own close/free function.
+ *    tc_string_free / tc_bytes_free. Handles (tc_cache, tc_job, tc_reader, tc_server) are released
+ *    with their own close/free/stop function.
  *  - NULL for a required pointer, invalid UTF-8, or a closed/freed handle gives
  *    TC_STATUS_INVALID_ARGUMENT, never a crash. No Rust panic crosses this boundary
  *    (TC_STATUS_INTERNAL).
@@ -172,6 +172,12 @@ typedef struct tc_job tc_job;
 typedef struct tc_reader tc_reader;
 
 /**
+ * A running server answering the Hub's protocol from one cache. Opaque: start with
+ * tc_server_start, stop with tc_server_stop. Its functions may be called from any thread.
+ */
+typedef struct tc_server tc_server;
+
+/**
  * How a cache talks to the Hub and moves bytes. Always fill it with tc_options_init()
  * first, then set the fields you care about: struct_size lets a newer library read a struct
  * compiled against an older header (fields it lacks take their defaults). Strings are
@@ -302,6 +308,53 @@ typedef struct tc_stats {
    */
   uint64_t dedup_saved_bytes;
 } tc_stats;
+
+/**
+ * How a server listens and whom it answers. Fill it with tc_server_options_init() first,
+ * then set the fields you care about (struct_size: as for tc_options). Strings are borrowed
+ * for the tc_server_start call only.
+ */
+typedef struct tc_server_options {
+  /**
+   * sizeof(tc_server_options) as the caller compiled it; set by tc_server_options_init.
+   */
+  size_t struct_size;
+  /**
+   * Address or name to bind. NULL: "127.0.0.1". Anything but a loopback address needs a
+   * token (or insecure_no_token = 1).
+   */
+  const char *host;
+  /**
+   * Port to bind; 0 (default): any free port (tc_server_url tells which).
+   */
+  uint16_t port;
+  /**
+   * Origins that get CORS headers, matched exactly ("chrome-extension://<id>",
+   * "http://localhost:5173"); "*" allows every origin. NULL with a count of 0: none.
+   */
+  const char *const *allow_origins;
+  size_t allow_origins_count;
+  /**
+   * Host header names accepted besides the loopback ones and the bound host (a team's
+   * "cache-host"). NULL with a count of 0: none.
+   */
+  const char *const *allow_hosts;
+  size_t allow_hosts_count;
+  /**
+   * 1: fetch what the cache lacks from its upstream, through the cache (never when the
+   * cache is offline); 0: serve only what is cached; -1 (default): the library's default.
+   */
+  int pull_through;
+  /**
+   * When set, clients must send "Authorization: Bearer <token>" (CORS preflights
+   * excepted). NULL (default): no token.
+   */
+  const char *token;
+  /**
+   * 1: allow a non-loopback host without a token. 0 (default): refuse it.
+   */
+  int insecure_no_token;
+} tc_server_options;
 
 #ifdef __cplusplus
 extern "C" {
@@ -812,6 +865,51 @@ tc_status tc_reader_seek(struct tc_reader *reader,
  * tc_reader, is detected and ignored (tc_last_error_message() says so).
  */
 void tc_reader_close(struct tc_reader *reader);
+
+/**
+ * Fill *options with the defaults and set struct_size. Call it before setting any field.
+ * NULL is ignored. Never fails.
+ */
+void tc_server_options_init(struct tc_server_options *options);
+
+/**
+ * Serve cache over HTTP as a Hugging Face endpoint: point HF_ENDPOINT (huggingface_hub),
+ * env.remoteHost (transformers.js) or any Hub client at tc_server_url. Returns once the port
+ * is bound; requests are answered on the server's own threads until tc_server_stop.
+ *
+ * - cache: the cache to serve; the server keeps it open until stopped, even past
+ *   tc_cache_close.
+ * - options: borrowed for this call; NULL means all defaults (127.0.0.1, any free port, no
+ *   CORS origins, no token).
+ * - out: receives the new tc_server on success; the caller stops it with tc_server_stop.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT for NULL cache or out, a bad option, a
+ * host that does not resolve, an empty token, or a non-loopback host without a token (and
+ * without insecure_no_token); TC_STATUS_IO when the address cannot be bound (the port is in
+ * use, or not permitted).
+ */
+tc_status tc_server_start(struct tc_cache *cache,
+                          const struct tc_server_options *options,
+                          struct tc_server **out);
+
+/**
+ * The server's base URL, "http://HOST:PORT" with the port actually bound.
+ *
+ * - out_url: on TC_STATUS_OK receives the URL; the caller frees it with tc_string_free.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT for a NULL out_url or a stopped server.
+ */
+tc_status tc_server_url(const struct tc_server *server,
+                        char **out_url);
+
+/**
+ * Stop the server and release it: it stops listening, ends every open connection (a client
+ * in the middle of a download sees its body end short, never a wrong byte) and returns once
+ * the server's threads are gone. NULL is ignored; stopping twice, or a pointer that is not a
+ * tc_server, is detected and ignored (tc_last_error_message() says so). Safe while other
+ * threads use the same cache; do not call it from a tc_progress_fn.
+ */
+void tc_server_stop(struct tc_server *server);
 
 #ifdef __cplusplus
 }  // extern "C"

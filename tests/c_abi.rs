@@ -126,6 +126,11 @@ fn write_repos(root: &Path) {
         put(repo, "config.json", b"{}\n");
     }
     put("org/corrupt", "model-Q4_K_M.gguf", &gguf(Q4_SIZE, 7, 3, 5));
+    put(
+        "org/served",
+        "weights.bin",
+        &hub_emulator::pseudo_random_bytes(16 << 20, 6),
+    );
 }
 
 /// The repo of the huggingface_hub cache that api_test.c imports: two files whose blobs match
@@ -285,7 +290,7 @@ fn c_api_under_valgrind() {
     let stdout = text(&output.stdout);
     println!("{stdout}");
     let (sections, passed) = tally(&stdout);
-    assert_eq!(sections, 18, "every section ran:\n{stdout}");
+    assert_eq!(sections, 19, "every section ran:\n{stdout}");
     assert!(
         passed > 250,
         "{passed} checks passed; the C test has more than that"

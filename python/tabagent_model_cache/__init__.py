@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from . import _native
-from ._cache import CachedFile, ModelCache, ProgressCallback, default_cache_dir
+from ._cache import CachedFile, CacheServer, ModelCache, ProgressCallback, default_cache_dir
 from . import _errors
 from ._errors import (
     CacheIOError,
@@ -73,6 +73,7 @@ if _native.LIBRARY_VERSION != _native.HEADER_VERSION:
 __all__ = [
     "ModelCache",
     "CachedFile",
+    "CacheServer",
     "ProgressCallback",
     "default_cache_dir",
     *_errors.__all__,

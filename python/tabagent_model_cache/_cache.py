@@ -18,7 +18,10 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
-from ._errors import InvalidArgumentError, ModelCacheError, error_for_status
+from ._errors import InvalidArgumentError
+from ._errors import check as _check
+from ._errors import last_error as _error
+from ._server import CacheServer, start_server
 from ._native import ffi, lib
 
 logger = logging.getLogger("tabagent_model_cache")
@@ -46,17 +49,6 @@ if hasattr(os, "register_at_fork"):  # POSIX (every platform with fork)
     os.register_at_fork(after_in_child=_reset_fork_lock)
 
 
-def _error(status: int) -> ModelCacheError:
-    """The exception for ``status``; must run right after the failed call, on its thread,
-    because the library keeps the message per thread."""
-    message = ffi.string(lib.tc_last_error_message()).decode("utf-8", "replace")
-    name = ffi.string(lib.tc_status_name(status)).decode("ascii")
-    return error_for_status(status, message, name)
-
-
-def _check(status: int) -> None:
-    if status != _OK:
-        raise _error(status)
 
 
 def _text(value: Optional[str], what: str) -> Any:
@@ -897,6 +889,68 @@ class ModelCache:
         )
         return json.loads(_take_string(out[0]))
 
+    def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        allow_origins: Sequence[str] = (),
+        allow_hosts: Sequence[str] = (),
+        pull_through: bool = True,
+        token: Optional[str] = None,
+        insecure_no_token: bool = False,
+    ) -> CacheServer:
+        """Serve this cache over HTTP as a Hugging Face endpoint.
+
+        huggingface_hub (``HF_ENDPOINT``), transformers.js (``env.remoteHost``) and any other
+        Hub client pointed at the server's ``url`` read models from this cache: file downloads
+        (with ``Range``, ``ETag``, ``If-None-Match``), model info, tree and paths-info listings,
+        and the Hub's errors (``EntryNotFound`` for a file the cache cannot deliver). The server
+        runs on the library's threads until ``close()``; other processes may use the same cache
+        meanwhile.
+
+        Args:
+            host (`str`, *optional*):
+                Address or name to bind. Defaults to ``"127.0.0.1"``. Anything but a loopback
+                address needs ``token`` (or ``insecure_no_token=True``).
+            port (`int`, *optional*):
+                Port to bind; 0 (the default) takes any free port (see ``CacheServer.port``).
+            allow_origins (`Sequence[str]`, *optional*):
+                Browser origins that may read from the server (CORS), matched exactly, e.g.
+                ``"chrome-extension://<id>"``; ``"*"`` allows every origin.
+            allow_hosts (`Sequence[str]`, *optional*):
+                ``Host`` names accepted besides the loopback ones (a team's ``cache-host``);
+                others are refused, which stops DNS-rebinding pages.
+            pull_through (`bool`, *optional*):
+                Fetch what the cache lacks from its upstream, through the cache (never when the
+                cache is offline). Defaults to ``True``.
+            token (`str`, *optional*):
+                When given, clients must send ``Authorization: Bearer <token>`` (huggingface_hub
+                does with ``HF_TOKEN``).
+            insecure_no_token (`bool`, *optional*):
+                Allow a non-loopback ``host`` without a token.
+
+        Returns:
+            [`CacheServer`]: The running server (``.url``, ``.port``, ``.close()``; a context
+            manager).
+
+        Raises:
+            [`InvalidArgumentError`]: A bad option, a host that does not resolve, or a
+                non-loopback host without a token.
+            [`CacheIOError`]: The address cannot be bound (the port is in use, or not
+                permitted).
+        """
+        return start_server(
+            self._cache(),
+            host,
+            port,
+            allow_origins,
+            allow_hosts,
+            pull_through,
+            token,
+            insecure_no_token,
+        )
+
     # -- asyncio ---------------------------------------------------------------------------
 
     async def scan_repo_async(
@@ -1141,7 +1195,7 @@ def _milliseconds(seconds: float, what: str) -> int:
     return max(1, round(seconds * 1000))
 
 
-__all__ = ["ModelCache", "CachedFile", "ProgressCallback"]
+__all__ = ["ModelCache", "CachedFile", "CacheServer", "ProgressCallback"]
 
 
 def default_cache_dir() -> Optional[str]:

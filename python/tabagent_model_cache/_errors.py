@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterator, Optional, Type
 
-from ._native import lib
+from ._native import ffi, lib
 
 __all__ = [
     "ModelCacheError",
@@ -207,3 +207,18 @@ def error_for_status(status: int, message: str, status_name: str) -> ModelCacheE
     """
     cls = _BY_STATUS.get(status, ModelCacheError)
     return cls(message or f"tabcache call failed with status {status_name}", status_name)
+
+
+def last_error(status: int) -> ModelCacheError:
+    """The exception for a call that just returned ``status``, with this thread's last error
+    message; must run right after the failed call, on its thread, because the library keeps
+    the message per thread."""
+    message = ffi.string(lib.tc_last_error_message()).decode("utf-8", "replace")
+    name = ffi.string(lib.tc_status_name(status)).decode("ascii")
+    return error_for_status(status, message, name)
+
+
+def check(status: int) -> None:
+    """Raise :func:`last_error` unless ``status`` is ``TC_STATUS_OK``."""
+    if status != lib.TC_STATUS_OK:
+        raise last_error(status)

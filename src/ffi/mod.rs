@@ -21,12 +21,14 @@ mod handles;
 mod job;
 mod memory;
 mod reader;
+mod server;
 
 pub use cache::*;
 pub use error::*;
 pub use job::*;
 pub use memory::*;
 pub use reader::*;
+pub use server::*;
 
 /// The version of the library actually loaded, e.g. "0.1.0". Compare with the `TC_VERSION`
 /// macro to detect a header/library mismatch. The string is static: do not free it.

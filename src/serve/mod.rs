@@ -20,6 +20,7 @@
 mod body;
 mod conditional;
 mod guard;
+mod log;
 mod lookup;
 mod respond;
 mod route;
@@ -28,7 +29,7 @@ use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -42,6 +43,7 @@ use tokio::task::JoinSet;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ModelCache;
 use body::Body;
+pub use log::{RequestLog, Served};
 use respond::Answer;
 use route::Route;
 
@@ -68,6 +70,8 @@ pub struct ServeOptions {
     pub insecure_no_token: bool,
     /// Entries per page of a tree listing (the Hub's is 1000).
     pub tree_page_size: usize,
+    /// Told of every request once its answer's head is ready (the command line's log lines).
+    pub log: Option<RequestLog>,
 }
 
 impl Default for ServeOptions {
@@ -81,6 +85,7 @@ impl Default for ServeOptions {
             token: None,
             insecure_no_token: false,
             tree_page_size: 1000,
+            log: None,
         }
     }
 }
@@ -101,6 +106,7 @@ struct State {
     allow_hosts: Vec<String>,
     token: Option<String>,
     tree_page_size: usize,
+    log: Option<RequestLog>,
 }
 
 /// The most a `paths-info` body may hold: far more than any real list of paths.
@@ -194,6 +200,7 @@ impl Server {
             allow_hosts,
             token: options.token,
             tree_page_size: options.tree_page_size,
+            log: options.log,
         });
         let (stop, stopped) = watch::channel(false);
         // The runtime lives and dies on its own thread, so stopping works from any caller,
@@ -262,9 +269,9 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watc
         tokio::select! {
             _ = stopped.changed() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, state.clone()));
+                    connections.spawn(serve_connection(stream, peer, state.clone()));
                 }
                 // Out of file descriptors and the like: pause rather than spin.
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -277,10 +284,10 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stopped: watc
     connections.shutdown().await;
 }
 
-async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<State>) {
+async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, state: Arc<State>) {
     let service = hyper::service::service_fn(move |request| {
         let state = state.clone();
-        async move { Ok::<_, Infallible>(handle(state, request).await) }
+        async move { Ok::<_, Infallible>(handle(state, peer, request).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -289,19 +296,42 @@ async fn serve_connection(stream: tokio::net::TcpStream, state: Arc<State>) {
         .await;
 }
 
-/// Every answer, errors included, gets the CORS headers its origin is allowed.
-async fn handle(state: Arc<State>, request: Request<Incoming>) -> Answer {
+/// Every answer, errors included, gets the CORS headers its origin is allowed, and is logged
+/// when the server has a log.
+async fn handle(state: Arc<State>, peer: SocketAddr, request: Request<Incoming>) -> Answer {
+    let arrived = Instant::now();
     let origin = request
         .headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let asked = state.log.is_some().then(|| {
+        let target = request.uri().path_and_query().map_or("/", |t| t.as_str());
+        (request.method().to_string(), target.to_string())
+    });
     let mut answer = answer(&state, request, origin.as_deref()).await;
     guard::add_cors(
         answer.headers_mut(),
         origin.as_deref(),
         &state.allow_origins,
     );
+    if let (Some(log), Some((method, target))) = (&state.log, asked) {
+        // Set by the file answers (a HEAD's too); the JSON ones know their body's size.
+        let length = answer
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .or_else(|| hyper::body::Body::size_hint(answer.body()).exact());
+        log.record(&Served {
+            peer,
+            method,
+            target,
+            status: answer.status().as_u16(),
+            length,
+            origin,
+            elapsed: arrived.elapsed(),
+        });
+    }
     answer
 }
 

@@ -11,6 +11,8 @@
  *   org/ratelimited every request answers 429
  *   org/unauth      every request answers 401
  *   org/corrupt     model-Q4_K_M.gguf whose CDN bytes are corrupted
+ *   org/served      weights.bin (16 MiB: more than loopback socket buffers hold), for the
+ *                   server section's stop in the middle of a download
  *
  * and a huggingface_hub cache at HF_CACHE (also in the HF_HUB_CACHE environment variable)
  * holding org/imported at one commit, which refs/main names: model-Q4_K_M.gguf (an LFS blob
@@ -24,11 +26,14 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #define _XOPEN_SOURCE 700 /* realpath */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1106,6 +1111,193 @@ static void test_import_hf(void) {
     tc_cache_close(cache);
 }
 
+/* ---- tc_server: a minimal HTTP/1.1 client, enough to read what the server answers ---- */
+
+/* A connected socket to 127.0.0.1:port, with a small receive buffer when `small_window`, so
+ * that a large body cannot fit in the socket buffers and stays in flight. -1 on failure. */
+static int http_connect(int port, int small_window) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    if (small_window) {
+        int size = 4096;
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int send_all(int fd, const char *text) {
+    size_t len = strlen(text);
+    while (len > 0) {
+        ssize_t n = send(fd, text, len, 0);
+        if (n <= 0) return -1;
+        text += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+struct http_answer {
+    int status;
+    char head[4096];        /* the status line and headers, NUL-terminated */
+    long long length;       /* Content-Length, -1 when absent */
+    char *body;             /* what came after the head, up to the length or the end */
+    size_t body_len;
+};
+
+/* Read the head (up to the blank line) from fd; the body bytes read with it go to `answer`.
+ * Returns 0 on success. */
+static int http_read_head(int fd, struct http_answer *answer) {
+    memset(answer, 0, sizeof *answer);
+    answer->length = -1;
+    size_t used = 0;
+    char *end = NULL;
+    while (end == NULL) {
+        if (used >= sizeof answer->head - 1) return -1;
+        ssize_t n = recv(fd, answer->head + used, sizeof answer->head - 1 - used, 0);
+        if (n <= 0) return -1;
+        used += (size_t)n;
+        answer->head[used] = '\0';
+        end = strstr(answer->head, "\r\n\r\n");
+    }
+    size_t head_len = (size_t)(end - answer->head) + 4;
+    answer->body_len = used - head_len;
+    answer->body = malloc(answer->body_len + 1);
+    memcpy(answer->body, answer->head + head_len, answer->body_len);
+    answer->head[head_len] = '\0';
+    if (sscanf(answer->head, "HTTP/1.1 %d", &answer->status) != 1) return -1;
+    const char *length = strstr(answer->head, "\r\ncontent-length: ");
+    if (length != NULL) answer->length = strtoll(length + strlen("\r\ncontent-length: "), NULL, 10);
+    return 0;
+}
+
+/* Read the rest of the body (to Content-Length, or until the connection ends). */
+static void http_read_body(int fd, struct http_answer *answer) {
+    char buffer[65536];
+    for (;;) {
+        if (answer->length >= 0 && (long long)answer->body_len >= answer->length) break;
+        ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+        if (n <= 0) break;
+        answer->body = realloc(answer->body, answer->body_len + (size_t)n + 1);
+        memcpy(answer->body + answer->body_len, buffer, (size_t)n);
+        answer->body_len += (size_t)n;
+    }
+    if (answer->body != NULL) answer->body[answer->body_len] = '\0';
+}
+
+/* GET target from 127.0.0.1:port with `Connection: close`; 0 on success. */
+static int http_get(int port, const char *target, struct http_answer *answer) {
+    int fd = http_connect(port, 0);
+    if (fd < 0) return -1;
+    char request[1024];
+    snprintf(request, sizeof request, "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", target, port);
+    int ok = send_all(fd, request) == 0 && http_read_head(fd, answer) == 0;
+    if (ok) http_read_body(fd, answer);
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int url_port(const char *url) {
+    const char *colon = url ? strrchr(url, ':') : NULL;
+    return colon ? atoi(colon + 1) : -1;
+}
+
+static void test_server(void) {
+    section("tc_server: start, fetch through it, errors, stop in the middle of a download");
+    tc_options options = test_options(endpoint);
+    tc_cache *cache = open_cache("served", &options);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/tiny-gguf", "config.json", NULL, NULL, NULL, NULL), TC_STATUS_OK);
+    CHECK_STATUS(tc_cache_download_file(cache, "org/served", "weights.bin", NULL, NULL, NULL, NULL), TC_STATUS_OK);
+
+    /* Arguments and options refused before anything binds. */
+    tc_server *server = NULL;
+    tc_server_options serve;
+    tc_server_options_init(&serve);
+    serve.pull_through = 0;
+    CHECK_STATUS(tc_server_start(NULL, &serve, &server), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_server_start(cache, &serve, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "out") != NULL);
+    tc_server_options bad = serve;
+    bad.struct_size = 3;
+    CHECK_STATUS(tc_server_start(cache, &bad, &server), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "struct_size") != NULL);
+    bad = serve;
+    bad.pull_through = 7;
+    CHECK_STATUS(tc_server_start(cache, &bad, &server), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "pull_through") != NULL);
+    bad = serve;
+    bad.host = "0.0.0.0";
+    CHECK_STATUS(tc_server_start(cache, &bad, &server), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "token") != NULL);
+    bad = serve;
+    bad.allow_origins_count = 2;
+    CHECK_STATUS(tc_server_start(cache, &bad, &server), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "allow_origins") != NULL);
+    CHECK(server == NULL);
+
+    const char *origins[] = {"chrome-extension://abcdefghijklmnop"};
+    serve.allow_origins = origins;
+    serve.allow_origins_count = 1;
+    CHECK_STATUS(tc_server_start(cache, &serve, &server), TC_STATUS_OK);
+    /* The server keeps the cache open: closing our handle changes nothing for it. */
+    tc_cache_close(cache);
+    char *url = NULL;
+    CHECK_STATUS(tc_server_url(server, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_server_url(server, &url), TC_STATUS_OK);
+    CHECK(url != NULL && strncmp(url, "http://127.0.0.1:", 17) == 0);
+    int port = url_port(url);
+    CHECK(port > 0);
+    tc_string_free(url);
+
+    struct http_answer answer;
+    CHECK(http_get(port, "/org/tiny-gguf/resolve/main/config.json", &answer) == 0);
+    CHECK(answer.status == 200);
+    CHECK(answer.body != NULL && strcmp(answer.body, "{\"model_type\": \"llama\"}\n") == 0);
+    CHECK(strstr(answer.head, "\r\netag: ") != NULL && strstr(answer.head, "\r\nx-repo-commit: ") != NULL);
+    free(answer.body);
+    CHECK(http_get(port, "/org/tiny-gguf/resolve/main/README.md", &answer) == 0);
+    CHECK(answer.status == 404 && strstr(answer.head, "x-error-code: EntryNotFound") != NULL);
+    free(answer.body);
+    CHECK(http_get(port, "/org/tiny-gguf/resolve/main/..%2f..%2fetc%2fpasswd", &answer) == 0);
+    CHECK(answer.status == 400);
+    free(answer.body);
+
+    /* Stop while a client is in the middle of the 16 MiB file: its connection ends before the
+     * last byte, and the stop does not wait for the client. */
+    int fd = http_connect(port, 1);
+    CHECK(fd >= 0);
+    char request[256];
+    snprintf(request, sizeof request, "GET /org/served/resolve/main/weights.bin HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
+    CHECK(fd >= 0 && send_all(fd, request) == 0);
+    CHECK(fd >= 0 && http_read_head(fd, &answer) == 0);
+    CHECK(answer.status == 200 && answer.length == 16 << 20);
+    double before = now_ms();
+    tc_server_stop(server);
+    CHECK(now_ms() - before < 10000);
+    CHECK(strcmp(tc_last_error_message(), "") == 0);
+    if (fd >= 0) {
+        http_read_body(fd, &answer);
+        CHECK(answer.body_len < (size_t)(16 << 20));
+        close(fd);
+    }
+    free(answer.body);
+    /* The port is closed; the handle is refused; a second stop is harmless. */
+    CHECK(http_connect(port, 0) < 0);
+    CHECK_STATUS(tc_server_url(server, &url), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "tc_server") != NULL);
+    tc_server_stop(server);
+    CHECK(strstr(tc_last_error_message(), "already") != NULL);
+    tc_server_stop(NULL);
+}
+
 int main(int argc, char **argv) {
     int reuse_only = argc == 7 && strcmp(argv[6], "reuse") == 0;
     if (argc != 6 && !reuse_only) {
@@ -1147,6 +1339,7 @@ int main(int argc, char **argv) {
     test_delete_and_close();
     test_close_while_in_flight();
     test_import_hf();
+    test_server();
     section(NULL);
 
     printf("%d passed, %d failed\n", passed, failed);
