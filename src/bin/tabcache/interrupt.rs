@@ -1,7 +1,8 @@
 //! Ctrl-C. The first SIGINT sets a flag that the progress callbacks of long commands return,
 //! so the library cancels (it calls them at least every 200 ms whatever it is doing, so a
 //! command ends within a second) and the command exits with 130, saying that partial
-//! downloads are kept. A second SIGINT exits at once.
+//! downloads are kept. A second SIGINT exits at once. `serve` waits for the first (or a
+//! SIGTERM) to stop.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,6 +19,21 @@ pub fn cancellable<T>(call: impl FnOnce(ProgressFn<'_>) -> Result<T, Error>) -> 
     match result {
         Err(e) if e.kind() == ErrorKind::Cancelled && is_interrupted() => Err(interrupted()),
         other => other,
+    }
+}
+
+/// Block until Ctrl-C or SIGTERM (for `serve`, whose normal end they are), checking every
+/// 100 ms.
+pub fn wait_for_stop() {
+    install();
+    #[cfg(unix)]
+    // SAFETY: as in `install`.
+    unsafe {
+        let handler: extern "C" fn(libc::c_int) = on_sigint;
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    while !is_interrupted() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 

@@ -83,6 +83,7 @@ fn run(cli: &Cli, out: &Output) -> CmdResult {
         Command::Gc { stale_days } => commands::gc(out, &cache, *stale_days),
         Command::Stats => commands::stats(out, &cache),
         Command::ImportHf { dir } => commands::import_hf(out, &cache, dir.as_deref()),
+        Command::Serve(args) => commands::serve(out, &cache, args, flags::serve_token(cli)?),
     }
 }
 

@@ -7,6 +7,7 @@ mod ls;
 mod read;
 mod remove;
 mod scan;
+mod serve;
 mod stats;
 mod verify;
 
@@ -18,6 +19,7 @@ pub use ls::ls;
 pub use read::{cat, path};
 pub use remove::{gc, rm};
 pub use scan::scan;
+pub use serve::serve;
 pub use stats::stats;
 pub use verify::verify;
 

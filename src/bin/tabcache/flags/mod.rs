@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tabcache::maintenance::DEFAULT_STALE_PARTIAL_AGE;
 
-pub use token::token;
+pub use token::{serve_token, token};
 
 pub const SECONDS_PER_DAY: f64 = 86_400.0;
 
@@ -42,15 +42,10 @@ pub struct Cli {
     pub endpoint: Option<String>,
     /// Access token [default: $HF_TOKEN, else the huggingface_hub token file]. Other users of
     /// the machine can read it in the process list: prefer --token-file or HF_TOKEN
-    #[arg(
-        long,
-        global = true,
-        value_name = "TOKEN",
-        conflicts_with = "token_file"
-    )]
+    #[arg(long, global = true, value_name = "TOKEN")]
     pub token: Option<String>,
     /// Read the access token from FILE ("-": standard input), which keeps it out of the
-    /// process list
+    /// process list (for serve: the token its clients must send)
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Make no network request; answer from the cache only
@@ -131,6 +126,47 @@ pub enum Command {
         /// [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]
         dir: Option<PathBuf>,
     },
+    /// Serve the cache over HTTP as a Hugging Face endpoint (HF_ENDPOINT, env.remoteHost)
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
+}
+
+const SERVE_HELP: &str = "\
+Prints `serving http://HOST:PORT` on stdout once it listens (with --json: {\"serving\": URL}),
+then one line per request on stderr (JSON lines with --json; none with --quiet). Ctrl-C or
+SIGTERM stops it (exit 0). Other tabcache commands and programs may use the cache meanwhile.
+
+For serve, --token-file names the token clients must send (`Authorization: Bearer`, as
+huggingface_hub sends HF_TOKEN); the Hub token of pull-through comes from
+--upstream-token-file, else HF_TOKEN, else the huggingface_hub token file.
+
+  HF_ENDPOINT=http://127.0.0.1:8765 python -c 'from huggingface_hub import snapshot_download; ...'";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to bind; anything but loopback needs --token-file (or --insecure-no-token)
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to bind (0: any free port; the `serving` line tells which)
+    #[arg(long, default_value_t = 8765)]
+    pub port: u16,
+    /// A browser origin that may read from the server (CORS), matched exactly, e.g.
+    /// chrome-extension://<id> or http://localhost:5173; `*` allows every origin (repeatable)
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
+    /// A Host name clients may use besides the loopback ones, e.g. a team's cache-host
+    /// (repeatable)
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+    /// Serve only what is cached: never fetch a missing file from the Hub
+    #[arg(long)]
+    pub no_pull_through: bool,
+    /// Serve a non-loopback --host without a token: anyone who can reach it reads the cache
+    #[arg(long)]
+    pub insecure_no_token: bool,
+    /// Read the Hub token for pull-through from FILE ("-": standard input)
+    #[arg(long, value_name = "FILE")]
+    pub upstream_token_file: Option<PathBuf>,
 }
 
 #[derive(Args)]

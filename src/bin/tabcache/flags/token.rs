@@ -1,18 +1,45 @@
-//! The access token the flags give: `--token` (with the warning it deserves), `--token-file`
-//! (read with the checks a secret on disk needs), or none, which leaves the library to look
-//! at HF_TOKEN and the huggingface_hub token file.
+//! The tokens the flags give: the Hub access token from `--token` (with the warning it
+//! deserves), `--token-file` (read with the checks a secret on disk needs), or none, which
+//! leaves the library to look at HF_TOKEN and the huggingface_hub token file; and for `serve`,
+//! the token its clients must send.
 
 use std::io::Read;
 use std::path::Path;
 
 use tabcache::Error;
 
-use super::Cli;
+use super::{Cli, Command};
 
 /// A token file holds one token; anything longer than this is not one.
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
+/// The Hub token the flags give (`None`: the library looks at HF_TOKEN and the token file).
+/// For `serve`, `--token-file` is the clients' token instead ([`serve_token`]), and the Hub's
+/// comes from `--upstream-token-file`.
 pub fn token(cli: &Cli) -> Result<Option<String>, Error> {
+    if let Command::Serve(args) = &cli.command {
+        // `--token ""` (send no Hub token) says nothing about clients: it stays allowed.
+        if let Some(token) = &cli.token {
+            if token.is_empty() {
+                return Ok(Some(String::new()));
+            }
+            return Err(Error::invalid(
+                "serve takes no --token: give the Hub token with --upstream-token-file FILE (or \
+                 HF_TOKEN), and the token clients must send with --token-file FILE",
+            ));
+        }
+        return args
+            .upstream_token_file
+            .as_deref()
+            .map(|path| read_token_file(path, "--upstream-token-file"))
+            .transpose();
+    }
+    // Checked here, not by clap: for `serve` the two flags name different tokens.
+    if cli.token.is_some() && cli.token_file.is_some() {
+        return Err(Error::invalid(
+            "--token and --token-file both give the access token; give only one",
+        ));
+    }
     if let Some(token) = &cli.token {
         if !token.is_empty() {
             // Said even with --quiet: scripts are where a token in argv leaks (cron, CI logs).
@@ -23,9 +50,22 @@ pub fn token(cli: &Cli) -> Result<Option<String>, Error> {
         }
         return Ok(Some(token.clone()));
     }
-    let Some(path) = &cli.token_file else {
-        return Ok(None);
-    };
+    cli.token_file
+        .as_deref()
+        .map(|path| read_token_file(path, "--token-file"))
+        .transpose()
+}
+
+/// For `serve`: the token clients must send, from `--token-file`.
+pub fn serve_token(cli: &Cli) -> Result<Option<String>, Error> {
+    cli.token_file
+        .as_deref()
+        .map(|path| read_token_file(path, "--token-file"))
+        .transpose()
+}
+
+/// The one token in `path` ("-": standard input), given to `flag`.
+fn read_token_file(path: &Path, flag: &str) -> Result<String, Error> {
     let shown = path.display();
     let mut text = String::new();
     let read = if path.as_os_str() == "-" {
@@ -41,21 +81,21 @@ pub fn token(cli: &Cli) -> Result<Option<String>, Error> {
     };
     read.map_err(|e| {
         Error::invalid(format!(
-            "could not read the token file {shown} given to --token-file: {e}; give a readable file that holds the access token"
+            "could not read the token file {shown} given to {flag}: {e}; give a readable file that holds the token"
         ))
     })?;
     let token = text.trim();
     if token.is_empty() {
         return Err(Error::invalid(format!(
-            "the token file {shown} given to --token-file is empty; put the access token in it (one line)"
+            "the token file {shown} given to {flag} is empty; put the token in it (one line)"
         )));
     }
     if text.len() as u64 > MAX_TOKEN_FILE || token.contains(char::is_whitespace) {
         return Err(Error::invalid(format!(
-            "the token file {shown} given to --token-file holds more than one token; put only the access token in it (one line)"
+            "the token file {shown} given to {flag} holds more than one token; put only the token in it (one line)"
         )));
     }
-    Ok(Some(token.to_string()))
+    Ok(token.to_string())
 }
 
 /// A token file others may read leaks the token as surely as --token does.
