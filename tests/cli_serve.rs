@@ -264,3 +264,21 @@ fn a_non_loopback_bind_without_a_token_is_served_only_when_asked_with_a_warning(
     let (code, _) = stop(child, stderr, libc::SIGINT);
     assert_eq!(code, 0);
 }
+
+#[test]
+fn what_another_process_downloads_meanwhile_is_served_at_once() {
+    let (hub, cache) = cached();
+    let (child, url, stderr) = start(&hub, cache.path(), &["--quiet", "--no-pull-through"]);
+    let readme = format!("{url}/{REPO}/resolve/main/README.md");
+    assert_eq!(get(&readme, &[]).0, 404, "not cached yet");
+    let out = tabcache(
+        &hub,
+        cache.path(),
+        &["download", REPO, "--file", "README.md"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let (status, body, _) = get(&readme, &[]);
+    assert_eq!((status, body.as_slice()), (200, b"# served".as_slice()));
+    let (code, rest) = stop(child, stderr, libc::SIGINT);
+    assert_eq!((code, rest.as_str()), (0, ""));
+}
