@@ -60,3 +60,32 @@ pub(crate) fn out_ptr<T>(ptr: *mut T, what: &str) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// A versioned options struct (its first field a `usize` `struct_size`, as tc_options_init and
+/// its kin set it) read from the caller: the fields its `struct_size` covers, `defaults` for
+/// the rest, so a caller compiled against an older, shorter struct keeps working. NULL gives
+/// `defaults`. `name` is the C type, `init` its init function, for the message.
+pub(crate) unsafe fn read_versioned<T>(
+    ptr: *const T,
+    mut defaults: T,
+    name: &str,
+    init: &str,
+) -> Result<T, Failure> {
+    if ptr.is_null() {
+        return Ok(defaults);
+    }
+    let size = ptr.cast::<usize>().read_unaligned();
+    let ours = std::mem::size_of::<T>();
+    if size < std::mem::size_of::<usize>() || size > ours {
+        return Err(Failure::invalid(format!(
+            "{name}.struct_size is {size}, this library understands 8..={ours}; call {init}() \
+             before setting fields, and build against this library's header"
+        )));
+    }
+    std::ptr::copy_nonoverlapping(
+        ptr.cast::<u8>(),
+        std::ptr::addr_of_mut!(defaults).cast::<u8>(),
+        size,
+    );
+    Ok(defaults)
+}

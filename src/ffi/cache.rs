@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 use std::time::Duration;
 
-use super::args::{optional_str, out_ptr, required_str, required_strs};
+use super::args::{optional_str, out_ptr, read_versioned, required_str, required_strs};
 use super::error::{call, call_void, Failure, TcStatus};
 use super::handles::Registry;
 use super::memory::{give_bytes, give_string, TcBytes};
@@ -80,24 +80,7 @@ impl TcOptions {
 
     /// The caller's options: the fields its `struct_size` covers, defaults for the rest.
     unsafe fn read(ptr: *const TcOptions) -> Result<TcOptions, Failure> {
-        let mut options = TcOptions::defaults();
-        if ptr.is_null() {
-            return Ok(options);
-        }
-        let size = std::ptr::addr_of!((*ptr).struct_size).read_unaligned();
-        let ours = std::mem::size_of::<TcOptions>();
-        if size < std::mem::size_of::<usize>() || size > ours {
-            return Err(Failure::invalid(format!(
-                "tc_options.struct_size is {size}, this library understands 8..={ours}; \
-                 call tc_options_init() before setting fields, and build against this library's header"
-            )));
-        }
-        std::ptr::copy_nonoverlapping(
-            ptr.cast::<u8>(),
-            std::ptr::addr_of_mut!(options).cast::<u8>(),
-            size,
-        );
-        Ok(options)
+        read_versioned(ptr, TcOptions::defaults(), "tc_options", "tc_options_init")
     }
 
     /// The options as `CacheOptions`: only conversions here (C's "unset" values, checks of

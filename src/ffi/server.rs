@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::sync::Mutex;
 
-use super::args::{optional_str, out_ptr, required_strs};
+use super::args::{optional_str, out_ptr, read_versioned, required_strs};
 use super::cache::{TcCache, CACHES};
 use super::error::{call, call_void, Failure, TcStatus};
 use super::handles::Registry;
@@ -68,25 +68,12 @@ impl TcServerOptions {
 
     /// The caller's options: the fields its `struct_size` covers, defaults for the rest.
     unsafe fn read(ptr: *const TcServerOptions) -> Result<TcServerOptions, Failure> {
-        let mut options = TcServerOptions::defaults();
-        if ptr.is_null() {
-            return Ok(options);
-        }
-        let size = std::ptr::addr_of!((*ptr).struct_size).read_unaligned();
-        let ours = std::mem::size_of::<TcServerOptions>();
-        if size < std::mem::size_of::<usize>() || size > ours {
-            return Err(Failure::invalid(format!(
-                "tc_server_options.struct_size is {size}, this library understands 8..={ours}; \
-                 call tc_server_options_init() before setting fields, and build against this \
-                 library's header"
-            )));
-        }
-        std::ptr::copy_nonoverlapping(
-            ptr.cast::<u8>(),
-            std::ptr::addr_of_mut!(options).cast::<u8>(),
-            size,
-        );
-        Ok(options)
+        read_versioned(
+            ptr,
+            TcServerOptions::defaults(),
+            "tc_server_options",
+            "tc_server_options_init",
+        )
     }
 
     /// Conversions only; what each setting means is `ServeOptions`'s.
