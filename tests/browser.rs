@@ -78,6 +78,7 @@ fn chromium_runs_a_model_from_the_server_and_other_origins_are_refused() {
             .unwrap_or_else(|| panic!("the fp32 download did not bring {path}: {fetched:?}"));
         assert_eq!(&std::fs::read(held).unwrap(), bytes, "{path}");
     }
+    let commit = hub.emu.commit_of(REPO).unwrap();
     // From here on the cache is the only place the model exists.
     drop(hub);
 
@@ -238,7 +239,8 @@ fn chromium_runs_a_model_from_the_server_and_other_origins_are_refused() {
         );
         let status = x["status"].as_u64();
         assert!(
-            matches!(status, Some(200 | 206)),
+            matches!(status, Some(200 | 206))
+                && header(&x["response_headers"], "x-repo-commit") == Some(commit.as_str()),
             "the server did not answer the refused page's request (or not with the file): {x:#}"
         );
         assert!(
