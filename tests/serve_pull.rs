@@ -100,6 +100,11 @@ fn three_clients_at_once_share_one_upstream_transfer() {
         clients.into_iter().map(|c| c.join().unwrap()).collect()
     });
     eprintln!("three clients of {SIZE} bytes took {:?}", started.elapsed());
+    // Server, clients and emulator share this process: a whole file held anywhere in it would
+    // show.
+    let peak = peak_rss_kib().unwrap();
+    eprintln!("peak resident memory {peak} KiB");
+    assert!(peak < SIZE / 1024, "peak resident memory {peak} KiB");
     for body in &bodies {
         assert_eq!(body.status, 200);
         assert_eq!(body.ended, Ok(()));

@@ -1,6 +1,7 @@
 //! What the server holds, read from the catalog: the commit a revision names, a cached
 //! file's record, the cached files of a commit, and, when something is missing, which of the
-//! Hub's three "not found" answers it is (the repo, the revision, or the entry). Every read
+//! Hub's three "not found" answers it is (the repo, the revision, or the entry). Also the
+//! [`Entry`] that describes a file as the Hub does, whether cached or only upstream. Every read
 //! goes through the `ModelCache`'s store, so the rules are the library's: a ref the catalog
 //! recorded or a commit sha, and a file counts only while its blob is present. Blocking
 //! (SQLite); the server calls these off its async workers.
