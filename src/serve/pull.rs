@@ -409,6 +409,10 @@ impl Pull {
             // Until a byte is sent, the answer may take its bytes from whatever file the
             // transfer writes now; after, only from the one it started with.
             let nothing_sent = offset == start;
+            if nothing_sent {
+                // Perhaps of a flight since replaced (see `look`).
+                source = None;
+            }
             let (seen, outcome) = self.look(nothing_sent);
             let readable_end = match outcome {
                 Some(Ok(rec)) => {
