@@ -514,6 +514,12 @@ impl ModelCache {
         &self.engine.store
     }
 
+    /// The transfer machinery (plans, flights), for the server's pull-through: it fetches
+    /// exactly as downloads do, sharing their flights.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// Wait (at most `timeout`) until no transfer of this process is under way, so that after a
     /// cancel every partial download has saved its resume state. Returns whether it is idle.
     pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {

@@ -273,7 +273,7 @@ impl Engine {
 
     /// If the store already holds the content `plan` names, record it for the plan's path and
     /// return the record: no transfer needed.
-    fn already_held(&self, plan: &FilePlan) -> Result<Option<FileRecord>> {
+    pub(crate) fn already_held(&self, plan: &FilePlan) -> Result<Option<FileRecord>> {
         let store = &self.store;
         if let Some(rec) = store.cached_file(&plan.repo, &plan.commit, &plan.path)? {
             return Ok(Some(rec));
@@ -378,7 +378,9 @@ impl Engine {
         result
     }
 
-    fn start_flight(self: &Arc<Self>, plan: &FilePlan) -> Ticket {
+    /// Join the flight fetching `plan`'s content, or start it: every requester of one content
+    /// in this process (a download, the server's pull-through) shares one transfer.
+    pub(crate) fn start_flight(self: &Arc<Self>, plan: &FilePlan) -> Ticket {
         let key = plan.content_key();
         self.flights.join_or_start(&key, |flight| {
             let engine = self.clone();
@@ -447,6 +449,7 @@ impl Engine {
             &flight.progress,
             &flight.cancel,
             &log,
+            &flight.prefix,
         )?;
         let record = FileRecord {
             sha256: to_hex(&done.sha256),

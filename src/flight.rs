@@ -5,12 +5,18 @@
 //! Across processes, a flight first claims the content's transfer lock in the store
 //! (`Store::claim_transfer`): one flight in one process moves the bytes, the others wait for
 //! its blob, and take over from its durable ranges if it dies.
+//!
+//! A flight also publishes the prefix of its file written so far ([`Flight::prefix`]), so
+//! that the server's pull-through streams the bytes to its clients while they arrive; such
+//! async requesters watch the prefix and the landing through it instead of blocking in
+//! [`Ticket::wait`], and withdraw with [`Ticket::withdraw_now`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::download::{PrefixWatch, WrittenPrefix};
 use crate::error::Result;
 use crate::store::FileRecord;
 
@@ -19,6 +25,8 @@ pub(crate) struct Flight {
     pub(crate) progress: AtomicU64,
     /// Set when no requester wants the bytes any more; the transfer checks it between reads.
     pub(crate) cancel: Arc<AtomicBool>,
+    /// The transfer's file and its bytes in place from byte 0; ends when the flight lands.
+    pub(crate) prefix: PrefixWatch,
     interested: AtomicUsize,
     outcome: Mutex<Option<Result<FileRecord>>>,
     landed: Condvar,
@@ -49,6 +57,7 @@ impl Flights {
         let flight = Arc::new(Flight {
             progress: AtomicU64::new(0),
             cancel: Arc::default(),
+            prefix: PrefixWatch::default(),
             interested: AtomicUsize::new(1),
             outcome: Mutex::new(None),
             landed: Condvar::new(),
@@ -69,6 +78,8 @@ impl Flights {
             .remove(key);
         *flight.outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
         flight.landed.notify_all();
+        // After the outcome is in place, so that a reader woken by the end finds it.
+        flight.prefix.end();
     }
 
     /// The content keys of every flight under way (their `tmp/` files are in use).
@@ -87,6 +98,12 @@ pub(crate) struct Ticket {
 impl Ticket {
     pub(crate) fn progress(&self) -> u64 {
         self.flight.progress.load(Ordering::Relaxed)
+    }
+
+    /// The flight's file as it is written, and (`ended`) its landing: for readers that stream
+    /// it meanwhile and must not block a thread to wait.
+    pub(crate) fn prefix(&self) -> tokio::sync::watch::Receiver<WrittenPrefix> {
+        self.flight.prefix.subscribe()
     }
 
     /// The outcome, waiting at most `timeout` for it.
@@ -129,6 +146,15 @@ impl Ticket {
             return Some(self.flight.clone());
         }
         None
+    }
+}
+
+impl Ticket {
+    /// Withdraw this interest without waiting for the flight to stop, for callers on an async
+    /// runtime's threads (which must never block); the flight still stops as
+    /// [`withdraw_all`] describes when this was its last requester.
+    pub(crate) fn withdraw_now(mut self) {
+        self.withdraw();
     }
 }
 

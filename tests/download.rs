@@ -458,6 +458,54 @@ fn resumed_ranges_are_hashed_from_disk_and_a_bad_one_restarts_the_file() {
     assert!(log.state.lock().unwrap().is_none(), "resume record cleared");
 }
 
+/// A cancel withdrawn again a moment later (a flight that a new requester joins as it stops):
+/// whichever of the transfer's threads saw it, the transfer ends promptly, either verified
+/// (none saw it) or cancelled (the requester then starts it again, resuming), never as a
+/// failure of its own and never with a thread left waiting for others that quit. Windows
+/// around the threads' polls, so that some threads see the cancel and some do not.
+#[test]
+fn a_cancel_withdrawn_while_the_transfer_stops_ends_it_cancelled_or_done() {
+    let size = 8 * MIB;
+    let (setup, source, _, sha) = Setup::with_file("flicker.bin", size, 5);
+    setup.emu().add_fault(setup.fault(
+        "flicker.bin",
+        FaultKind::RateLimit {
+            bytes_per_sec: 2 * MIB,
+        },
+    ));
+    for window_ms in [1, 5, 10, 20, 30, 45, 60] {
+        let log = MemoryLog::default();
+        let tmp = setup.tmp(&format!("flicker-{window_ms}"));
+        let cancel = AtomicBool::new(false);
+        let run = run_with(
+            &source,
+            &tmp,
+            Some(size),
+            &Expected::Sha256(sha),
+            &options(4, 1),
+            &log,
+            &cancel,
+            |progress| {
+                while progress.load(Ordering::SeqCst) < MIB {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                cancel.store(true, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(window_ms));
+                cancel.store(false, Ordering::SeqCst);
+            },
+        );
+        match run.result {
+            Ok(done) => assert_eq!(done.sha256, sha, "{window_ms} ms"),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Cancelled, "{window_ms} ms: {e}"),
+        }
+        assert!(
+            run.elapsed < Duration::from_secs(10),
+            "{window_ms} ms: {:?}",
+            run.elapsed
+        );
+    }
+}
+
 #[test]
 fn cancel_stops_promptly_even_while_the_server_stalls() {
     let size = 8 * MIB;

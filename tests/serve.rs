@@ -2,7 +2,8 @@
 //! served, and what Hub clients and browsers rely on is checked on the wire: bytes and the
 //! Hub's headers (compared with the emulator's own), ranges, conditional requests, the JSON
 //! listings, the Hub's error codes, and the guards (Host, token, CORS, traversal, links
-//! planted in the view), and that stopping ends a download in progress.
+//! planted in the view), and that stopping ends a download in progress. The server here
+//! serves the cache alone (pull-through off); `tests/serve_pull.rs` tests pull-through.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::http::*;
 use common::*;
 use serde_json::Value;
 use tabcache::serve::{ServeOptions, Server};
@@ -78,87 +80,19 @@ fn fixture(with_big: bool) -> Fixture {
     }
 }
 
+/// A server of what the cache holds: what it lacks is a miss, however the upstream could
+/// answer.
 fn serve(cache: &ModelCache) -> Server {
-    Server::start(cache, ServeOptions::default()).unwrap()
+    serve_with(cache, |_| {})
 }
 
 fn serve_with(cache: &ModelCache, configure: impl FnOnce(&mut ServeOptions)) -> Server {
-    let mut options = ServeOptions::default();
+    let mut options = ServeOptions {
+        pull_through: false,
+        ..ServeOptions::default()
+    };
     configure(&mut options);
     Server::start(cache, options).unwrap()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    fn error_code(&self) -> Option<&str> {
-        self.header("x-error-code")
-    }
-}
-
-fn reply(mut response: ureq::http::Response<ureq::Body>, head: bool) -> Reply {
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = if head {
-        Vec::new()
-    } else {
-        response
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .unwrap()
-    };
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut request = agent().get(url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    reply(request.call().unwrap(), false)
-}
-
-fn head(url: &str, headers: &[(&str, &str)]) -> Reply {
-    let mut request = agent().head(url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    reply(request.call().unwrap(), true)
 }
 
 /// A request written by hand, for what a client library would normalise or refuse to send
@@ -827,7 +761,7 @@ fn a_token_is_required_when_one_is_set_but_not_for_preflights() {
 }
 
 #[test]
-fn start_refuses_a_non_loopback_bind_without_a_token_and_pull_through() {
+fn start_refuses_a_non_loopback_bind_without_a_token() {
     let fx = fixture(false);
     let start = |configure: &dyn Fn(&mut ServeOptions)| {
         let mut options = ServeOptions::default();
@@ -840,9 +774,6 @@ fn start_refuses_a_non_loopback_bind_without_a_token_and_pull_through() {
     let (kind, message) = start(&|o| o.host = "0.0.0.0".into()).unwrap();
     assert_eq!(kind, ErrorKind::InvalidArgument);
     assert!(message.contains("token"), "{message}");
-    let (kind, message) = start(&|o| o.pull_through = true).unwrap();
-    assert_eq!(kind, ErrorKind::InvalidArgument);
-    assert!(message.contains("pull-through"), "{message}");
     let (kind, _) = start(&|o| o.token = Some(String::new())).unwrap();
     assert_eq!(kind, ErrorKind::InvalidArgument);
     let (kind, _) = start(&|o| o.host = "no such host name.invalid".into()).unwrap();

@@ -27,8 +27,15 @@ pub(crate) struct Control<'a> {
 }
 
 impl Control<'_> {
+    /// Once any thread of a transfer sees the cancel, the whole transfer stops, even if the
+    /// cancel is withdrawn meanwhile (a flight that a new requester joins as it stops): the
+    /// sighting is kept in the abort flag, so no thread is left waiting for others that quit.
     pub fn should_stop(&self) -> bool {
-        self.cancel.load(Ordering::Relaxed) || self.abort.load(Ordering::Relaxed)
+        if self.cancel.load(Ordering::Relaxed) {
+            self.abort.store(true, Ordering::Relaxed);
+            return true;
+        }
+        self.abort.load(Ordering::Relaxed)
     }
 
     /// The error to return when [`Control::should_stop`] is true; the transfer replaces it with

@@ -6,13 +6,15 @@
 //! commits the file only after it returns `Ok`. The pieces: `plan` cuts a file into ranges,
 //! `parallel` runs the ranged connections, `stream` the single one, `body` reads one response
 //! with a stall watchdog, `retry` decides about retries, `hasher` hashes and verifies, and
-//! `pwrite` does positional and durable file I/O on each platform.
+//! `pwrite` does positional and durable file I/O on each platform, and `prefix` publishes the
+//! bytes written in file order so far, for readers that stream a file while it downloads.
 
 mod attempts;
 mod body;
 mod hasher;
 mod parallel;
 mod plan;
+mod prefix;
 // `serve` reads blobs at offsets with the same helper, so a file is read one way everywhere.
 pub(crate) mod pwrite;
 mod stream;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dir::{Dir, Kind};
 use crate::error::{Error, ErrorKind, Result};
+pub(crate) use prefix::{PrefixWatch, WrittenPrefix};
 
 /// No real file is this large (1 PiB): a bigger size from a server is broken or hostile, and
 /// is refused before anything is allocated for it.
@@ -191,8 +194,10 @@ pub fn transfer(
     let name = name.to_str().ok_or_else(|| {
         Error::invalid(format!("{} is not a UTF-8 file name", tmp_path.display()))
     })?;
+    // Nobody reads this transfer's file while it runs.
+    let unread = PrefixWatch::default();
     transfer_in(
-        source, &dir, name, size, expected, opts, progress, cancel, resume,
+        source, &dir, name, size, expected, opts, progress, cancel, resume, &unread,
     )
 }
 
@@ -201,6 +206,9 @@ pub fn transfer(
 /// `name`; a file started from scratch replaces whatever was at `name` by a new one, and a
 /// resumed one must be a regular file with no other hard link. So a link planted at the name
 /// or at the folder's path never leads a write elsewhere.
+///
+/// `prefix` is told the file and how much of it is in place from byte 0 as the transfer
+/// goes, for readers that stream it meanwhile.
 ///
 /// Long but linear: refuse what cannot be verified, check room, run, retry once from scratch
 /// after a corrupt resume, verify; each step is a call.
@@ -215,6 +223,7 @@ pub(crate) fn transfer_in(
     progress: &AtomicU64,
     cancel: &AtomicBool,
     resume: &dyn ResumeLog,
+    prefix: &PrefixWatch,
 ) -> Result<Transferred> {
     if size.is_none() && *expected == Expected::Unknown {
         return Err(unverifiable(&source.hub()));
@@ -237,6 +246,7 @@ pub(crate) fn transfer_in(
         progress,
         cancel,
         resume,
+        prefix,
         fetched: AtomicU64::new(0),
         resumed: AtomicU64::new(0),
     };
@@ -383,6 +393,7 @@ pub(crate) struct Job<'a> {
     progress: &'a AtomicU64,
     cancel: &'a AtomicBool,
     resume: &'a dyn ResumeLog,
+    prefix: &'a PrefixWatch,
     /// Body bytes received over the network by this call.
     fetched: AtomicU64,
     /// Bytes taken over from an earlier attempt's partial file.

@@ -6,7 +6,8 @@
 //!   of each range as it completes;
 //! - the hasher reads the file back in file order as the contiguous prefix grows (from the page
 //!   cache, the bytes were just written), so the hash is ready moments after the last byte;
-//!   a network faster than sha256 makes workers wait for it (see [`hash_lead`]);
+//!   a network faster than sha256 makes workers wait for it (see [`hash_lead`]); the prefix
+//!   it has hashed is also what it publishes as readable in order (see `prefix`);
 //! - the calling thread makes completed ranges durable: one `fdatasync` covers every range
 //!   completed since the previous one, and only then are they recorded in the resume log.
 //!   A worker claims its next range only once its last one is recorded, which bounds what a
@@ -133,6 +134,7 @@ impl HashPace {
 pub(crate) fn run(job: &Job, size: u64) -> Result<Transferred> {
     let plan = RangePlan::new(size, job.opts.connections, job.opts.range_size);
     let (file, done) = open_or_resume(job, &plan)?;
+    job.prefix.begin(&file);
     let held: Vec<AtomicU64> = (0..plan.count())
         .map(|i| AtomicU64::new(if done.get(i) { plan.len(i) } else { 0 }))
         .collect();
@@ -168,12 +170,14 @@ pub(crate) fn run(job: &Job, size: u64) -> Result<Transferred> {
         job.resume.clear()?;
         return stream::run(job, Some(file), Some(fetched));
     }
-    match error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(err) => return Err(err),
-        None if job.cancel.load(Ordering::Relaxed) => return Err(Error::cancelled()),
-        None => {}
+    if let Some(err) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(err);
     }
-    let digests = digests.ok_or_else(|| Error::internal("ranged transfer ended without a hash"))?;
+    // Without an error, the hasher stops early only when the transfer was stopped (a cancel
+    // some thread saw, even if it was withdrawn since).
+    let Some(digests) = digests else {
+        return Err(Error::cancelled());
+    };
     if digests.len != size {
         return Err(Error::internal(format!(
             "hashed {} bytes of {size}",
@@ -338,7 +342,8 @@ fn hash(shared: &Shared) -> Option<Digests> {
         }
         shared.plan.bounds(i).0 + shared.held[i].load(Ordering::Acquire)
     };
-    let stop = || shared.abort.load(Ordering::Relaxed) || shared.job.cancel.load(Ordering::Relaxed);
+    let control = shared.control();
+    let stop = || control.should_stop();
     let job = shared.job;
     match hash_in_file_order(
         &shared.file,
@@ -347,7 +352,11 @@ fn hash(shared: &Shared) -> Option<Digests> {
         job.expected,
         frontier,
         stop,
-        |hashed| shared.pace.hashed(hashed),
+        |hashed| {
+            shared.pace.hashed(hashed);
+            // What the hasher read back is in place, in order: readers may stream it.
+            job.prefix.grew_to(hashed);
+        },
     ) {
         Ok(digests) => digests,
         Err(err) => {

@@ -21,6 +21,7 @@ pub(crate) fn run(job: &Job, file: Option<File>, first: Option<Fetched>) -> Resu
         None => job.create_file()?,
     };
     file.set_len(0).map_err(|e| job.io_error("truncating", e))?;
+    job.prefix.begin(&file);
     let abort = std::sync::atomic::AtomicBool::new(false);
     let control = Control {
         cancel: job.cancel,
@@ -96,6 +97,7 @@ fn attempt(
         *held = 0;
         *hasher = None;
         file.set_len(0).map_err(|e| job.io_error("truncating", e))?;
+        job.prefix.begin(file);
     }
     if let Some(size) = job.size {
         if let Some(announced) = fetched.content_length {
@@ -146,6 +148,7 @@ fn attempt(
         *held += chunk.len() as u64;
         job.fetched.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         job.report_held(*held);
+        job.prefix.grew_to(*held);
         Ok(())
     })?;
     if received.overflow {

@@ -1,7 +1,9 @@
-//! Response bodies: nothing, a small buffer (JSON, errors), or a range of a blob streamed from
-//! disk. A file is read a chunk at a time with positional reads on tokio's blocking pool, and
-//! the next chunk is read only when hyper asks for it, so a slow client holds no thread and
-//! no more than one chunk of memory, and a file is never whole in memory.
+//! Response bodies: nothing, a small buffer (JSON, errors), a range of a blob streamed from
+//! disk, or the chunks a pull-through sends as its transfer goes ([`ChannelBody`]). A file is
+//! read a chunk at a time with positional reads on tokio's blocking pool ([`read_chunk`]), and
+//! the next chunk is read only when hyper asks for it (or, for a pull-through, when the
+//! channel has room), so a slow client holds no thread and a few chunks of memory at most,
+//! and a file is never whole in memory.
 
 use std::fs::File;
 use std::future::Future;
@@ -12,18 +14,20 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Frame, SizeHint};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::download::pwrite::read_exact_at;
 
 /// Bytes per read: large enough that the per-chunk hop to the blocking pool is small next to
 /// the copy, small enough that many clients at once cost little memory.
-const CHUNK: u64 = 256 * 1024;
+pub(crate) const CHUNK: u64 = 256 * 1024;
 
 pub(crate) enum Body {
     Empty,
     Bytes(Option<Bytes>),
     File(FileBody),
+    Channel(ChannelBody),
 }
 
 impl Body {
@@ -56,13 +60,9 @@ impl FileBody {
                 return Poll::Ready(None);
             }
             let (file, offset) = (self.file.clone(), self.offset);
-            let len = self.remaining.min(CHUNK) as usize;
+            let len = self.remaining.min(CHUNK);
             self.reading = Some(tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0; len];
-                // A blob shorter than its record (damaged on disk) ends the body early, so
-                // the client sees a short transfer rather than padding.
-                read_exact_at(&file, &mut buf, offset)?;
-                Ok(Bytes::from(buf))
+                read_chunk(&file, offset, len)
             }));
         }
         let Some(reading) = self.reading.as_mut() else {
@@ -82,6 +82,47 @@ impl FileBody {
     }
 }
 
+/// `len` bytes of `file` from `offset`. Blocking: call it on the blocking pool. A file shorter
+/// than that (a blob damaged on disk) is an error, which ends the body early, so the client
+/// sees a short transfer rather than padding.
+pub(crate) fn read_chunk(file: &File, offset: u64, len: u64) -> io::Result<Bytes> {
+    let mut buf = vec![0; len as usize];
+    read_exact_at(file, &mut buf, offset)?;
+    Ok(Bytes::from(buf))
+}
+
+/// A body of `remaining` bytes that another task sends as it gets them. An error from the
+/// sender, or its end before the last byte, ends the body with an error: hyper then closes
+/// the connection before the `Content-Length` is reached, so the client sees the answer cut.
+pub(crate) struct ChannelBody {
+    chunks: mpsc::Receiver<io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl ChannelBody {
+    pub(crate) fn new(chunks: mpsc::Receiver<io::Result<Bytes>>, len: u64) -> ChannelBody {
+        ChannelBody {
+            chunks,
+            remaining: len,
+        }
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(match ready!(self.chunks.poll_recv(cx)) {
+            Some(Ok(bytes)) if bytes.len() as u64 <= self.remaining => {
+                self.remaining -= bytes.len() as u64;
+                Ok(bytes)
+            }
+            Some(Ok(_)) => Err(io::Error::other("a body was sent more bytes than it has")),
+            Some(Err(e)) => Err(e),
+            None => Err(io::Error::other("the body's sender stopped before its end")),
+        }))
+    }
+}
+
 impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = io::Error;
@@ -96,6 +137,9 @@ impl hyper::body::Body for Body {
             Body::File(file) => file
                 .poll_chunk(cx)
                 .map(|chunk| chunk.map(|c| c.map(Frame::data))),
+            Body::Channel(channel) => channel
+                .poll_chunk(cx)
+                .map(|chunk| chunk.map(|c| c.map(Frame::data))),
         }
     }
 
@@ -104,6 +148,7 @@ impl hyper::body::Body for Body {
             Body::Empty => true,
             Body::Bytes(bytes) => bytes.is_none(),
             Body::File(file) => file.remaining == 0 && file.reading.is_none(),
+            Body::Channel(channel) => channel.remaining == 0,
         }
     }
 
@@ -114,6 +159,7 @@ impl hyper::body::Body for Body {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Body::File(file) => SizeHint::with_exact(file.remaining),
+            Body::Channel(channel) => SizeHint::with_exact(channel.remaining),
         }
     }
 }

@@ -7,21 +7,26 @@
 //! library, owned by the server alone), the accept loop and its connections, and stopping.
 //! The pieces: `guard` decides who may ask (Host, token, CORS), `route` names the endpoint,
 //! `lookup` reads the catalog, `respond` builds the Hub's answers, `conditional` reads
-//! `Range`/`If-None-Match`, `body` streams blobs.
+//! `Range`/`If-None-Match`, `body` streams blobs, `pull` fetches what the cache lacks from
+//! its upstream.
 //!
 //! Runtime: multi-threaded with two workers. HTTP framing and socket writes of two clients
 //! then proceed at once (the bench compares against nginx's worker processes), while every
 //! blocking step (a catalog read, opening a blob, each chunk read) goes to tokio's blocking
 //! pool, so neither worker ever waits on the disk or on SQLite. HTTP/1.1 only, by hyper.
 //!
-//! Only what is cached is served for now: pull-through is not implemented, and asking for it
-//! is refused at start.
+//! Pull-through ([`ServeOptions::pull_through`], on by default, never when the cache is
+//! offline): a file or listing the cache does not hold is fetched from the cache's upstream
+//! through the cache, one transfer however many ask, streamed to clients as it arrives and
+//! cached like any download (see `pull`). Without it, what is not cached is the Hub's `404`
+//! saying so.
 
 mod body;
 mod conditional;
 mod guard;
 mod log;
 mod lookup;
+mod pull;
 mod respond;
 mod route;
 
@@ -61,8 +66,8 @@ pub struct ServeOptions {
     /// Names besides the loopback ones that clients may send as `Host` (a team's
     /// `cache-host`). The bound address itself is always allowed.
     pub allow_hosts: Vec<String>,
-    /// Fetch what the cache does not hold from its upstream. Not implemented yet: starting
-    /// with it on is refused, so nobody believes they have it.
+    /// Fetch what the cache does not hold (files, listings) from the cache's upstream, through
+    /// the cache, which keeps the files. On by default; ignored when the cache is offline.
     pub pull_through: bool,
     /// When set, every request but a CORS preflight must carry `Authorization: Bearer <token>`.
     pub token: Option<String>,
@@ -81,7 +86,7 @@ impl Default for ServeOptions {
             port: 0,
             allow_origins: Vec::new(),
             allow_hosts: Vec::new(),
-            pull_through: false,
+            pull_through: true,
             token: None,
             insecure_no_token: false,
             tree_page_size: 1000,
@@ -107,6 +112,8 @@ struct State {
     token: Option<String>,
     tree_page_size: usize,
     log: Option<RequestLog>,
+    /// Pull-through asked for and the cache online.
+    pull_through: bool,
 }
 
 /// The most a `paths-info` body may hold: far more than any real list of paths.
@@ -121,16 +128,9 @@ impl Server {
     ///
     /// # Errors
     /// `InvalidArgument` for a host that does not resolve, a non-loopback bind without a token
-    /// (and without `insecure_no_token`), an empty token, or `pull_through` (not implemented
-    /// yet); `Io` when the address cannot be bound (in use, not permitted) or the runtime
-    /// cannot start.
+    /// (and without `insecure_no_token`), or an empty token; `Io` when the address cannot be
+    /// bound (in use, not permitted) or the runtime cannot start.
     pub fn start(cache: &ModelCache, options: ServeOptions) -> Result<Server> {
-        if options.pull_through {
-            return Err(Error::invalid(
-                "pull-through serving is not implemented yet: serve with pull_through off, \
-                 and only what the cache holds is served",
-            ));
-        }
         if options.token.as_deref() == Some("") {
             return Err(Error::invalid(
                 "the serving token is empty; give a non-empty token or none",
@@ -201,6 +201,7 @@ impl Server {
             token: options.token,
             tree_page_size: options.tree_page_size,
             log: options.log,
+            pull_through: options.pull_through && !cache.hub().is_offline(),
         });
         let (stop, stopped) = watch::channel(false);
         // The runtime lives and dies on its own thread, so stopping works from any caller,
@@ -387,14 +388,36 @@ async fn answer(state: &Arc<State>, request: Request<Incoming>, origin: Option<&
             },
         ) => {
             let headers = request.headers().clone();
-            blocking(move || {
-                respond::resolve(&cache, &headers, m == Method::HEAD, &repo, &revision, &path)
-            })
-            .await
+            let head = m == Method::HEAD;
+            let cached = {
+                let (cache, headers, repo, revision, path) = (
+                    cache.clone(),
+                    headers.clone(),
+                    repo.clone(),
+                    revision.clone(),
+                    path.clone(),
+                );
+                run_blocking(move || {
+                    respond::cached_file(&cache, &headers, head, &repo, &revision, &path)
+                })
+                .await
+            };
+            match cached {
+                Ok(Ok(answer)) | Err(answer) => answer,
+                Ok(Err(_)) if state.pull_through => {
+                    pull::resolve(cache, headers, head, repo, revision, path).await
+                }
+                Ok(Err(miss)) => respond::not_found(miss, &repo, &revision, Some(&path)),
+            }
         }
         (Method::GET | Method::HEAD, Route::Info { repo, revision }) => {
             let blobs = query_flag(&request, "blobs");
-            blocking(move || respond::model_info(&cache, &repo, &revision, blobs)).await
+            let pull = state.pull_through;
+            blocking(move || match listing(&cache, pull, &repo, &revision) {
+                Ok(snapshot) => respond::model_info(&snapshot, &repo, blobs),
+                Err(answer) => *answer,
+            })
+            .await
         }
         (
             Method::GET | Method::HEAD,
@@ -417,6 +440,7 @@ async fn answer(state: &Arc<State>, request: Request<Incoming>, origin: Option<&
             // The host was checked above, so the next page's URL names this server.
             let url = format!("http://{}{}", host.unwrap_or(""), request.uri().path());
             let page_size = state.tree_page_size;
+            let pull = state.pull_through;
             blocking(move || {
                 let q = respond::TreeQuery {
                     path: &path,
@@ -426,7 +450,10 @@ async fn answer(state: &Arc<State>, request: Request<Incoming>, origin: Option<&
                     url,
                     query,
                 };
-                respond::tree(&cache, &repo, &revision, &q)
+                match listing(&cache, pull, &repo, &revision) {
+                    Ok(snapshot) => respond::tree(&snapshot, &repo, &revision, &q),
+                    Err(answer) => *answer,
+                }
             })
             .await
         }
@@ -456,7 +483,18 @@ async fn answer(state: &Arc<State>, request: Request<Incoming>, origin: Option<&
                     "paths-info expects `paths` as form fields or a JSON list",
                 );
             };
-            blocking(move || respond::paths_info(&cache, &repo, &revision, &paths)).await
+            if let Some(bad) = paths
+                .iter()
+                .find_map(|p| crate::validate::repo_path(p).err())
+            {
+                return respond::bad_request(&bad);
+            }
+            let pull = state.pull_through;
+            blocking(move || match listing(&cache, pull, &repo, &revision) {
+                Ok(snapshot) => respond::paths_info(&snapshot, &paths),
+                Err(answer) => *answer,
+            })
+            .await
         }
         (_, route) => {
             let allow = match route {
@@ -499,12 +537,33 @@ fn preflight(state: &State, request: &Request<Incoming>, origin: Option<&str>) -
     answer
 }
 
-/// Run a blocking step (catalog read, blob open) on the blocking pool.
-async fn blocking(work: impl FnOnce() -> Answer + Send + 'static) -> Answer {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(answer) => answer,
-        Err(e) => respond::internal(&Error::internal(format!("a request handler failed: {e}"))),
+/// What the listings show: with pull-through the upstream's files, else the cached ones.
+/// Blocking.
+fn listing(
+    cache: &ModelCache,
+    pull_through: bool,
+    repo: &str,
+    revision: &str,
+) -> std::result::Result<lookup::Snapshot, Box<Answer>> {
+    if pull_through {
+        return pull::upstream_snapshot(cache, repo, revision);
     }
+    respond::cached_snapshot(cache, repo, revision)
+}
+
+/// Run a blocking step (catalog read, blob open, a request upstream) on the blocking pool;
+/// `Err` is the answer when it failed.
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, Answer> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| respond::internal(&Error::internal(format!("a request handler failed: {e}"))))
+}
+
+/// [`run_blocking`] of a step that gives the answer.
+async fn blocking(work: impl FnOnce() -> Answer + Send + 'static) -> Answer {
+    run_blocking(work).await.unwrap_or_else(|answer| answer)
 }
 
 fn query_value(request: &Request<Incoming>, name: &str) -> Option<String> {

@@ -2,8 +2,10 @@
 //! `X-Linked-Etag`/`X-Linked-Size` for LFS files, `X-Repo-Commit`, ranges, `304`), model info,
 //! the paginated tree listing, paths-info, and errors with `X-Error-Code`/`X-Error-Message`
 //! and a JSON `{"error": ...}` body, which is what huggingface_hub maps to its exceptions.
-//! Listings show what this server can deliver: the files cached at that commit. Blocking
-//! (catalog reads, opening a blob); called on the blocking pool.
+//! Listings show the [`Snapshot`] they are given (what this server can deliver: the files
+//! cached at that commit, or with pull-through the upstream's); a file's headers need only
+//! its [`Entry`], so a file the cache does not hold yet is described exactly as a cached one.
+//! Blocking (catalog reads, opening a blob); called on the blocking pool.
 
 use std::collections::BTreeSet;
 
@@ -67,12 +69,15 @@ pub(crate) fn bad_request(e: &Error) -> Answer {
     error(StatusCode::BAD_REQUEST, None, e.message())
 }
 
-fn not_found(miss: Miss, repo: &str, revision: &str, path: Option<&str>) -> Answer {
+/// What the cache does not hold, said as the Hub would (its `X-Error-Code`), and that it is
+/// only not cached: this server answers from the cache alone (pull-through off, or the cache
+/// offline).
+pub(crate) fn not_found(miss: Miss, repo: &str, revision: &str, path: Option<&str>) -> Answer {
     let message = match miss {
         Miss::Repo => format!("Repository Not Found for {repo}: this cache holds nothing of it"),
         Miss::Revision => format!("Invalid rev id: {revision} is not a revision this cache knows of {repo}"),
         Miss::Entry => format!(
-            "Entry not found: {} of {repo} at \"{revision}\" is not cached (this server serves the cache only)",
+            "Entry not found: {} of {repo} at \"{revision}\" is not cached (this server serves only what the cache holds)",
             path.unwrap_or("that path")
         ),
     };
@@ -88,41 +93,62 @@ fn number(n: impl ToString) -> HeaderValue {
     HeaderValue::from_str(&n.to_string()).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// `GET`/`HEAD /{repo}/resolve/{revision}/{path}`.
-pub(crate) fn resolve(
-    cache: &ModelCache,
+/// How a resolve answers, before any byte of the file: the Hub's headers for the file and
+/// what the request asks of it (`304`, a range, `416`).
+pub(crate) enum FileAnswer {
+    /// Complete without the file's bytes: a `304`, a `416`, or a `HEAD`'s headers.
+    Done(Answer),
+    /// Send bytes `start..start + len` of the file with this status and these headers.
+    Bytes {
+        status: StatusCode,
+        headers: HeaderMap,
+        start: u64,
+        len: u64,
+    },
+}
+
+impl FileAnswer {
+    /// The answer, with `body` for the bytes to send.
+    pub(crate) fn with_body(status: StatusCode, headers: HeaderMap, body: Body) -> Answer {
+        with_headers(Response::new(body), status, headers)
+    }
+}
+
+/// The answer to `GET`/`HEAD` of `entry` at `commit` (cached or not: only the Hub's
+/// description of the file is needed), as the request's `If-None-Match`, `If-Range` and
+/// `Range` ask.
+pub(crate) fn file_answer(
     request: &HeaderMap,
     head: bool,
-    repo: &str,
-    revision: &str,
-    path: &str,
-) -> Answer {
-    let (commit, entry) = match lookup::file(cache, repo, revision, path) {
-        Ok(Ok(found)) => found,
-        Ok(Err(miss)) => return not_found(miss, repo, revision, Some(path)),
-        Err(e) => return internal(&e),
-    };
-    let size = entry.record.size;
+    commit: &str,
+    entry: &Entry,
+) -> FileAnswer {
+    let size = entry.size;
     let mut headers = HeaderMap::new();
-    headers.insert(header::ETAG, quoted(entry.etag()));
-    if let Ok(value) = HeaderValue::from_str(&commit) {
+    if let Some(etag) = entry.etag() {
+        headers.insert(header::ETAG, quoted(etag));
+    }
+    if let Ok(value) = HeaderValue::from_str(commit) {
         headers.insert("x-repo-commit", value);
     }
-    if entry.is_lfs() {
-        headers.insert("x-linked-etag", quoted(&entry.record.sha256));
+    if let (true, Some(sha256)) = (entry.is_lfs(), &entry.sha256) {
+        headers.insert("x-linked-etag", quoted(sha256));
         headers.insert("x-linked-size", number(size));
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let text = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
-    if text(header::IF_NONE_MATCH).is_some_and(|h| conditional::none_match(h, entry.etag())) {
-        return with_headers(
+    let etag = entry.etag().unwrap_or("");
+    if text(header::IF_NONE_MATCH)
+        .is_some_and(|h| !etag.is_empty() && conditional::none_match(h, etag))
+    {
+        return FileAnswer::Done(with_headers(
             Response::new(Body::Empty),
             StatusCode::NOT_MODIFIED,
             headers,
-        );
+        ));
     }
     let range_header = match text(header::IF_RANGE) {
-        Some(if_range) if !conditional::if_range_holds(if_range, entry.etag()) => None,
+        Some(if_range) if !conditional::if_range_holds(if_range, etag) => None,
         _ => text(header::RANGE),
     };
     let (status, start, len) = match conditional::range(range_header, size) {
@@ -132,13 +158,16 @@ pub(crate) fn resolve(
             let mut answer = error(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 None,
-                &format!("the range asked for is past the end of {path} ({size} bytes)"),
+                &format!(
+                    "the range asked for is past the end of {} ({size} bytes)",
+                    entry.path
+                ),
             );
             answer.headers_mut().extend(headers);
             answer
                 .headers_mut()
                 .insert(header::CONTENT_RANGE, number(format!("bytes */{size}")));
-            return answer;
+            return FileAnswer::Done(answer);
         }
     };
     if status == StatusCode::PARTIAL_CONTENT {
@@ -152,24 +181,58 @@ pub(crate) fn resolve(
         HeaderValue::from_static("application/octet-stream"),
     );
     headers.insert(header::CONTENT_LENGTH, number(len));
-    let body = if head {
-        Body::Empty
-    } else {
-        // From the blob by its name in `blobs/`, never through the view's link (which anyone
-        // with write access to the view could point elsewhere).
-        match cache.store().open_blob(&entry.record.sha256) {
-            Ok(file) => Body::File(FileBody::new(file, start, len)),
-            // Removed (gc, delete) since the look-up: it is no longer cached.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return not_found(Miss::Entry, repo, revision, Some(path))
-            }
-            Err(e) => {
-                let blob = cache.store().blob_path(&entry.record.sha256);
-                return internal(&Error::io("could not open", &blob, e));
-            }
+    if head {
+        return FileAnswer::Done(with_headers(Response::new(Body::Empty), status, headers));
+    }
+    FileAnswer::Bytes {
+        status,
+        headers,
+        start,
+        len,
+    }
+}
+
+/// `GET`/`HEAD /{repo}/resolve/{revision}/{path}` of a cached file, from its blob;
+/// `Err(miss)` when the cache does not hold it.
+pub(crate) fn cached_file(
+    cache: &ModelCache,
+    request: &HeaderMap,
+    head: bool,
+    repo: &str,
+    revision: &str,
+    path: &str,
+) -> Result<Answer, Miss> {
+    let (commit, entry) = match lookup::file(cache, repo, revision, path) {
+        Ok(Ok(found)) => found,
+        Ok(Err(miss)) => return Err(miss),
+        Err(e) => return Ok(internal(&e)),
+    };
+    let (status, headers, start, len) = match file_answer(request, head, &commit, &entry) {
+        FileAnswer::Done(answer) => return Ok(answer),
+        FileAnswer::Bytes {
+            status,
+            headers,
+            start,
+            len,
+        } => (status, headers, start, len),
+    };
+    let Some(sha256) = entry.sha256.as_deref() else {
+        return Ok(internal(&Error::internal(format!(
+            "the catalog names no blob for {path}"
+        ))));
+    };
+    // From the blob by its name in `blobs/`, never through the view's link (which anyone
+    // with write access to the view could point elsewhere).
+    let body = match cache.store().open_blob(sha256) {
+        Ok(file) => Body::File(FileBody::new(file, start, len)),
+        // Removed (gc, delete) since the look-up: it is no longer cached.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Entry),
+        Err(e) => {
+            let blob = cache.store().blob_path(sha256);
+            return Ok(internal(&Error::io("could not open", &blob, e)));
         }
     };
-    with_headers(Response::new(body), status, headers)
+    Ok(FileAnswer::with_body(status, headers, body))
 }
 
 fn with_headers(mut response: Answer, status: StatusCode, headers: HeaderMap) -> Answer {
@@ -178,7 +241,8 @@ fn with_headers(mut response: Answer, status: StatusCode, headers: HeaderMap) ->
     response
 }
 
-fn snapshot_or_answer(
+/// The cached files of `repo` at `revision`, or the Hub's `404` for what the cache lacks.
+pub(crate) fn cached_snapshot(
     cache: &ModelCache,
     repo: &str,
     revision: &str,
@@ -192,11 +256,7 @@ fn snapshot_or_answer(
 
 /// `GET /api/models/{repo}[/revision/{revision}]`: what `model_info`/`repo_info` read (`sha` is
 /// what `snapshot_download` resolves the revision to), with `?blobs=true` sizes and hashes.
-pub(crate) fn model_info(cache: &ModelCache, repo: &str, revision: &str, blobs: bool) -> Answer {
-    let snapshot = match snapshot_or_answer(cache, repo, revision) {
-        Ok(s) => s,
-        Err(answer) => return *answer,
-    };
+pub(crate) fn model_info(snapshot: &Snapshot, repo: &str, blobs: bool) -> Answer {
     let siblings: Vec<Value> = snapshot
         .files
         .iter()
@@ -204,7 +264,7 @@ pub(crate) fn model_info(cache: &ModelCache, repo: &str, revision: &str, blobs: 
             let mut sibling = json!({ "rfilename": entry.path });
             if blobs {
                 let file = file_json(entry);
-                sibling["size"] = json!(entry.record.size);
+                sibling["size"] = json!(entry.size);
                 sibling["blobId"] = file["oid"].clone();
                 if let Some(lfs) = file.get("lfs") {
                     sibling["lfs"] = json!({
@@ -231,7 +291,7 @@ pub(crate) fn model_info(cache: &ModelCache, repo: &str, revision: &str, blobs: 
         info["pipeline_tag"] = json!(task);
     }
     if blobs {
-        info["usedStorage"] = json!(snapshot.files.iter().map(|f| f.record.size).sum::<u64>());
+        info["usedStorage"] = json!(snapshot.files.iter().map(|f| f.size).sum::<u64>());
     }
     json(StatusCode::OK, &info)
 }
@@ -239,19 +299,18 @@ pub(crate) fn model_info(cache: &ModelCache, repo: &str, revision: &str, blobs: 
 /// A file as the tree and paths-info list it. As the Hub does: `size` is the file's size,
 /// `oid` the blob git stores (for LFS files, the pointer), `lfs` the real content.
 fn file_json(entry: &Entry) -> Value {
-    if !entry.is_lfs() {
-        return json!({
-            "type": "file", "oid": entry.etag(), "size": entry.record.size, "path": entry.path
-        });
+    match (entry.is_lfs(), entry.lfs_pointer()) {
+        (true, Some((pointer_oid, pointer_size))) => json!({
+            "type": "file",
+            "oid": pointer_oid,
+            "size": entry.size,
+            "lfs": { "oid": entry.sha256, "size": entry.size, "pointerSize": pointer_size },
+            "path": entry.path,
+        }),
+        _ => json!({
+            "type": "file", "oid": entry.etag(), "size": entry.size, "path": entry.path
+        }),
     }
-    let (pointer_oid, pointer_size) = entry.lfs_pointer();
-    json!({
-        "type": "file",
-        "oid": pointer_oid,
-        "size": entry.record.size,
-        "lfs": { "oid": entry.record.sha256, "size": entry.record.size, "pointerSize": pointer_size },
-        "path": entry.path,
-    })
 }
 
 /// A folder as the listings give it. Its `oid` is a stable id of the folder at that commit,
@@ -292,12 +351,8 @@ pub(crate) struct TreeQuery<'a> {
 
 /// `GET /api/models/{repo}/tree/{revision}[/{path}]`, paginated with `Link: <...>; rel="next"`
 /// as the Hub does (huggingface_hub follows it), the cursor being the index of the next entry.
-pub(crate) fn tree(cache: &ModelCache, repo: &str, revision: &str, q: &TreeQuery<'_>) -> Answer {
-    let snapshot = match snapshot_or_answer(cache, repo, revision) {
-        Ok(s) => s,
-        Err(answer) => return *answer,
-    };
-    let folders = folders(&snapshot);
+pub(crate) fn tree(snapshot: &Snapshot, repo: &str, revision: &str, q: &TreeQuery<'_>) -> Answer {
+    let folders = folders(snapshot);
     let prefix = if q.path.is_empty() {
         String::new()
     } else if folders.contains(q.path) {
@@ -354,23 +409,10 @@ pub(crate) fn tree(cache: &ModelCache, repo: &str, revision: &str, q: &TreeQuery
 }
 
 /// `POST /api/models/{repo}/paths-info/{revision}`: the files and folders among `paths` that
-/// the cache holds, in the order asked; paths it does not hold are left out, as the Hub does.
-pub(crate) fn paths_info(
-    cache: &ModelCache,
-    repo: &str,
-    revision: &str,
-    paths: &[String],
-) -> Answer {
-    for path in paths {
-        if let Err(e) = crate::validate::repo_path(path) {
-            return bad_request(&e);
-        }
-    }
-    let snapshot = match snapshot_or_answer(cache, repo, revision) {
-        Ok(s) => s,
-        Err(answer) => return *answer,
-    };
-    let folders = folders(&snapshot);
+/// the snapshot holds, in the order asked; the others are left out, as the Hub does. The
+/// caller has validated `paths`.
+pub(crate) fn paths_info(snapshot: &Snapshot, paths: &[String]) -> Answer {
+    let folders = folders(snapshot);
     let found: Vec<Value> = paths
         .iter()
         .filter_map(|path| {

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 mod catalog;
+pub mod http;
 pub mod phases;
 
 #[allow(unused_imports)] // not every test binary checks the catalog
