@@ -196,6 +196,12 @@ fn chromium_runs_a_model_from_the_server_and_other_origins_are_refused() {
             x["error"].is_null(),
             "a request of the allowed page failed: {x:#}"
         );
+        // `Cache-Control: no-store`: the browser keeps no HTTP-cache copy of the model, so it
+        // never revalidates one (which would show as If-None-Match and a 304).
+        assert!(
+            header(&x["raw_request_headers"], "if-none-match").is_none() && x["status"] != 304,
+            "the browser kept its own copy of a model file: {x:#}"
+        );
     }
     // transformers.js sizes files with `Range: bytes=0-0`; the page can read the answer's
     // Content-Range only because the server exposes it.

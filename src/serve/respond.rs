@@ -136,6 +136,9 @@ pub(crate) fn file_answer(
         headers.insert("x-linked-size", number(size));
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // The bytes are on this machine's disk already, and re-reading them from here is cheap:
+    // a browser keeping its own HTTP-cache copy would store every model twice.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     let text = |name: header::HeaderName| request.get(name).and_then(|v| v.to_str().ok());
     let etag = entry.etag().unwrap_or("");
     if text(header::IF_NONE_MATCH)
