@@ -169,3 +169,19 @@ def test_close_while_a_client_is_mid_download_ends_its_connection(cached):
     head, _, body = received.partition(b"\r\n\r\n")
     assert f"content-length: {WEIGHTS_SIZE}".encode() in head.lower()
     assert 0 < len(body) < WEIGHTS_SIZE, "the body ended short when the server stopped"
+
+
+def test_pull_through_is_on_by_default_and_caches_what_it_fetched(cached, hub):
+    cache, repo = cached
+    assert not cache.has_file(repo, "README.md")
+    with cache.serve() as server:
+        status, headers, body = get(f"{server.url}/{repo}/resolve/main/README.md")
+    assert status == 200 and body == b"# served\n"
+    assert cache.has_file(repo, "README.md"), "fetched through the cache, and kept"
+    offline = tmc.ModelCache(cache.db_path, offline=True)
+    try:
+        with offline.serve() as server:
+            status, headers, _ = get(f"{server.url}/{repo}/resolve/main/missing.bin")
+        assert status == 404 and headers["x-error-code"] == "EntryNotFound", "never offline"
+    finally:
+        offline.close()
