@@ -14,6 +14,7 @@
 mod status_table;
 
 mod backoff;
+mod budget;
 mod cache;
 pub mod digest;
 mod dir;

@@ -31,6 +31,7 @@ mod blobs;
 mod catalog;
 mod lock;
 mod rebuild;
+mod usage;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use blobs::Adopted;
 use blobs::BlobDir;
 pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
+pub(crate) use usage::{Pin, UsageLog, UsedFile};
 pub(crate) use view::{entries_sorted, files_below, read_ref};
 
 use crate::dir::{Dir, Kind};
