@@ -12,8 +12,9 @@
 //! path, one of an older commit, one of a repo never scanned) is a unit of its own. A unit's
 //! last use is the latest of its own files'.
 //!
-//! Never chosen: pinned repos and variants, and units with a file the caller marks protected
-//! (the content just downloaded; files of a download under way).
+//! Never chosen: pinned repos and variants, and files the caller marks protected (those of
+//! the download that just landed, of downloads under way); a unit whose own file is protected
+//! stays whole, one that only shares a protected file loses the rest.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -166,7 +167,7 @@ pub(crate) fn choose(
             break;
         }
         let key = |path: &String| (unit.repo.clone(), unit.commit.clone(), path.clone());
-        if pinned(unit) || unit.files.iter().any(|p| protected.contains(&key(p))) {
+        if pinned(unit) {
             continue;
         }
         let shared_with_a_keeper = |path: &String| {
@@ -177,12 +178,28 @@ pub(crate) fn choose(
                     && other.files.contains(path)
             })
         };
+        // A protected file stays; when that is one of the unit's own files (a variant being
+        // downloaded), the unit stays whole.
+        let own_protected = unit
+            .files
+            .iter()
+            .any(|p| protected.contains(&key(p)) && !shared_with_a_keeper(p));
+        if own_protected {
+            continue;
+        }
         let goes: Vec<String> = unit
             .files
             .iter()
-            .filter(|p| !removed.contains(&key(p)) && !shared_with_a_keeper(p))
+            .filter(|p| {
+                !removed.contains(&key(p))
+                    && !shared_with_a_keeper(p)
+                    && !protected.contains(&key(p))
+            })
             .cloned()
             .collect();
+        if goes.is_empty() {
+            continue;
+        }
         let mut after = refs.clone();
         let mut bytes_freed = 0;
         for path in &goes {

@@ -395,6 +395,9 @@ impl ModelCache {
         Ok(is_hex_of_len(revision, 20).then(|| revision.to_ascii_lowercase()))
     }
 
+    /// The cached file the caller asks for, which counts as a use of it (for the budget's
+    /// least-recently-used order): every look-up of the API (`has_file` answering true,
+    /// `get_file`, `open_file`, `file_path`) comes through here.
     fn cached_record(
         &self,
         repo_id: &str,
@@ -405,7 +408,11 @@ impl ModelCache {
         validate::repo_path(path)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
-        self.engine.cached_record(repo_id, path, revision)
+        let found = self.engine.cached_record(repo_id, path, revision)?;
+        if let Some((commit, _)) = &found {
+            self.engine.store.note_use(repo_id, commit, path);
+        }
+        Ok(found)
     }
 
     /// Whether `path` of `repo_id` (default revision `main`) is cached. No network.
@@ -512,6 +519,12 @@ impl ModelCache {
     /// The store beneath, for the maintenance operations (`crate::maintenance`).
     pub(crate) fn store(&self) -> &Store {
         &self.engine.store
+    }
+
+    /// The transfer machinery (plans, flights), for the server's pull-through: it fetches
+    /// exactly as downloads do, sharing their flights.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// Wait (at most `timeout`) until no transfer of this process is under way, so that after a

@@ -455,6 +455,16 @@ impl Catalog {
         })
     }
 
+    /// How many file records name blob `sha256` (None: no such blob).
+    pub(crate) fn blob_refs(&self, sha256: &str) -> Result<Option<u64>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT refs FROM blobs WHERE sha256 = ?1")
+                .and_then(|mut s| s.query_row([sha256], |r| r.get::<_, i64>(0)).optional())
+                .map_err(sql_err)
+        })
+        .map(|refs| refs.map(from_sql))
+    }
+
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
         self.read(|c| file_in(c, repo, commit, path))
     }

@@ -157,6 +157,49 @@ impl Catalog {
     }
 }
 
+impl super::Store {
+    /// Note a use of `repo@commit:path` (written within [`FLUSH_EVERY`]).
+    pub(crate) fn note_use(&self, repo: &str, commit: &str, path: &str) {
+        self.usage.note(&self.catalog, repo, commit, path);
+    }
+
+    /// Write the uses noted in this process now.
+    pub(crate) fn flush_uses(&self) -> Result<()> {
+        self.usage.flush(&self.catalog)
+    }
+
+    /// Every cached file with its last use, this process's noted uses included.
+    pub(crate) fn used_files(&self) -> Result<Vec<UsedFile>> {
+        self.flush_uses()?;
+        self.catalog.used_files()
+    }
+
+    pub(crate) fn max_size(&self) -> Result<Option<u64>> {
+        self.catalog.max_size()
+    }
+
+    pub(crate) fn set_max_size(&self, max_size: Option<u64>) -> Result<()> {
+        self.catalog.set_max_size(max_size)
+    }
+
+    pub(crate) fn pins(&self) -> Result<Vec<Pin>> {
+        self.catalog.pins()
+    }
+
+    pub(crate) fn set_pin(&self, pin: &Pin, on: bool) -> Result<bool> {
+        self.catalog.set_pin(pin, on)
+    }
+
+    /// Every stored repo record.
+    pub(crate) fn repo_records(&self) -> Result<Vec<crate::manifest::RepoRecord>> {
+        let mut records = Vec::new();
+        for repo in self.catalog.repo_ids()? {
+            records.extend(self.catalog.repo(&repo)?);
+        }
+        Ok(records)
+    }
+}
+
 /// Uses noted in this process and not yet written.
 pub(crate) struct UsageLog {
     pending: Mutex<Pending>,
