@@ -91,14 +91,20 @@ impl ModelCache {
         }
         let hub = HubClient::new(options.hub)?;
         let store = Store::open(db_path)?;
-        Ok(ModelCache {
+        let cache = ModelCache {
             engine: Arc::new(Engine::new(
                 store,
                 hub,
                 options.transfer,
                 options.parallel_files,
             )),
-        })
+        };
+        if let Some(max_size) = options.max_size {
+            if cache.max_size()? != Some(max_size) {
+                cache.set_max_size(Some(max_size))?;
+            }
+        }
+        Ok(cache)
     }
 
     /// What this open rebuilt, when the catalog had to be rebuilt from disk.

@@ -82,6 +82,16 @@ fn the_least_recently_used_variant_goes_not_the_one_just_read() {
     assert_eq!(status(&cache, "Q8_0"), QuantStatus::Downloaded);
     let stats = cache.stats().unwrap();
     assert!(stats.disk_bytes <= three_variants(), "{stats:?}");
+    assert_eq!(stats.max_size, Some(three_variants()));
+    assert_eq!(
+        (stats.evictions.count, stats.evictions.bytes_freed),
+        (1, SIZE)
+    );
+    let logged = &stats.evictions.recent[0];
+    assert_eq!(
+        (logged.quant.as_deref(), logged.files.as_slice()),
+        (Some("Q4_K_M"), ["m-Q4_K_M.gguf".to_string()].as_slice())
+    );
     // A second handle (any process) sees the same budget.
     assert_eq!(
         open(dir.path(), &hub).max_size().unwrap(),

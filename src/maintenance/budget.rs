@@ -13,7 +13,7 @@ use crate::cache::ModelCache;
 use crate::download::human_bytes;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fetch::{Engine, FilePlan};
-use crate::store::Pin;
+use crate::store::{LoggedEviction, Pin};
 use crate::validate;
 
 /// Most blobs one request holds open against eviction by other processes.
@@ -105,13 +105,10 @@ impl ModelCache {
             Some(size) => Some(size),
             None => self.max_size()?,
         };
-        let older_than = match options.older_than {
-            Some(age) => Some(
-                crate::store::now_ms()
-                    .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)),
-            ),
-            None => None,
-        };
+        let older_than = options.older_than.map(|age| {
+            crate::store::now_ms()
+                .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+        });
         if max_size.is_none() && older_than.is_none() {
             return Err(Error::invalid(
                 "nothing to prune to: no budget is set; give a size, an age, or set a budget",
@@ -169,6 +166,20 @@ impl Engine {
         });
         if let Some(e) = failure {
             return Err(e);
+        }
+        if !dry_run && !evicted.is_empty() {
+            let at_ms = crate::store::now_ms();
+            let logged: Vec<LoggedEviction> = evicted
+                .iter()
+                .map(|e| LoggedEviction {
+                    at_ms,
+                    repo_id: e.repo_id.clone(),
+                    quant: e.quant.clone(),
+                    files: e.files.clone(),
+                    bytes_freed: e.bytes_freed,
+                })
+                .collect();
+            store.log_evictions(&logged)?;
         }
         let bytes_freed = evicted.iter().map(|e| e.bytes_freed).sum();
         Ok(PruneReport {
@@ -249,7 +260,7 @@ impl Engine {
                 cached.push(record);
             }
         }
-        cached.sort_by(|a, b| b.size.cmp(&a.size));
+        cached.sort_by_key(|record| std::cmp::Reverse(record.size));
         Ok(cached
             .iter()
             .take(MAX_HELD)

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::cache::ModelCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
-use crate::store::Rebuilt;
+use crate::store::{EvictionLog, Rebuilt};
 use crate::validate;
 
 /// Cache statistics: the seed's `total_repos` and `total_size` (logical bytes of cached files)
 /// plus what deduplication saves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub total_repos: u64,
     pub total_size: u64,
@@ -25,6 +25,12 @@ pub struct Stats {
     /// The last time the catalog was rebuilt from disk, and what that restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuilt: Option<Rebuilt>,
+    /// The disk budget every process honours (bytes of blob files), if one is set.
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// What the budget evicted: totals and the latest evictions.
+    #[serde(default)]
+    pub evictions: EvictionLog,
 }
 
 /// One repo as `tabcache ls` shows it.
@@ -89,6 +95,8 @@ impl ModelCache {
             disk_bytes: t.blob_bytes,
             dedup_saved_bytes: t.logical_bytes.saturating_sub(t.blob_bytes),
             rebuilt: self.store().last_rebuild()?,
+            max_size: self.store().max_size()?,
+            evictions: self.store().eviction_log()?,
         })
     }
 

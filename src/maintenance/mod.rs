@@ -15,7 +15,7 @@ pub mod inventory;
 pub mod verify;
 
 pub use crate::budget::Eviction;
-pub use crate::store::Pin;
+pub use crate::store::{EvictionLog, LoggedEviction, Pin};
 pub use budget::{PruneOptions, PruneReport};
 pub use import::{default_hf_hub_cache, ImportReport, ImportSkip};
 pub use inventory::{FileListing, RemoveReport, RepoListing, Stats, VariantListing};

@@ -40,8 +40,8 @@ use std::path::{Path, PathBuf};
 pub(crate) use blobs::Adopted;
 use blobs::BlobDir;
 pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
-pub use usage::Pin;
 pub(crate) use usage::{now_ms, UsageLog, UsedFile};
+pub use usage::{EvictionLog, LoggedEviction, Pin};
 pub(crate) use view::{entries_sorted, files_below, read_ref};
 
 use crate::dir::{Dir, Kind};

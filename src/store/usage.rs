@@ -157,6 +157,66 @@ impl Catalog {
     }
 }
 
+/// Evictions so far, kept in the catalog's `meta` (key `evictions`): `stats` reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EvictionLog {
+    /// Units evicted, and the bytes that freed, since the cache was made.
+    pub count: u64,
+    pub bytes_freed: u64,
+    /// The latest [`RECENT_EVICTIONS`], oldest first.
+    pub recent: Vec<LoggedEviction>,
+}
+
+/// One eviction as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoggedEviction {
+    /// When (milliseconds since the epoch).
+    pub at_ms: i64,
+    pub repo_id: String,
+    pub quant: Option<String>,
+    pub files: Vec<String>,
+    pub bytes_freed: u64,
+}
+
+/// How many evictions the log lists.
+pub const RECENT_EVICTIONS: usize = 20;
+
+impl Catalog {
+    pub(crate) fn eviction_log(&self) -> Result<EvictionLog> {
+        let text: Option<String> = self.read(|c| {
+            c.prepare_cached("SELECT value FROM meta WHERE key = 'evictions'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(sql_err)
+        })?;
+        // A log that cannot be read is only history: start it again.
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    pub(crate) fn log_evictions(&self, done: &[LoggedEviction]) -> Result<()> {
+        self.write(|tx| {
+            let text: Option<String> = tx
+                .prepare_cached("SELECT value FROM meta WHERE key = 'evictions'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(sql_err)?;
+            let mut log: EvictionLog = text
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            log.count += done.len() as u64;
+            log.bytes_freed += done.iter().map(|e| e.bytes_freed).sum::<u64>();
+            log.recent.extend(done.iter().cloned());
+            let excess = log.recent.len().saturating_sub(RECENT_EVICTIONS);
+            log.recent.drain(..excess);
+            let text = serde_json::to_string(&log).expect("the log serializes");
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('evictions', ?1)")
+                .and_then(|mut s| s.execute([text]))
+                .map_err(sql_err)?;
+            Ok(())
+        })
+    }
+}
+
 impl super::Store {
     /// Note a use of `repo@commit:path` (written within [`FLUSH_EVERY`]).
     pub(crate) fn note_use(&self, repo: &str, commit: &str, path: &str) {
@@ -172,6 +232,14 @@ impl super::Store {
     pub(crate) fn used_files(&self) -> Result<Vec<UsedFile>> {
         self.flush_uses()?;
         self.catalog.used_files()
+    }
+
+    pub(crate) fn eviction_log(&self) -> Result<EvictionLog> {
+        self.catalog.eviction_log()
+    }
+
+    pub(crate) fn log_evictions(&self, done: &[LoggedEviction]) -> Result<()> {
+        self.catalog.log_evictions(done)
     }
 
     pub(crate) fn max_size(&self) -> Result<Option<u64>> {

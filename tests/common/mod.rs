@@ -119,6 +119,7 @@ pub fn options_for(endpoint: &str) -> CacheOptions {
         },
         transfer: test_transfer(),
         parallel_files: 4,
+        max_size: None,
     }
 }
 
