@@ -44,6 +44,10 @@ pub struct RepoListing {
     pub files: u64,
     pub size: u64,
     pub variants: Vec<VariantListing>,
+    /// The latest use of any of its files (milliseconds since the epoch; None: none recorded).
+    pub last_used_ms: Option<i64>,
+    /// The whole repo is pinned (kept from eviction by the disk budget).
+    pub pinned: bool,
 }
 
 /// One variant of a scanned repo.
@@ -54,6 +58,8 @@ pub struct VariantListing {
     pub files: u64,
     pub total_size: Option<u64>,
     pub downloaded_size: Option<u64>,
+    /// This variant is pinned (the repo's pin counts too).
+    pub pinned: bool,
 }
 
 /// One cached file of a repo.
@@ -109,11 +115,19 @@ impl ModelCache {
     /// size and, when scanned, its variants.
     pub fn list_repos(&self) -> Result<Vec<RepoListing>> {
         let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for (repo_id, _, _, rec) in self.store().file_records(None)? {
-            let t = totals.entry(repo_id).or_default();
+        let mut last_used: BTreeMap<String, i64> = BTreeMap::new();
+        for file in self.store().used_files()? {
+            let t = totals.entry(file.repo.clone()).or_default();
             t.0 += 1;
-            t.1 = t.1.saturating_add(rec.size);
+            t.1 = t.1.saturating_add(file.size);
+            let latest = last_used.entry(file.repo).or_default();
+            *latest = (*latest).max(file.last_used);
         }
+        let pins = self.store().pins()?;
+        let pinned = |repo: &str, quant: Option<&str>| {
+            pins.iter()
+                .any(|p| p.repo_id == repo && (p.quant.is_none() || p.quant.as_deref() == quant))
+        };
         for id in self.repo_ids()? {
             totals.entry(id).or_default();
         }
@@ -131,6 +145,7 @@ impl ModelCache {
                             files: q.files.len() as u64,
                             total_size: q.total_size,
                             downloaded_size: q.downloaded_size,
+                            pinned: pinned(&repo_id, Some(key)),
                         })
                         .collect()
                 })
@@ -138,10 +153,12 @@ impl ModelCache {
             out.push(RepoListing {
                 revision: manifest.as_ref().map(|m| m.revision.clone()),
                 commit: manifest.as_ref().map(|m| m.commit.clone()),
-                repo_id,
                 files,
                 size,
                 variants,
+                last_used_ms: last_used.get(&repo_id).copied().filter(|&ms| ms > 0),
+                pinned: pinned(&repo_id, None),
+                repo_id,
             });
         }
         Ok(out)
