@@ -91,14 +91,20 @@ impl ModelCache {
         }
         let hub = HubClient::new(options.hub)?;
         let store = Store::open(db_path)?;
-        Ok(ModelCache {
+        let cache = ModelCache {
             engine: Arc::new(Engine::new(
                 store,
                 hub,
                 options.transfer,
                 options.parallel_files,
             )),
-        })
+        };
+        if let Some(max_size) = options.max_size {
+            if cache.max_size()? != Some(max_size) {
+                cache.set_max_size(Some(max_size))?;
+            }
+        }
+        Ok(cache)
     }
 
     /// What this open rebuilt, when the catalog had to be rebuilt from disk.
@@ -395,6 +401,9 @@ impl ModelCache {
         Ok(is_hex_of_len(revision, 20).then(|| revision.to_ascii_lowercase()))
     }
 
+    /// The cached file the caller asks for, which counts as a use of it (for the budget's
+    /// least-recently-used order): every look-up of the API (`has_file` answering true,
+    /// `get_file`, `open_file`, `file_path`) comes through here.
     fn cached_record(
         &self,
         repo_id: &str,
@@ -405,7 +414,11 @@ impl ModelCache {
         validate::repo_path(path)?;
         let revision = revision.unwrap_or(DEFAULT_REVISION);
         validate::revision(revision)?;
-        self.engine.cached_record(repo_id, path, revision)
+        let found = self.engine.cached_record(repo_id, path, revision)?;
+        if let Some((commit, _)) = &found {
+            self.engine.store.note_use(repo_id, commit, path);
+        }
+        Ok(found)
     }
 
     /// Whether `path` of `repo_id` (default revision `main`) is cached. No network.

@@ -326,6 +326,10 @@ impl Engine {
             .iter()
             .try_fold(0u64, |sum, p| p.size.map(|size| sum.saturating_add(size)));
         let mut reporter = Reporter::new(progress, total);
+        // The budget refuses what cannot fit before a byte moves, and keeps this request's
+        // files when it evicts to make room for them afterwards.
+        let protected = self.admit(&plans)?;
+        let _held = self.hold_cached(&plans)?;
         let mut schedule = Schedule::new(self, plans, &mut tell)?;
         while schedule.start_queued() {
             schedule.collect_landed(&mut tell)?;
@@ -339,7 +343,29 @@ impl Engine {
             }
         }
         reporter.finish(schedule.loaded_done);
+        self.enforce_budget(&protected)?;
         Ok(())
+    }
+
+    /// The files of the variants this process is downloading now, at their recorded commit:
+    /// the budget keeps them.
+    pub(crate) fn files_downloading(&self) -> Result<Vec<crate::budget::FileKey>> {
+        let variants: Vec<(String, String)> = self
+            .downloading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let mut files = Vec::new();
+        for (repo, quant) in variants {
+            if let Some(record) = self.store.repo(&repo)? {
+                for path in record.variants.get(&quant).into_iter().flatten() {
+                    files.push((repo.clone(), record.commit.clone(), path.clone()));
+                }
+            }
+        }
+        Ok(files)
     }
 
     /// Fetch `plans` as variant `quant`'s download: it reads as `downloading` meanwhile (with

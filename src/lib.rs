@@ -14,6 +14,7 @@
 mod status_table;
 
 mod backoff;
+mod budget;
 mod cache;
 pub mod digest;
 mod dir;
@@ -39,6 +40,6 @@ pub use cache::{CacheOptions, CachedFile, ModelCache, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
 pub use maintenance::inventory::Stats;
 pub use manifest::{Manifest, QuantInfo, QuantStatus};
-pub use options::default_cache_dir;
+pub use options::{default_cache_dir, parse_byte_size};
 pub use progress::{FileEvent, FileProgressFn, ProgressFn};
 pub use store::Rebuilt;

@@ -31,6 +31,9 @@ pub struct CacheOptions {
     pub transfer: TransferOptions,
     /// How many files of one request are fetched at once (0 = default, 4).
     pub parallel_files: usize,
+    /// The disk budget to set on open (bytes of blob files; it is kept in the cache for every
+    /// process, the last one set wins). `None` leaves the cache's budget as it is.
+    pub max_size: Option<u64>,
 }
 
 impl CacheOptions {
@@ -124,6 +127,49 @@ impl CacheOptions {
     }
 }
 
+impl CacheOptions {
+    /// Set the cache's disk budget on open (see [`CacheOptions::max_size`]).
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+}
+
+/// A size as people write it: `50GB` (10^9), `20GiB` (2^30), `512M`, `1.5 TB`, `1000` (bytes);
+/// units are case-insensitive, a bare `K`/`M`/`G`/`T` is decimal like `KB`.
+///
+/// # Errors
+/// `InvalidArgument` naming the text, for anything else.
+pub fn parse_byte_size(text: &str) -> crate::Result<u64> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let scale: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => 0,
+    };
+    let value: Option<f64> = number.parse().ok().filter(|v: &f64| v.is_finite());
+    match value {
+        Some(value) if scale > 0 && value >= 0.0 && value * (scale as f64) < u64::MAX as f64 => {
+            Ok((value * scale as f64).round() as u64)
+        }
+        _ => Err(crate::Error::invalid(format!(
+            "{text:?} is not a size; write it as bytes or with a unit, e.g. 50GB, 20GiB, 512MB"
+        ))),
+    }
+}
+
 fn nonzero(duration: Duration) -> Option<Duration> {
     Some(duration).filter(|d| !d.is_zero())
 }
@@ -162,6 +208,19 @@ pub fn default_cache_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_as_people_write_them() {
+        assert_eq!(parse_byte_size("50GB").unwrap(), 50_000_000_000);
+        assert_eq!(parse_byte_size("20GiB").unwrap(), 20 << 30);
+        assert_eq!(parse_byte_size(" 1.5 tb ").unwrap(), 1_500_000_000_000);
+        assert_eq!(parse_byte_size("512M").unwrap(), 512_000_000);
+        assert_eq!(parse_byte_size("1000").unwrap(), 1000);
+        for bad in ["", "GB", "-1GB", "5 parsecs", "1e9", "nan"] {
+            let err = parse_byte_size(bad).unwrap_err();
+            assert!(err.message().contains("not a size"), "{bad}: {err}");
+        }
+    }
 
     #[test]
     fn read_timeout_is_also_the_stall_timeout() {

@@ -348,7 +348,7 @@ pub(crate) fn check_room(size: u64, at: &At, server: &str) -> Result<()> {
 }
 
 /// `1.5 GiB`: sizes in messages, readable next to the exact byte count.
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 7] = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::cache::ModelCache;
 use crate::error::{Error, ErrorKind, Result};
 use crate::manifest::QuantStatus;
-use crate::store::Rebuilt;
+use crate::store::{EvictionLog, Rebuilt};
 use crate::validate;
 
 /// Cache statistics: the seed's `total_repos` and `total_size` (logical bytes of cached files)
 /// plus what deduplication saves.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stats {
     pub total_repos: u64,
     pub total_size: u64,
@@ -25,6 +25,12 @@ pub struct Stats {
     /// The last time the catalog was rebuilt from disk, and what that restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuilt: Option<Rebuilt>,
+    /// The disk budget every process honours (bytes of blob files), if one is set.
+    #[serde(default)]
+    pub max_size: Option<u64>,
+    /// What the budget evicted: totals and the latest evictions.
+    #[serde(default)]
+    pub evictions: EvictionLog,
 }
 
 /// One repo as `tabcache ls` shows it.
@@ -38,6 +44,10 @@ pub struct RepoListing {
     pub files: u64,
     pub size: u64,
     pub variants: Vec<VariantListing>,
+    /// The latest use of any of its files (milliseconds since the epoch; None: none recorded).
+    pub last_used_ms: Option<i64>,
+    /// The whole repo is pinned (kept from eviction by the disk budget).
+    pub pinned: bool,
 }
 
 /// One variant of a scanned repo.
@@ -48,6 +58,8 @@ pub struct VariantListing {
     pub files: u64,
     pub total_size: Option<u64>,
     pub downloaded_size: Option<u64>,
+    /// This variant is pinned (the repo's pin counts too).
+    pub pinned: bool,
 }
 
 /// One cached file of a repo.
@@ -89,6 +101,8 @@ impl ModelCache {
             disk_bytes: t.blob_bytes,
             dedup_saved_bytes: t.logical_bytes.saturating_sub(t.blob_bytes),
             rebuilt: self.store().last_rebuild()?,
+            max_size: self.store().max_size()?,
+            evictions: self.store().eviction_log()?,
         })
     }
 
@@ -101,11 +115,19 @@ impl ModelCache {
     /// size and, when scanned, its variants.
     pub fn list_repos(&self) -> Result<Vec<RepoListing>> {
         let mut totals: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for (repo_id, _, _, rec) in self.store().file_records(None)? {
-            let t = totals.entry(repo_id).or_default();
+        let mut last_used: BTreeMap<String, i64> = BTreeMap::new();
+        for file in self.store().used_files()? {
+            let t = totals.entry(file.repo.clone()).or_default();
             t.0 += 1;
-            t.1 = t.1.saturating_add(rec.size);
+            t.1 = t.1.saturating_add(file.size);
+            let latest = last_used.entry(file.repo).or_default();
+            *latest = (*latest).max(file.last_used);
         }
+        let pins = self.store().pins()?;
+        let pinned = |repo: &str, quant: Option<&str>| {
+            pins.iter()
+                .any(|p| p.repo_id == repo && (p.quant.is_none() || p.quant.as_deref() == quant))
+        };
         for id in self.repo_ids()? {
             totals.entry(id).or_default();
         }
@@ -123,6 +145,7 @@ impl ModelCache {
                             files: q.files.len() as u64,
                             total_size: q.total_size,
                             downloaded_size: q.downloaded_size,
+                            pinned: pinned(&repo_id, Some(key)),
                         })
                         .collect()
                 })
@@ -130,10 +153,12 @@ impl ModelCache {
             out.push(RepoListing {
                 revision: manifest.as_ref().map(|m| m.revision.clone()),
                 commit: manifest.as_ref().map(|m| m.commit.clone()),
-                repo_id,
                 files,
                 size,
                 variants,
+                last_used_ms: last_used.get(&repo_id).copied().filter(|&ms| ms > 0),
+                pinned: pinned(&repo_id, None),
+                repo_id,
             });
         }
         Ok(out)

@@ -60,8 +60,19 @@ impl BlobDir {
         self.blob_meta(sha256).map(|m| m.len)
     }
 
-    /// The blob file, opened for reading (never through a link, never blocking on a FIFO).
+    /// The blob file, opened for reading (never through a link, never blocking on a FIFO), with
+    /// a shared lock held as long as the file is open: eviction leaves a blob alone while anyone
+    /// reads it (see `evict`). Waits only while an eviction is removing this very blob.
     pub(crate) fn open_blob(&self, sha256: &str) -> std::io::Result<File> {
+        let file = self.open_unlocked(sha256)?;
+        match file.lock_shared() {
+            // A file system without locks (some network mounts): reading still works.
+            Ok(()) | Err(_) => Ok(file),
+        }
+    }
+
+    /// The blob file, opened for reading without the readers' lock.
+    pub(crate) fn open_unlocked(&self, sha256: &str) -> std::io::Result<File> {
         self.blobs.open_read(sha256)
     }
 

@@ -7,7 +7,8 @@
 //!   the rows, so a blob's last reference is known without a count)
 //! - `git_oids`: git blob sha1 -> sha256 (so small files dedup before any transfer)
 //! - `partials`: transfer key -> [`PartialState`] (which ranges of a `.part` are durable)
-//! - `meta`: small facts about the catalog itself (the last rebuild)
+//! - `meta`: small facts about the catalog itself (the last rebuild, the disk budget)
+//! - `pins`: repos and variants the budget never evicts (see `usage`)
 //!
 //! Why SQLite: many processes share one cache (a Python host, C engines, the CLI, a server),
 //! and SQLite is the embedded store built and tested for exactly that: WAL lets readers run
@@ -77,6 +78,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE meta (
          key TEXT PRIMARY KEY,
          value TEXT NOT NULL
+     ) WITHOUT ROWID;",
+    // 1 -> 2: the disk budget. When each file was last used (milliseconds since the epoch; 0
+    // for files cached before this version, which makes them the first to go), and the pins
+    // that keep a repo (quant_key '') or a variant from eviction.
+    "ALTER TABLE files ADD COLUMN last_used INTEGER NOT NULL DEFAULT 0;
+     CREATE TABLE pins (
+         repo_id TEXT NOT NULL,
+         quant_key TEXT NOT NULL,
+         PRIMARY KEY (repo_id, quant_key)
      ) WITHOUT ROWID;",
 ];
 
@@ -192,7 +202,7 @@ fn is_damage(err: &rusqlite::Error) -> bool {
 }
 
 /// Turn an SQLite error into ours, with what the user can do about it.
-fn sql_err(err: rusqlite::Error) -> Error {
+pub(super) fn sql_err(err: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode as C;
     match err.sqlite_error_code() {
         Some(C::DiskFull) => Error::new(
@@ -230,11 +240,11 @@ fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T> {
 }
 
 /// Sizes are u64 in Rust and i64 in SQLite; no file comes near 2^63 bytes.
-fn to_sql(n: u64) -> i64 {
+pub(super) fn to_sql(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn from_sql(n: i64) -> u64 {
+pub(super) fn from_sql(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
@@ -362,7 +372,7 @@ impl Catalog {
     }
 
     /// Run `change` in one write transaction; it commits only if `change` returns Ok.
-    fn write<T>(&self, change: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(super) fn write<T>(&self, change: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut guard = self.conn(&self.conns.writer)?;
         let conn = guard.as_mut().expect("checked by conn");
         let tx = conn
@@ -375,7 +385,7 @@ impl Catalog {
 
     /// Run `look` on the read connection (one statement is one consistent snapshot; `look`
     /// that runs several opens its own transaction).
-    fn read<T>(&self, look: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(super) fn read<T>(&self, look: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let guard = self.conn(&self.conns.reader)?;
         look(guard.as_ref().expect("checked by conn"))
     }
@@ -443,6 +453,16 @@ impl Catalog {
                 })
                 .map_err(sql_err)
         })
+    }
+
+    /// How many file records name blob `sha256` (None: no such blob).
+    pub(crate) fn blob_refs(&self, sha256: &str) -> Result<Option<u64>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT refs FROM blobs WHERE sha256 = ?1")
+                .and_then(|mut s| s.query_row([sha256], |r| r.get::<_, i64>(0)).optional())
+                .map_err(sql_err)
+        })
+        .map(|refs| refs.map(from_sql))
     }
 
     pub(crate) fn file(&self, repo: &str, commit: &str, path: &str) -> Result<Option<FileRecord>> {
@@ -536,9 +556,10 @@ impl Catalog {
             )
             .and_then(|mut s| s.execute(params![record.sha256, to_sql(record.size)]))
             .map_err(sql_err)?;
+            // A file just cached counts as just used: the budget never evicts what it admitted.
             tx.prepare_cached(
-                "INSERT INTO files (repo_id, commit_sha, path, sha256, size, git_oid)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO files (repo_id, commit_sha, path, sha256, size, git_oid, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -547,7 +568,8 @@ impl Catalog {
                     path,
                     record.sha256,
                     to_sql(record.size),
-                    record.git_oid
+                    record.git_oid,
+                    super::usage::now_ms()
                 ])
             })
             .map_err(sql_err)?;

@@ -29,8 +29,10 @@
 
 mod blobs;
 mod catalog;
+mod evict;
 mod lock;
 mod rebuild;
+mod usage;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -38,6 +40,8 @@ use std::path::{Path, PathBuf};
 pub(crate) use blobs::Adopted;
 use blobs::BlobDir;
 pub use catalog::{CatalogTotals, FileRecord, Rebuilt};
+pub(crate) use usage::{now_ms, UsageLog, UsedFile};
+pub use usage::{EvictionLog, LoggedEviction, Pin};
 pub(crate) use view::{entries_sorted, files_below, read_ref};
 
 use crate::dir::{Dir, Kind};
@@ -53,6 +57,15 @@ pub(crate) struct Store {
     gate: lock::Gate,
     /// What opening this store rebuilt, if the catalog had to be rebuilt.
     rebuilt: Option<Rebuilt>,
+    /// Uses of cached files noted and not yet written (see `usage`).
+    usage: UsageLog,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Best effort: a use not written only makes eviction less informed.
+        let _ = self.flush_uses();
+    }
 }
 
 impl Store {
@@ -79,6 +92,7 @@ impl Store {
             view,
             gate,
             rebuilt,
+            usage: UsageLog::default(),
         };
         store.recover()?;
         Ok(store)
@@ -391,6 +405,11 @@ impl Store {
     /// bytes freed.
     pub(crate) fn remove_file(&self, repo: &str, commit: &str, path: &str) -> Result<u64> {
         let _gate = self.gate()?;
+        self.remove_file_in_gate(repo, commit, path)
+    }
+
+    /// [`Store::remove_file`], for a caller already inside the gate.
+    fn remove_file_in_gate(&self, repo: &str, commit: &str, path: &str) -> Result<u64> {
         let orphans = self.catalog.remove_file(repo, commit, path)?;
         self.view.remove_file(repo, commit, path)?;
         let mut freed = 0;

@@ -120,6 +120,7 @@ pub fn options_for(endpoint: &str) -> CacheOptions {
         },
         transfer: test_transfer(),
         parallel_files: 4,
+        max_size: None,
     }
 }
 

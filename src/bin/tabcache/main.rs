@@ -66,7 +66,12 @@ fn run(cli: &Cli, out: &Output) -> CmdResult {
     let cache = open_cache(cli, out)?;
     match &cli.command {
         Command::Scan { repo, revision } => commands::scan(out, &cache, repo, revision.as_deref()),
-        Command::Download(args) => commands::download(out, &cache, args),
+        Command::Download(args) => {
+            let before = commands::evictions_so_far(&cache);
+            let done = commands::download(out, &cache, args);
+            commands::note_evictions(out, &cache, before);
+            done
+        }
         Command::Ls { repo, sort } => commands::ls(out, &cache, repo.as_deref(), *sort),
         Command::Path {
             repo,
@@ -83,6 +88,12 @@ fn run(cli: &Cli, out: &Output) -> CmdResult {
         Command::Gc { stale_days } => commands::gc(out, &cache, *stale_days),
         Command::Stats => commands::stats(out, &cache),
         Command::ImportHf { dir } => commands::import_hf(out, &cache, dir.as_deref()),
+        Command::Pin { repo, quant } => commands::pin(out, &cache, repo, quant.as_deref(), true),
+        Command::Unpin { repo, quant } => commands::pin(out, &cache, repo, quant.as_deref(), false),
+        Command::Prune {
+            older_than,
+            dry_run,
+        } => commands::prune(out, &cache, flags::max_size(cli)?, *older_than, *dry_run),
         Command::Serve(args) => commands::serve(out, &cache, args, flags::serve_token(cli)?),
     }
 }
@@ -110,12 +121,26 @@ fn open_cache(cli: &Cli, out: &Output) -> Result<ModelCache, Error> {
     if cli.offline {
         options = options.offline(true);
     }
+
     if let Command::Download(args) = &cli.command {
         if let Some(n) = args.connections {
             options = options.connections(n.into());
         }
     }
     let cache = ModelCache::open(&dir, options)?;
+    // For prune, --max-size is the size to prune to this once, not a new budget.
+    if !matches!(cli.command, Command::Prune { .. }) {
+        if let Some(bytes) = flags::max_size(cli)? {
+            if cache.max_size()? != Some(bytes) {
+                let report = cache.set_max_size(Some(bytes))?;
+                out.note(format!(
+                    "disk budget set to {} for every process using this cache",
+                    indicatif::HumanBytes(bytes)
+                ));
+                commands::note_pruned(out, &report);
+            }
+        }
+    }
     if let Some(rebuilt) = cache.rebuilt_on_open() {
         // Said even with --quiet: the catalog was lost, and the user should know why the
         // manifests are gone until the next scan.

@@ -1,5 +1,5 @@
-//! `tabcache ls`: the library's listing of the cached repos, or of one repo's cached files,
-//! as a table (by name, or largest first).
+//! `tabcache ls`: the library's listing of the cached repos (with last use and pins), or of
+//! one repo's cached files, as a table (by name, or largest first).
 
 use indicatif::HumanBytes;
 use tabcache::ModelCache;
@@ -48,22 +48,48 @@ fn ls_repos(out: &Output, cache: &ModelCache, sort: SortKey) -> CmdResult {
         println!("the cache is empty; `tabcache download REPO` fills it");
         return Ok(());
     }
-    let rows: Vec<[String; 4]> = repos
+    let now = std::time::SystemTime::now();
+    let rows: Vec<[String; 5]> = repos
         .iter()
         .map(|r| {
             let variants: Vec<String> = r
                 .variants
                 .iter()
-                .map(|v| format!("{} ({})", v.key, v.status.as_str()))
+                .map(|v| {
+                    let pin = if v.pinned && !r.pinned {
+                        ", pinned"
+                    } else {
+                        ""
+                    };
+                    format!("{} ({}{pin})", v.key, v.status.as_str())
+                })
                 .collect();
+            let name = if r.pinned {
+                format!("{} (pinned)", r.repo_id)
+            } else {
+                r.repo_id.clone()
+            };
             [
-                r.repo_id.clone(),
+                name,
                 r.files.to_string(),
                 HumanBytes(r.size).to_string(),
+                r.last_used_ms.map_or("-".into(), |ms| ago(now, ms)),
                 variants.join(", "),
             ]
         })
         .collect();
-    print_table(&["REPO", "FILES", "SIZE", "VARIANTS"], &rows);
+    print_table(&["REPO", "FILES", "SIZE", "LAST USED", "VARIANTS"], &rows);
     Ok(())
+}
+
+/// `just now`, `5 min ago`, `3 h ago`, `12 days ago`: when a repo was last used.
+fn ago(now: std::time::SystemTime, ms: i64) -> String {
+    let then = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    let secs = now.duration_since(then).map_or(0, |d| d.as_secs());
+    match secs {
+        0..60 => "just now".into(),
+        60..3600 => format!("{} min ago", secs / 60),
+        3600..86400 => format!("{} h ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86400),
+    }
 }

@@ -1,6 +1,7 @@
 //! One function per command, each a few library calls and the printing of what they answer
 //! (with `--json`, the library's report as it is). `main` dispatches here with the cache open.
 
+mod budget;
 mod download;
 mod import;
 mod ls;
@@ -13,6 +14,7 @@ mod verify;
 
 use tabcache::{Error, ErrorKind};
 
+pub use budget::{evictions_so_far, note_evictions, note_pruned, pin, prune};
 pub use download::download;
 pub use import::import_hf;
 pub use ls::ls;

@@ -21,6 +21,15 @@ pub fn stats(out: &Output, cache: &ModelCache) -> CmdResult {
     println!("total size   {}", HumanBytes(stats.total_size));
     println!("on disk      {}", HumanBytes(stats.disk_bytes));
     println!("dedup saved  {}", HumanBytes(stats.dedup_saved_bytes));
+    match stats.max_size {
+        Some(limit) => println!("budget       {}", HumanBytes(limit)),
+        None => println!("budget       none (--max-size SIZE sets one)"),
+    }
+    println!(
+        "evicted      {} unit(s), {}",
+        stats.evictions.count,
+        HumanBytes(stats.evictions.bytes_freed)
+    );
     if let Some(r) = stats.rebuilt {
         println!(
             "rebuilt      {} files of {} repos, at unix time {}",

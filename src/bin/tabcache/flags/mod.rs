@@ -51,6 +51,10 @@ pub struct Cli {
     /// Make no network request; answer from the cache only
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Set the cache's disk budget (e.g. 50GB, 20GiB), kept for every process; least recently
+    /// used variants are evicted to stay within it. For prune: the size to prune to, this once
+    #[arg(long, global = true, value_name = "SIZE", env = "TABCACHE_MAX_SIZE")]
+    pub max_size: Option<String>,
     /// Machine-readable JSON on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -126,6 +130,20 @@ pub enum Command {
         /// [default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub]
         dir: Option<PathBuf>,
     },
+    /// Keep a repo (or one of its variants) from eviction by the disk budget
+    Pin { repo: String, quant: Option<String> },
+    /// Undo `pin`
+    Unpin { repo: String, quant: Option<String> },
+    /// Evict least recently used variants now: to --max-size (else the budget) and/or those
+    /// unused for --older-than days
+    Prune {
+        /// Also evict what was last used more than DAYS ago
+        #[arg(long, value_name = "DAYS")]
+        older_than: Option<f64>,
+        /// Only list what would be evicted
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Serve the cache over HTTP as a Hugging Face endpoint (HF_ENDPOINT, env.remoteHost)
     #[command(after_help = SERVE_HELP)]
     Serve(ServeArgs),
@@ -187,6 +205,21 @@ pub struct DownloadArgs {
 pub enum SortKey {
     Name,
     Size,
+}
+
+/// The bytes `--max-size` (or TABCACHE_MAX_SIZE) gives.
+pub fn max_size(cli: &Cli) -> Result<Option<u64>, tabcache::Error> {
+    cli.max_size
+        .as_deref()
+        .map(|text| {
+            tabcache::parse_byte_size(text).map_err(|e| {
+                tabcache::Error::invalid(format!(
+                    "--max-size (or TABCACHE_MAX_SIZE): {}",
+                    e.message()
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// clap's first paragraph ("error: ...", maybe with the missing names on the next lines) on
