@@ -280,3 +280,39 @@ fn a_variant_another_process_is_downloading_is_not_evicted() {
     assert!(child.wait().unwrap().success());
     assert!(held(&cache, Q2_SHARDS[1]));
 }
+
+#[test]
+fn serving_counts_as_a_use_and_pull_through_respects_the_budget() {
+    use tabcache::serve::{ServeOptions, Server};
+    let hub = hub(fill);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = three_downloaded(&hub, dir.path());
+    let server = Server::start(&cache, ServeOptions::default()).unwrap();
+    let url = |path: &str| format!("{}/{REPO}/resolve/main/{path}", server.url());
+    // Q2_K is the oldest download; a client reading it makes Q4_K_M the least recently used.
+    assert_eq!(common::http::get(&url(Q2_SHARDS[0]), &[]).status, 200);
+    std::thread::sleep(Duration::from_millis(5));
+    // Pulled through the server, Q8_0 is cached like a download: the budget makes room.
+    hub.emu.clear_log();
+    let q8 = common::http::get(&url("m-Q8_0.gguf"), &[]);
+    assert_eq!((q8.status, q8.body.len() as u64), (200, SIZE));
+    assert!(held(&cache, "m-Q8_0.gguf"));
+    assert!(held(&cache, Q2_SHARDS[0]), "served, so recently used: kept");
+    assert!(
+        !held(&cache, "m-Q4_K_M.gguf"),
+        "the least recently used went"
+    );
+
+    // What cannot fit is refused before any transfer: 507, with the sizes.
+    cache.pin(REPO, None).unwrap();
+    hub.emu.clear_log();
+    let refused = common::http::get(&url("m-Q4_K_M.gguf"), &[]);
+    assert_eq!(refused.status, 507, "{}", refused.json());
+    assert!(
+        refused.json()["error"].as_str().unwrap().contains("budget"),
+        "{}",
+        refused.json()
+    );
+    assert!(hub.cdn_requests().is_empty(), "nothing was transferred");
+    server.stop();
+}

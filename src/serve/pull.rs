@@ -166,7 +166,11 @@ fn plan(
         .map_err(|e| Box::new(upstream_error(&e, &what(repo, revision, path))))?;
     match engine.already_held(&plan) {
         Ok(Some(_)) => Ok(None),
-        Ok(None) => Ok(Some(plan)),
+        // The disk budget refuses, before a byte moves, what cannot fit (507).
+        Ok(None) => match engine.admit(std::slice::from_ref(&plan)) {
+            Ok(_) => Ok(Some(plan)),
+            Err(e) => Err(Box::new(upstream_error(&e, &what(repo, revision, path)))),
+        },
         Err(e) => Err(Box::new(respond::internal(&e))),
     }
 }
@@ -325,9 +329,16 @@ impl Pull {
         self.recorded = true;
         let (cache, plan, rec) = (self.cache.clone(), self.plan.clone(), rec.clone());
         let recorded = tokio::task::spawn_blocking(move || {
-            cache
-                .store()
-                .reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)
+            let recorded =
+                cache
+                    .store()
+                    .reference_blob(&plan.repo, &plan.commit, &plan.path, &rec)?;
+            // Cached like any download: the budget makes room after it, keeping this file. An
+            // eviction that fails is the next download's to retry; this answer's bytes are
+            // verified and go out regardless.
+            let this = (plan.repo.clone(), plan.commit.clone(), plan.path.clone());
+            let _ = cache.engine().enforce_budget(&[this].into());
+            Ok::<_, crate::Error>(recorded)
         })
         .await;
         match recorded {

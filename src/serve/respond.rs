@@ -210,6 +210,8 @@ pub(crate) fn cached_file(
         Ok(Err(miss)) => return Err(miss),
         Err(e) => return Ok(internal(&e)),
     };
+    // Served is used, for the disk budget's least-recently-used order.
+    cache.store().note_use(repo, &commit, path);
     let (status, headers, start, len) = match file_answer(request, head, &commit, &entry) {
         FileAnswer::Done(answer) => return Ok(answer),
         FileAnswer::Bytes {
