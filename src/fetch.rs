@@ -88,7 +88,7 @@ impl FilePlan {
     }
 
     /// The content's identity: the key of its flight and of its partial download.
-    fn content_key(&self) -> String {
+    pub(crate) fn content_key(&self) -> String {
         match (&self.sha256, &self.git_oid) {
             (Some(sha), _) => format!("sha256-{sha}"),
             (None, Some(oid)) => format!("git-{oid}"),

@@ -18,9 +18,16 @@ const LARGE_LEN: u64 = 30 << 20;
 /// Room for the small file and the catalog, not for both files.
 const TMPFS_SIZE: &str = "40m";
 
+/// Two files that each fit in what the large file leaves free, but not together.
+const PART_LEN: u64 = 6 << 20;
+const PARTS: [&str; 2] = ["part-a.onnx", "part-b.onnx"];
+
 fn fill(root: &Path) {
     write_pseudo_random_file(root, REPO, "small.onnx", SMALL_LEN, 1).unwrap();
     write_pseudo_random_file(root, REPO, "large.onnx", LARGE_LEN, 2).unwrap();
+    for (i, part) in PARTS.iter().enumerate() {
+        write_pseudo_random_file(root, REPO, part, PART_LEN, 3 + i as u64).unwrap();
+    }
 }
 
 /// Runs inside the child, on the tmpfs.
@@ -54,6 +61,16 @@ fn run_in_child(child: &ChildSetup) {
     println!(
         "REOPENED {}",
         cache.has_file(REPO, "large.onnx", None).unwrap()
+    );
+    // Files that fit one by one but not together: refused before the first one moves.
+    let err = cache
+        .download_files(REPO, &PARTS, None, None, None)
+        .unwrap_err();
+    println!("TOGETHER-KIND {:?}", err.kind());
+    println!("TOGETHER-MESSAGE {}", err.message());
+    println!(
+        "TOGETHER-NONE-CACHED {}",
+        !PARTS.iter().any(|p| cache.has_file(REPO, p, None).unwrap())
     );
 }
 
@@ -113,6 +130,16 @@ fn a_full_disk_is_a_clear_error_that_loses_nothing() {
     assert_eq!(line("SMALL-INTACT"), "true");
     assert_eq!(line("LARGE-AFTER-FREEING"), "true");
     assert_eq!(line("REOPENED"), "true");
+    assert_eq!(line("TOGETHER-KIND"), format!("{:?}", ErrorKind::DiskFull));
+    let message = line("TOGETHER-MESSAGE");
+    assert!(
+        message.contains("this download needs 12.0 MiB") && message.contains("free some space"),
+        "{message}"
+    );
+    assert_eq!(line("TOGETHER-NONE-CACHED"), "true");
+    for part in PARTS {
+        assert_eq!(hub.emu.bytes_sent_for(part), 0, "{part} was transferred");
+    }
     assert!(
         !cache_dir.exists(),
         "the tmpfs was not private to the child"

@@ -190,56 +190,95 @@ impl Engine {
         })
     }
 
-    /// Before a transfer of `plans`: with a budget, refuse at once (nothing transferred,
-    /// nothing evicted) what cannot fit even after evicting everything evictable. Returns the
-    /// files the request must keep from eviction while it runs and once it lands.
+    /// Before a transfer of `plans`: refuse at once (nothing transferred, nothing evicted) what
+    /// cannot fit in the budget even after evicting everything evictable, or on the file
+    /// system. Returns the files the request must keep from eviction while it runs and once
+    /// it lands.
     pub(crate) fn admit(&self, plans: &[FilePlan]) -> Result<HashSet<FileKey>> {
         let mut protected: HashSet<FileKey> = plans
             .iter()
             .map(|p| (p.repo.clone(), p.commit.clone(), p.path.clone()))
             .collect();
         protected.extend(self.files_downloading()?);
-        let Some(limit) = self.store.max_size()? else {
-            return Ok(protected);
-        };
         let store = &self.store;
+        // Bytes still to come: content not held, less what a partial download already holds
+        // on disk (a resumed transfer's file is allocated whole).
         let mut needed = 0u64;
+        let mut largest = 0u64;
+        let mut on_disk = 0u64;
         let mut counted = HashSet::new();
         for plan in plans {
-            let content = plan.sha256.clone().unwrap_or_else(|| plan.path.clone());
             let held = match &plan.sha256 {
                 Some(sha) => store.has_blob(sha)?,
                 None => store
                     .cached_file(&plan.repo, &plan.commit, &plan.path)?
                     .is_some(),
             };
-            if !held && counted.insert(content) {
-                needed += plan.size.unwrap_or(0);
+            let key = plan.content_key();
+            if !held && counted.insert(key.clone()) {
+                needed = needed.saturating_add(plan.size.unwrap_or(0));
+                largest = largest.max(plan.size.unwrap_or(0));
+                let (tmp, name) = store.partial(&key);
+                on_disk += tmp.stat(&name).ok().flatten().map_or(0, |m| m.len);
             }
         }
         if needed == 0 {
             return Ok(protected);
         }
-        let all = Target {
-            bytes: u64::MAX,
-            older_than: None,
+        let limit = store.max_size()?;
+        // Without a budget nothing may be evicted.
+        let evictable = match limit {
+            Some(_) => {
+                let all = Target {
+                    bytes: u64::MAX,
+                    older_than: None,
+                };
+                self.evict_to(all, None, &protected, true)?.bytes_freed
+            }
+            None => 0,
         };
-        let evictable = self.evict_to(all, None, &protected, true)?.bytes_freed;
         let disk_bytes = store.totals()?.blob_bytes;
-        let floor = disk_bytes.saturating_sub(evictable);
-        if floor.saturating_add(needed) > limit {
-            return Err(Error::new(
-                ErrorKind::DiskFull,
-                format!(
-                    "this download needs {} but the cache's budget is {}: it holds {}, of which {} \
-                     can be evicted (the rest is pinned or in use); raise the budget (max_size), \
-                     unpin or remove something, and retry",
-                    human_bytes(needed),
-                    human_bytes(limit),
-                    human_bytes(disk_bytes),
-                    human_bytes(evictable)
-                ),
-            ));
+        if let Some(limit) = limit {
+            let floor = disk_bytes.saturating_sub(evictable);
+            if floor.saturating_add(needed) > limit {
+                return Err(Error::new(
+                    ErrorKind::DiskFull,
+                    format!(
+                        "this download needs {} but the cache's budget is {}: it holds {}, of which {} \
+                         can be evicted (the rest is pinned or in use); raise the budget (max_size), \
+                         unpin or remove something, and retry",
+                        human_bytes(needed),
+                        human_bytes(limit),
+                        human_bytes(disk_bytes),
+                        human_bytes(evictable)
+                    ),
+                ));
+            }
+        }
+        // Files that fit one by one but not together are refused here, before the first of
+        // them moves; a single file larger than the disk is left to the transfer's own check,
+        // which names the server that claimed the size (it may be a hostile claim).
+        let (tmp, _) = store.partial("");
+        if let Some(free) = tmp.free_space() {
+            let room = free.saturating_add(evictable).saturating_add(on_disk);
+            if needed > room && largest <= free {
+                return Err(Error::new(
+                    ErrorKind::DiskFull,
+                    format!(
+                        "disk full: this download needs {} and the file system of {} has {} free{}; \
+                         nothing was downloaded: free some space (gc removes stale partial \
+                         downloads; prune evicts what was least used) and retry",
+                        human_bytes(needed),
+                        tmp.path().display(),
+                        human_bytes(free),
+                        if evictable > 0 {
+                            format!(" and {} could be evicted", human_bytes(evictable))
+                        } else {
+                            String::new()
+                        }
+                    ),
+                ));
+            }
         }
         Ok(protected)
     }
