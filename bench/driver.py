@@ -8,6 +8,7 @@ sha256, nginx's root), caches/, out/ (results JSON and the Markdown table), ngin
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -37,6 +38,8 @@ PYTHON = sys.executable
 # to measure a change in the same run as everything else.
 BEFORE = None
 BEFORE_ROW = "tabcache, build before the change"
+# --before-serve BIN: an older build of the tabcache CLI, a third server of case 8.
+BEFORE_SERVE = None
 
 BIG_REPO, BIG_FILE = "bench/big", "model.gguf"
 WARM_REPO, WARM_FILE = "bench/warm", "model.gguf"
@@ -626,14 +629,16 @@ def cpu_seconds(pids):
 
 
 class OurServer:
-    """`tabcache serve` (release) on the cache, offline, no pull-through, no request log."""
+    """`tabcache serve` (release; or `exe`, an older build) on the cache, offline, no
+    pull-through, no request log."""
 
-    def __init__(self, cache):
+    def __init__(self, cache, exe=None):
         self.cache = cache
+        self.exe = exe or CLI
 
     def __enter__(self):
         self.proc = subprocess.Popen(
-            [str(CLI), "--cache", str(self.cache), "--offline", "serve", "--port", "0",
+            [str(self.exe), "--cache", str(self.cache), "--offline", "serve", "--port", "0",
              "--no-pull-through", "--quiet"], stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline().split()
         if line[:1] != ["serving"]:
@@ -760,11 +765,16 @@ def load_ranges(server, size, seconds, seed):
     return r
 
 
+OURS_SERVE, NGINX_SERVE = "tabcache serve", "nginx"
+BEFORE_SERVE_ROW = "tabcache serve, build before the change"
+
+
 def case_serving(servers, index, warm_size, runs, seconds):
     """Case 8: the cached warm file served by `tabcache serve` and by nginx from the same
     blob file, warm in the page cache: (a) the whole file with curl, (b) SERVE_CLIENTS
-    clients asking for random 1 MiB ranges (wrk). Interleaved, the order swapped each round;
-    ratios paired within a round, then the median."""
+    clients asking for random 1 MiB ranges (wrk). Interleaved, the order rotating each round
+    (with --before-serve an older build is a third server); ratios against nginx paired
+    within a round, then the median."""
     log(f"case 8: serving {warm_size / MIB:.0f} MiB, tabcache serve vs nginx")
     load_start = os.getloadavg()
     cache = warm_cache(hf_env(servers.url("fast")), warm_size)
@@ -777,56 +787,65 @@ def case_serving(servers, index, warm_size, runs, seconds):
     result = {"bytes": warm_size, "clients": SERVE_CLIENTS, "range": SERVE_RANGE,
               "seconds_per_load": seconds, "blob": str(blob.relative_to(DATA)),
               "nginx_conf": ServeNginx.CONF.strip()}
-    with OurServer(cache) as ours, ServeNginx(blob) as nginx:
-        named = {"tabcache serve": ours, "nginx": nginx}
+    with contextlib.ExitStack() as stack:
+        named = {OURS_SERVE: stack.enter_context(OurServer(cache))}
+        if BEFORE_SERVE:
+            named[BEFORE_SERVE_ROW] = stack.enter_context(OurServer(cache, BEFORE_SERVE))
+        named[NGINX_SERVE] = stack.enter_context(ServeNginx(blob))
         for name, server in named.items():
             if check_served(server, blob, warm_size) != sha:
                 raise RuntimeError(f"{name}: the whole file's sha256 is not the blob's")
             fetch_whole(server, warm_size)  # warm-up (connections, the blocking pool, caches)
-        whole = []
-        for r in range(max(runs, 5)):
-            got = {}
-            for name in (["tabcache serve", "nginx"] if r % 2 == 0 else ["nginx", "tabcache serve"]):
-                got[name] = fetch_whole(named[name], warm_size)
-                log(f"  run {r + 1} whole file, {name}: {warm_size / got[name]['seconds'] / 1e6:.0f} MB/s, "
-                    f"server CPU {got[name]['server_cpu_s']:.2f} s, curl CPU {got[name]['curl_cpu_s']:.2f} s")
-            whole.append(got)
-        ranges = []
-        for r in range(max(runs, 3)):
-            got = {}
-            for name in (["nginx", "tabcache serve"] if r % 2 == 0 else ["tabcache serve", "nginx"]):
-                got[name] = load_ranges(named[name], warm_size, seconds, seed=r + 1)
-                log(f"  run {r + 1} ranges, {name}: {got[name]['rps']:.0f} req/s, "
-                    f"p99 {got[name]['latency_us']['p99'] / 1e3:.1f} ms")
-            ranges.append(got)
+        names = list(named)
+
+        def rounds(count, measure, say):
+            got = []
+            for r in range(count):
+                one = {}
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    one[name] = measure(named[name], r)
+                    log(f"  run {r + 1}/{count} {name}: {say(one[name])}")
+                got.append(one)
+            return got
+
+        log("  the whole file, curl -o /dev/null")
+        whole = rounds(max(runs, 5), lambda server, _: fetch_whole(server, warm_size),
+                       lambda x: f"{warm_size / x['seconds'] / 1e6:.0f} MB/s, server CPU "
+                                 f"{x['server_cpu_s']:.2f} s, curl CPU {x['curl_cpu_s']:.2f} s")
+        log(f"  {SERVE_CLIENTS} clients, random 1 MiB ranges, {seconds} s each (wrk)")
+        # The same seed for every server of a round: they answer the same ranges.
+        ranges = rounds(max(runs, 3), lambda server, r: load_ranges(server, warm_size, seconds, r + 1),
+                        lambda x: f"{x['rps']:.0f} req/s, p99 {x['latency_us']['p99'] / 1e3:.1f} ms, "
+                                  f"server CPU {x['server_cpu_ms_per_request']:.2f} ms/request")
     result["whole"] = whole
     result["ranges"] = ranges
     mbs = lambda run, name: warm_size / run[name]["seconds"] / 1e6  # noqa: E731
     rps = lambda run, name: run[name]["rps"]  # noqa: E731
     p99 = lambda run, name: run[name]["latency_us"]["p99"] / 1e3  # noqa: E731
-    summary = {}
-    for name in named:
-        summary[name] = {
-            "whole_mb_s": statistics.median(mbs(x, name) for x in whole),
-            "whole_server_cpu_s": statistics.median(x[name]["server_cpu_s"] for x in whole),
-            "whole_curl_cpu_s": statistics.median(x[name]["curl_cpu_s"] for x in whole),
-            "ranges_rps": statistics.median(rps(x, name) for x in ranges),
-            "ranges_p50_ms": statistics.median(x[name]["latency_us"]["p50"] / 1e3 for x in ranges),
-            "ranges_p99_ms": statistics.median(p99(x, name) for x in ranges),
-            "ranges_server_cpu_ms": statistics.median(x[name]["server_cpu_ms_per_request"]
-                                                      for x in ranges),
-        }
-    result["summary"] = summary
-    ours_n, peer = "tabcache serve", "nginx"
-    result["ratios"] = {
-        "whole_throughput": statistics.median(mbs(x, ours_n) / mbs(x, peer) for x in whole),
-        "whole_throughput_rounds": [round(mbs(x, ours_n) / mbs(x, peer), 3) for x in whole],
-        "whole_server_cpu": statistics.median(x[ours_n]["server_cpu_s"] / max(x[peer]["server_cpu_s"], 1 / CLK_TCK)
-                                              for x in whole),
-        "ranges_rps": statistics.median(rps(x, ours_n) / rps(x, peer) for x in ranges),
-        "ranges_rps_rounds": [round(rps(x, ours_n) / rps(x, peer), 3) for x in ranges],
-        "ranges_p99": statistics.median(p99(x, ours_n) / p99(x, peer) for x in ranges),
-    }
+    wcpu = lambda run, name: max(run[name]["server_cpu_s"], 1 / CLK_TCK)  # noqa: E731
+    rcpu = lambda run, name: run[name]["server_cpu_ms_per_request"]  # noqa: E731
+    result["summary"] = {name: {
+        "whole_mb_s": statistics.median(mbs(x, name) for x in whole),
+        "whole_server_cpu_s": statistics.median(x[name]["server_cpu_s"] for x in whole),
+        "whole_curl_cpu_s": statistics.median(x[name]["curl_cpu_s"] for x in whole),
+        "ranges_rps": statistics.median(rps(x, name) for x in ranges),
+        "ranges_p50_ms": statistics.median(x[name]["latency_us"]["p50"] / 1e3 for x in ranges),
+        "ranges_p99_ms": statistics.median(p99(x, name) for x in ranges),
+        "ranges_server_cpu_ms": statistics.median(rcpu(x, name) for x in ranges),
+    } for name in names}
+
+    def paired(runs_of, figure, name):
+        """ours/nginx of `figure` in each round, and their median."""
+        each = [figure(x, name) / figure(x, NGINX_SERVE) for x in runs_of]
+        return {"median": statistics.median(each), "rounds": [round(v, 3) for v in each]}
+
+    result["ratios"] = {name: {
+        "whole_throughput": paired(whole, mbs, name),
+        "whole_server_cpu": paired(whole, wcpu, name),
+        "ranges_rps": paired(ranges, rps, name),
+        "ranges_p99": paired(ranges, p99, name),
+        "ranges_server_cpu": paired(ranges, rcpu, name),
+    } for name in names if name != NGINX_SERVE}
     result["load_average"] = {"start": [round(x, 2) for x in load_start],
                               "end": [round(x, 2) for x in os.getloadavg()]}
     return result
@@ -924,27 +943,36 @@ def table(results):
                   f"| 4 processes (a file each) / the same 4 files in one process: total wall time | {four['ratio']:.2f} ({four['many_s']:.2f} s vs {four['one_s']:.2f} s) |"]
     s8 = results.get("8 serving")
     if s8:
-        ours, ng, q = s8["summary"]["tabcache serve"], s8["summary"]["nginx"], s8["ratios"]
+        names = list(s8["summary"])
+        ours = [n for n in names if n != NGINX_SERVE]
+        head = " | ".join(n if n != NGINX_SERVE else "nginx (sendfile)" for n in names)
+        ratio_head = " | ".join(f"{n} / nginx" for n in ours)
         size = f"{s8['bytes'] / MIB:.0f} MiB"
-        lines += ["", f"| case 8 (serving the cached file; {len(s8['whole'])} + {len(s8['ranges'])} rounds, medians) "
-                  "| tabcache serve | nginx (sendfile) | ours / nginx |", "| --- | ---: | ---: | ---: |",
-                  f"| {size} with `curl -o /dev/null`: MB/s | {ours['whole_mb_s']:.0f} | {ng['whole_mb_s']:.0f} | "
-                  f"{q['whole_throughput']:.2f} |",
-                  f"| the same: server CPU s per transfer | {ours['whole_server_cpu_s']:.2f} | "
-                  f"{ng['whole_server_cpu_s']:.2f} | {q['whole_server_cpu']:.2f} |",
-                  f"| the same: curl CPU s per transfer | {ours['whole_curl_cpu_s']:.2f} | {ng['whole_curl_cpu_s']:.2f} | |",
-                  f"| {s8['clients']} clients, random 1 MiB ranges: requests/s | {ours['ranges_rps']:.0f} | "
-                  f"{ng['ranges_rps']:.0f} | {q['ranges_rps']:.2f} |",
-                  f"| the same: p50 latency ms | {ours['ranges_p50_ms']:.1f} | {ng['ranges_p50_ms']:.1f} | |",
-                  f"| the same: p99 latency ms | {ours['ranges_p99_ms']:.1f} | {ng['ranges_p99_ms']:.1f} | "
-                  f"{q['ranges_p99']:.2f} |",
-                  f"| the same: server CPU ms per request | {ours['ranges_server_cpu_ms']:.2f} | "
-                  f"{ng['ranges_server_cpu_ms']:.2f} | |",
-                  "",
-                  f"Case 8 rounds, ours / nginx throughput: whole file {', '.join(map(str, q['whole_throughput_rounds']))}; "
-                  f"ranges requests/s {', '.join(map(str, q['ranges_rps_rounds']))}. Load average "
-                  f"{' '.join(map(str, s8['load_average']['start']))} at the start of the case, "
-                  f"{' '.join(map(str, s8['load_average']['end']))} at its end."]
+
+        def row(label, key, fmt, ratio=None):
+            values = " | ".join(format(s8["summary"][n][key], fmt) for n in names)
+            ratios = " | ".join(f"{s8['ratios'][n][ratio]['median']:.2f}" if ratio else ""
+                                for n in ours)
+            return f"| {label} | {values} | {ratios} |"
+
+        lines += ["", f"| case 8 (serving the cached file; {len(s8['whole'])} + {len(s8['ranges'])} rounds, "
+                  f"medians) | {head} | {ratio_head} |",
+                  "| --- |" + " ---: |" * (len(names) + len(ours)),
+                  row(f"{size} with `curl -o /dev/null`: MB/s", "whole_mb_s", ".0f", "whole_throughput"),
+                  row("the same: server CPU s per transfer", "whole_server_cpu_s", ".2f", "whole_server_cpu"),
+                  row("the same: curl CPU s per transfer", "whole_curl_cpu_s", ".2f"),
+                  row(f"{s8['clients']} clients, random 1 MiB ranges: requests/s", "ranges_rps", ".0f", "ranges_rps"),
+                  row("the same: p50 latency ms", "ranges_p50_ms", ".1f"),
+                  row("the same: p99 latency ms", "ranges_p99_ms", ".1f", "ranges_p99"),
+                  row("the same: server CPU ms per request", "ranges_server_cpu_ms", ".2f", "ranges_server_cpu"),
+                  ""]
+        for n in ours:
+            q = s8["ratios"][n]
+            lines.append(f"Case 8 rounds, {n} / nginx: whole-file throughput "
+                         f"{', '.join(map(str, q['whole_throughput']['rounds']))}; ranges requests/s "
+                         f"{', '.join(map(str, q['ranges_rps']['rounds']))}.")
+        lines.append(f"Load average {' '.join(map(str, s8['load_average']['start']))} at the start of "
+                     f"case 8, {' '.join(map(str, s8['load_average']['end']))} at its end.")
     r = results.get("6 resume")
     if r:
         one_range = 16 * MIB
@@ -969,9 +997,12 @@ def main():
     ap.add_argument("--runs", type=int)
     ap.add_argument("--cases", default="1,2,3,5,6,7,8", help="comma-separated case numbers (4 rides on 1)")
     ap.add_argument("--before", type=Path, help="an older build of examples/fetch to compare")
+    ap.add_argument("--before-serve", type=Path,
+                    help="an older build of the tabcache CLI, a third server in case 8")
     args = ap.parse_args()
-    global BEFORE, SETUP_BUDGET_S
+    global BEFORE, BEFORE_SERVE, SETUP_BUDGET_S
     BEFORE = args.before.resolve() if args.before else None
+    BEFORE_SERVE = args.before_serve.resolve() if args.before_serve else None
     if args.quick:
         SETUP_BUDGET_S = 60
     big = (args.big_mib or (512 if args.quick else 2048)) * MIB
