@@ -823,11 +823,14 @@ def case_serving(servers, index, warm_size, runs, seconds):
     rps = lambda run, name: run[name]["rps"]  # noqa: E731
     p99 = lambda run, name: run[name]["latency_us"]["p99"] / 1e3  # noqa: E731
     wcpu = lambda run, name: max(run[name]["server_cpu_s"], 1 / CLK_TCK)  # noqa: E731
+    tcpu = lambda run, name: run[name]["server_cpu_s"] + run[name]["curl_cpu_s"]  # noqa: E731
     rcpu = lambda run, name: run[name]["server_cpu_ms_per_request"]  # noqa: E731
     result["summary"] = {name: {
         "whole_mb_s": statistics.median(mbs(x, name) for x in whole),
         "whole_server_cpu_s": statistics.median(x[name]["server_cpu_s"] for x in whole),
         "whole_curl_cpu_s": statistics.median(x[name]["curl_cpu_s"] for x in whole),
+        "whole_total_cpu_s": statistics.median(x[name]["server_cpu_s"] + x[name]["curl_cpu_s"]
+                                               for x in whole),
         "ranges_rps": statistics.median(rps(x, name) for x in ranges),
         "ranges_p50_ms": statistics.median(x[name]["latency_us"]["p50"] / 1e3 for x in ranges),
         "ranges_p99_ms": statistics.median(p99(x, name) for x in ranges),
@@ -842,6 +845,7 @@ def case_serving(servers, index, warm_size, runs, seconds):
     result["ratios"] = {name: {
         "whole_throughput": paired(whole, mbs, name),
         "whole_server_cpu": paired(whole, wcpu, name),
+        "whole_total_cpu": paired(whole, tcpu, name),
         "ranges_rps": paired(ranges, rps, name),
         "ranges_p99": paired(ranges, p99, name),
         "ranges_server_cpu": paired(ranges, rcpu, name),
@@ -961,6 +965,8 @@ def table(results):
                   row(f"{size} with `curl -o /dev/null`: MB/s", "whole_mb_s", ".0f", "whole_throughput"),
                   row("the same: server CPU s per transfer", "whole_server_cpu_s", ".2f", "whole_server_cpu"),
                   row("the same: curl CPU s per transfer", "whole_curl_cpu_s", ".2f"),
+                  row("the same: server + curl CPU s (loopback's receive work lands on either)",
+                      "whole_total_cpu_s", ".2f", "whole_total_cpu"),
                   row(f"{s8['clients']} clients, random 1 MiB ranges: requests/s", "ranges_rps", ".0f", "ranges_rps"),
                   row("the same: p50 latency ms", "ranges_p50_ms", ".1f"),
                   row("the same: p99 latency ms", "ranges_p99_ms", ".1f", "ranges_p99"),
