@@ -884,7 +884,8 @@ def versions():
     hf = subprocess.run([PYTHON, "-c", "import huggingface_hub; print(huggingface_hub.__version__)"],
                         capture_output=True, text=True).stdout.strip()
     return {"curl": first_line(["curl", "--version"]), "aria2c": first_line(["aria2c", "--version"]),
-            "nginx": first_line(["nginx", "-v"]), "huggingface_hub": hf}
+            "nginx": first_line(["nginx", "-v"]), "wrk": first_line(["wrk", "--version"]),
+            "huggingface_hub": hf}
 
 
 def table(results):
