@@ -8,7 +8,7 @@
 //! wait for the disk goes to tokio's blocking pool (on Linux: `preadv2` with `RWF_NOWAIT`
 //! says which). Sending every chunk through the pool cost two thread wake-ups per chunk: with
 //! 32 clients asking for random 1 MiB ranges (bench case 8) context switches and futex calls
-//! were the largest part of the server's CPU, about twice nginx's per request.
+//! were the largest single part of the server's CPU, which was about twice nginx's per request.
 
 use std::fs::File;
 use std::future::Future;
