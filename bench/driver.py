@@ -8,10 +8,12 @@ sha256, nginx's root), caches/, out/ (results JSON and the Markdown table), ngin
 """
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -36,6 +38,8 @@ PYTHON = sys.executable
 # to measure a change in the same run as everything else.
 BEFORE = None
 BEFORE_ROW = "tabcache, build before the change"
+# --before-serve BIN: an older build of the tabcache CLI, a third server of case 8.
+BEFORE_SERVE = None
 
 BIG_REPO, BIG_FILE = "bench/big", "model.gguf"
 WARM_REPO, WARM_FILE = "bench/warm", "model.gguf"
@@ -414,9 +418,9 @@ def case_variant(servers, runs):
     return summarize(alternate([ours, cli, python, hf], runs))
 
 
-def case_warm(servers, warm_size, calls):
-    log("case 5: warm serving")
-    env = hf_env(servers.url("fast"))
+def warm_cache(env, warm_size):
+    """The cache of cases 5 and 8: the warm file downloaded once, as any download is (Rust
+    API, through the emulator and nginx, sha256 verified), and kept between runs."""
     warm = CACHES / "warm"
     marker = warm / "ok"
     if not marker.exists() or marker.read_text() != str(warm_size):
@@ -424,6 +428,13 @@ def case_warm(servers, warm_size, calls):
         subprocess.run([str(FETCH), "file", str(warm), WARM_REPO, WARM_FILE], env=env, check=True,
                        capture_output=True)
         marker.write_text(str(warm_size))
+    return warm
+
+
+def case_warm(servers, warm_size, calls):
+    log("case 5: warm serving")
+    env = hf_env(servers.url("fast"))
+    warm = warm_cache(env, warm_size)
     _, _, out = timed([str(FETCH), "warm", str(warm), WARM_REPO, WARM_FILE, str(calls)], env)
     result = json.loads(out)
     # The same file read by Python, as a Python caller of the cache would read it.
@@ -597,6 +608,253 @@ def case_processes(servers, index, file_size, four_size, runs):
     return result
 
 
+# Case 8: the cache's own Hub server (`tabcache serve`) against nginx serving the very same
+# blob file. nginx is configured as a production static-file server would be (the config is
+# in ServeNginx); both bind 127.0.0.1 and neither logs requests.
+SERVE_PATH = f"/{WARM_REPO}/resolve/main/{WARM_FILE}"
+SERVE_CLIENTS = 32
+SERVE_RANGE = MIB
+RANGES_LUA = ROOT / "bench" / "ranges.lua"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids):
+    """user + system CPU seconds the processes `pids` have used so far (all their threads)."""
+    total = 0
+    for pid in pids:
+        # Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+class OurServer:
+    """`tabcache serve` (release; or `exe`, an older build) on the cache, offline, no
+    pull-through, no request log."""
+
+    def __init__(self, cache, exe=None):
+        self.cache = cache
+        self.exe = exe or CLI
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(
+            [str(self.exe), "--cache", str(self.cache), "--offline", "serve", "--port", "0",
+             "--no-pull-through", "--quiet"], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().split()
+        if line[:1] != ["serving"]:
+            self.proc.kill()
+            raise RuntimeError(f"tabcache serve did not start: {line}")
+        self.url = line[1] + SERVE_PATH
+        return self
+
+    def pids(self):
+        return [self.proc.pid]
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class ServeNginx:
+    """nginx serving `blob` (the cache's own blob file) at SERVE_PATH, with a production
+    static-file configuration: sendfile, tcp_nopush, keep-alive, a worker per core."""
+
+    def __init__(self, blob):
+        self.blob = blob
+        self.prefix = DATA / f"nginx-serve-{os.getpid()}"
+        self.port = free_port()
+
+    CONF = """
+user root;
+worker_processes 2;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 65;
+    keepalive_requests 100000;
+    gzip off;
+    server {{
+        listen 127.0.0.1:{port};
+        location = {path} {{ alias {blob}; }}
+    }}
+}}
+"""
+
+    def __enter__(self):
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        (self.prefix / "tmp").mkdir(parents=True)
+        self.conf = self.prefix / "nginx.conf"
+        self.conf.write_text(self.CONF.format(prefix=self.prefix, port=self.port,
+                                              path=SERVE_PATH, blob=self.blob))
+        subprocess.run(["nginx", "-c", str(self.conf), "-p", str(self.prefix)], check=True)
+        self.master = int((self.prefix / "nginx.pid").read_text())
+        self.url = f"http://127.0.0.1:{self.port}{SERVE_PATH}"
+        return self
+
+    def pids(self):
+        """The master and its workers (the workers do the serving)."""
+        kids = Path(f"/proc/{self.master}/task/{self.master}/children").read_text().split()
+        return [self.master, *map(int, kids)]
+
+    def __exit__(self, *exc):
+        subprocess.run(["nginx", "-c", str(self.conf), "-p", str(self.prefix), "-s", "quit"],
+                       check=False)
+        time.sleep(0.5)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def check_served(server, blob, size):
+    """Untimed: the whole file and a few ranges from `server` are the blob's bytes."""
+    h = hashlib.sha256()
+    with subprocess.Popen(["curl", "-sSf", server.url], stdout=subprocess.PIPE) as proc:
+        while chunk := proc.stdout.read(8 * MIB):
+            h.update(chunk)
+    with open(blob, "rb") as f:
+        for first in (0, size // 3 + 12345, size - SERVE_RANGE):
+            got = subprocess.run(["curl", "-sSf", "-H", f"Range: bytes={first}-{first + SERVE_RANGE - 1}",
+                                  server.url], capture_output=True, check=True).stdout
+            f.seek(first)
+            if got != f.read(SERVE_RANGE):
+                raise RuntimeError(f"{server.url}: range at {first} differs from the blob")
+    return h.hexdigest()
+
+
+def fetch_whole(server, size):
+    """One `curl -o /dev/null` of the whole file: curl's transfer time and the CPU seconds
+    of the server and of curl."""
+    served = cpu_seconds(server.pids())
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w",
+                          "%{http_code} %{size_download} %{time_total}", server.url],
+                         capture_output=True, text=True, check=True).stdout.split()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out[0] != "200" or int(out[1]) != size:
+        raise RuntimeError(f"{server.url}: status {out[0]}, {out[1]} bytes of {size}")
+    return {"seconds": float(out[2]),
+            "server_cpu_s": cpu_seconds(server.pids()) - served,
+            "curl_cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+
+
+def load_ranges(server, size, seconds, seed):
+    """wrk: SERVE_CLIENTS connections asking for random 1 MiB ranges for `seconds`."""
+    served = cpu_seconds(server.pids())
+    out = subprocess.run(["wrk", "-t2", f"-c{SERVE_CLIENTS}", f"-d{seconds}s", "--timeout", "10s",
+                          "-s", str(RANGES_LUA), server.url, "--", str(size), str(seed)],
+                         capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server.pids()) - served
+    line = next(l for l in out.splitlines() if l.startswith("JSON "))
+    r = json.loads(line[5:])
+    if any(r["errors"].values()):
+        raise RuntimeError(f"{server.url}: wrk saw errors {r['errors']}")
+    # Every answer a whole 1 MiB range (the headers are a few hundred bytes each).
+    if not r["requests"] or r["bytes"] < r["requests"] * SERVE_RANGE:
+        raise RuntimeError(f"{server.url}: {r['bytes']} bytes for {r['requests']} ranges")
+    r["rps"] = r["requests"] / r["seconds"]
+    r["server_cpu_ms_per_request"] = cpu * 1e3 / r["requests"]
+    return r
+
+
+OURS_SERVE, NGINX_SERVE = "tabcache serve", "nginx"
+BEFORE_SERVE_ROW = "tabcache serve, build before the change"
+
+
+def case_serving(servers, index, warm_size, runs, seconds):
+    """Case 8: the cached warm file served by `tabcache serve` and by nginx from the same
+    blob file, warm in the page cache: (a) the whole file with curl, (b) SERVE_CLIENTS
+    clients asking for random 1 MiB ranges (wrk). Interleaved, the order rotating each round
+    (with --before-serve an older build is a third server); ratios against nginx paired
+    within a round, then the median."""
+    log(f"case 8: serving {warm_size / MIB:.0f} MiB, tabcache serve vs nginx")
+    load_start = os.getloadavg()
+    cache = warm_cache(hf_env(servers.url("fast")), warm_size)
+    sha = index[f"{WARM_REPO}/{WARM_FILE}"]["sha"]
+    blob = cache / "blobs" / sha
+    if blob.stat().st_size != warm_size:
+        raise RuntimeError(f"{blob}: not the cached file")
+    # Both serve from memory: the blob is read once, so this measures serving, not the disk.
+    subprocess.run(["cat", str(blob)], stdout=subprocess.DEVNULL, check=True)
+    result = {"bytes": warm_size, "clients": SERVE_CLIENTS, "range": SERVE_RANGE,
+              "seconds_per_load": seconds, "blob": str(blob.relative_to(DATA)),
+              "nginx_conf": ServeNginx.CONF.strip()}
+    with contextlib.ExitStack() as stack:
+        named = {OURS_SERVE: stack.enter_context(OurServer(cache))}
+        if BEFORE_SERVE:
+            named[BEFORE_SERVE_ROW] = stack.enter_context(OurServer(cache, BEFORE_SERVE))
+        named[NGINX_SERVE] = stack.enter_context(ServeNginx(blob))
+        for name, server in named.items():
+            if check_served(server, blob, warm_size) != sha:
+                raise RuntimeError(f"{name}: the whole file's sha256 is not the blob's")
+            fetch_whole(server, warm_size)  # warm-up (connections, the blocking pool, caches)
+        names = list(named)
+
+        def rounds(count, measure, say):
+            got = []
+            for r in range(count):
+                one = {}
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    one[name] = measure(named[name], r)
+                    log(f"  run {r + 1}/{count} {name}: {say(one[name])}")
+                got.append(one)
+            return got
+
+        log("  the whole file, curl -o /dev/null")
+        whole = rounds(max(runs, 5), lambda server, _: fetch_whole(server, warm_size),
+                       lambda x: f"{warm_size / x['seconds'] / 1e6:.0f} MB/s, server CPU "
+                                 f"{x['server_cpu_s']:.2f} s, curl CPU {x['curl_cpu_s']:.2f} s")
+        log(f"  {SERVE_CLIENTS} clients, random 1 MiB ranges, {seconds} s each (wrk)")
+        # The same seed for every server of a round: they answer the same ranges.
+        ranges = rounds(max(runs, 3), lambda server, r: load_ranges(server, warm_size, seconds, r + 1),
+                        lambda x: f"{x['rps']:.0f} req/s, p99 {x['latency_us']['p99'] / 1e3:.1f} ms, "
+                                  f"server CPU {x['server_cpu_ms_per_request']:.2f} ms/request")
+    result["whole"] = whole
+    result["ranges"] = ranges
+    mbs = lambda run, name: warm_size / run[name]["seconds"] / 1e6  # noqa: E731
+    rps = lambda run, name: run[name]["rps"]  # noqa: E731
+    p99 = lambda run, name: run[name]["latency_us"]["p99"] / 1e3  # noqa: E731
+    wcpu = lambda run, name: max(run[name]["server_cpu_s"], 1 / CLK_TCK)  # noqa: E731
+    tcpu = lambda run, name: run[name]["server_cpu_s"] + run[name]["curl_cpu_s"]  # noqa: E731
+    rcpu = lambda run, name: run[name]["server_cpu_ms_per_request"]  # noqa: E731
+    result["summary"] = {name: {
+        "whole_mb_s": statistics.median(mbs(x, name) for x in whole),
+        "whole_server_cpu_s": statistics.median(x[name]["server_cpu_s"] for x in whole),
+        "whole_curl_cpu_s": statistics.median(x[name]["curl_cpu_s"] for x in whole),
+        "whole_total_cpu_s": statistics.median(x[name]["server_cpu_s"] + x[name]["curl_cpu_s"]
+                                               for x in whole),
+        "ranges_rps": statistics.median(rps(x, name) for x in ranges),
+        "ranges_p50_ms": statistics.median(x[name]["latency_us"]["p50"] / 1e3 for x in ranges),
+        "ranges_p99_ms": statistics.median(p99(x, name) for x in ranges),
+        "ranges_server_cpu_ms": statistics.median(rcpu(x, name) for x in ranges),
+    } for name in names}
+
+    def paired(runs_of, figure, name):
+        """ours/nginx of `figure` in each round, and their median."""
+        each = [figure(x, name) / figure(x, NGINX_SERVE) for x in runs_of]
+        return {"median": statistics.median(each), "rounds": [round(v, 3) for v in each]}
+
+    result["ratios"] = {name: {
+        "whole_throughput": paired(whole, mbs, name),
+        "whole_server_cpu": paired(whole, wcpu, name),
+        "whole_total_cpu": paired(whole, tcpu, name),
+        "ranges_rps": paired(ranges, rps, name),
+        "ranges_p99": paired(ranges, p99, name),
+        "ranges_server_cpu": paired(ranges, rcpu, name),
+    } for name in names if name != NGINX_SERVE}
+    result["load_average"] = {"start": [round(x, 2) for x in load_start],
+                              "end": [round(x, 2) for x in os.getloadavg()]}
+    return result
+
+
 # ---------------------------------------------------------------- report
 
 def machine(write_probe):
@@ -626,7 +884,8 @@ def versions():
     hf = subprocess.run([PYTHON, "-c", "import huggingface_hub; print(huggingface_hub.__version__)"],
                         capture_output=True, text=True).stdout.strip()
     return {"curl": first_line(["curl", "--version"]), "aria2c": first_line(["aria2c", "--version"]),
-            "nginx": first_line(["nginx", "-v"]), "huggingface_hub": hf}
+            "nginx": first_line(["nginx", "-v"]), "wrk": first_line(["wrk", "--version"]),
+            "huggingface_hub": hf}
 
 
 def table(results):
@@ -687,6 +946,40 @@ def table(results):
                   f"| {n} processes at once: wall time / one process alone | {same['ratio']:.2f} ({same['many_s']:.2f} s vs {same['one_s']:.2f} s) |",
                   f"| 4 different {p7['four_size'] / MIB:.0f} MiB files, a process each: CDN bytes / their size (worst round) | {four['many_cdn_worst'] / four['bytes']:.3f} |",
                   f"| 4 processes (a file each) / the same 4 files in one process: total wall time | {four['ratio']:.2f} ({four['many_s']:.2f} s vs {four['one_s']:.2f} s) |"]
+    s8 = results.get("8 serving")
+    if s8:
+        names = list(s8["summary"])
+        ours = [n for n in names if n != NGINX_SERVE]
+        head = " | ".join(n if n != NGINX_SERVE else "nginx (sendfile)" for n in names)
+        ratio_head = " | ".join(f"{n} / nginx" for n in ours)
+        size = f"{s8['bytes'] / MIB:.0f} MiB"
+
+        def row(label, key, fmt, ratio=None):
+            values = " | ".join(format(s8["summary"][n][key], fmt) for n in names)
+            ratios = " | ".join(f"{s8['ratios'][n][ratio]['median']:.2f}" if ratio else ""
+                                for n in ours)
+            return f"| {label} | {values} | {ratios} |"
+
+        lines += ["", f"| case 8 (serving the cached file; {len(s8['whole'])} + {len(s8['ranges'])} rounds, "
+                  f"medians) | {head} | {ratio_head} |",
+                  "| --- |" + " ---: |" * (len(names) + len(ours)),
+                  row(f"{size} with `curl -o /dev/null`: MB/s", "whole_mb_s", ".0f", "whole_throughput"),
+                  row("the same: server CPU s per transfer", "whole_server_cpu_s", ".2f", "whole_server_cpu"),
+                  row("the same: curl CPU s per transfer", "whole_curl_cpu_s", ".2f"),
+                  row("the same: server + curl CPU s (loopback's receive work lands on either)",
+                      "whole_total_cpu_s", ".2f", "whole_total_cpu"),
+                  row(f"{s8['clients']} clients, random 1 MiB ranges: requests/s", "ranges_rps", ".0f", "ranges_rps"),
+                  row("the same: p50 latency ms", "ranges_p50_ms", ".1f"),
+                  row("the same: p99 latency ms", "ranges_p99_ms", ".1f", "ranges_p99"),
+                  row("the same: server CPU ms per request", "ranges_server_cpu_ms", ".2f", "ranges_server_cpu"),
+                  ""]
+        for n in ours:
+            q = s8["ratios"][n]
+            lines.append(f"Case 8 rounds, {n} / nginx: whole-file throughput "
+                         f"{', '.join(map(str, q['whole_throughput']['rounds']))}; ranges requests/s "
+                         f"{', '.join(map(str, q['ranges_rps']['rounds']))}.")
+        lines.append(f"Load average {' '.join(map(str, s8['load_average']['start']))} at the start of "
+                     f"case 8, {' '.join(map(str, s8['load_average']['end']))} at its end.")
     r = results.get("6 resume")
     if r:
         one_range = 16 * MIB
@@ -709,11 +1002,14 @@ def main():
                          "60 s towards the 10k-file cache")
     ap.add_argument("--big-mib", type=int, help="size of the case 1/2/6 file (default 2048)")
     ap.add_argument("--runs", type=int)
-    ap.add_argument("--cases", default="1,2,3,5,6,7", help="comma-separated case numbers (4 rides on 1)")
+    ap.add_argument("--cases", default="1,2,3,5,6,7,8", help="comma-separated case numbers (4 rides on 1)")
     ap.add_argument("--before", type=Path, help="an older build of examples/fetch to compare")
+    ap.add_argument("--before-serve", type=Path,
+                    help="an older build of the tabcache CLI, a third server in case 8")
     args = ap.parse_args()
-    global BEFORE, SETUP_BUDGET_S
+    global BEFORE, BEFORE_SERVE, SETUP_BUDGET_S
     BEFORE = args.before.resolve() if args.before else None
+    BEFORE_SERVE = args.before_serve.resolve() if args.before_serve else None
     if args.quick:
         SETUP_BUDGET_S = 60
     big = (args.big_mib or (512 if args.quick else 2048)) * MIB
@@ -746,6 +1042,8 @@ def main():
             results["6 resume"] = case_resume(servers, big, big_sha)
         if "7" in cases:
             results["7 processes"] = case_processes(servers, index, warm, four, runs)
+        if "8" in cases:
+            results["8 serving"] = case_serving(servers, index, warm, runs, 5 if args.quick else 10)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
     text = table(results)

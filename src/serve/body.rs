@@ -1,9 +1,16 @@
 //! Response bodies: nothing, a small buffer (JSON, errors), a range of a blob streamed from
 //! disk, or the chunks a pull-through sends as its transfer goes ([`ChannelBody`]). A file is
-//! read a chunk at a time with positional reads on tokio's blocking pool ([`read_chunk`]), and
-//! the next chunk is read only when hyper asks for it (or, for a pull-through, when the
-//! channel has room), so a slow client holds no thread and a few chunks of memory at most,
-//! and a file is never whole in memory.
+//! read a chunk at a time with positional reads, and the next chunk is read only when hyper
+//! asks for it (or, for a pull-through, when the channel has room), so a slow client holds no
+//! thread and a few chunks of memory at most, and a file is never whole in memory.
+//!
+//! Where the bytes are already in the page cache (a served model mostly is) the chunk is read
+//! right here on the runtime's worker, a copy of a few tens of microseconds; only what would
+//! wait for the disk goes to tokio's blocking pool ([`read_chunk`]; on Linux `preadv2` with
+//! `RWF_NOWAIT` says which). Sending every chunk through the pool cost two thread wake-ups per
+//! chunk: with 32 clients asking for random 1 MiB ranges (bench case 8) context switches and
+//! futex calls were the largest single part of the server's CPU, which was about twice
+//! nginx's per request.
 
 use std::fs::File;
 use std::future::Future;
@@ -59,8 +66,13 @@ impl FileBody {
             if self.remaining == 0 {
                 return Poll::Ready(None);
             }
-            let (file, offset) = (self.file.clone(), self.offset);
             let len = self.remaining.min(CHUNK);
+            if let Some(bytes) = read_cached(&self.file, len as usize, self.offset) {
+                self.offset += bytes.len() as u64;
+                self.remaining -= bytes.len() as u64;
+                return Poll::Ready(Some(Ok(bytes)));
+            }
+            let (file, offset) = (self.file.clone(), self.offset);
             self.reading = Some(tokio::task::spawn_blocking(move || {
                 read_chunk(&file, offset, len)
             }));
@@ -123,6 +135,33 @@ impl ChannelBody {
     }
 }
 
+/// Up to `len` bytes at `offset` when they can be had without waiting for the disk: `None`
+/// when none are in memory (or the file system cannot tell), and then the blocking pool reads
+/// them. A short read (only the first pages cached) is a chunk of its own; an end of file is
+/// left to the blocking read, which reports the damaged blob.
+#[cfg(target_os = "linux")]
+fn read_cached(file: &File, len: usize, offset: u64) -> Option<Bytes> {
+    use rustix::io::{preadv2, ReadWriteFlags};
+    let mut buf = vec![0; len];
+    match preadv2(
+        file,
+        &mut [io::IoSliceMut::new(&mut buf)],
+        offset,
+        ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.truncate(n);
+            Some(Bytes::from(buf))
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_: &File, _: usize, _: u64) -> Option<Bytes> {
+    None
+}
+
 impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = io::Error;
@@ -161,5 +200,75 @@ impl hyper::body::Body for Body {
             Body::File(file) => SizeHint::with_exact(file.remaining),
             Body::Channel(channel) => SizeHint::with_exact(channel.remaining),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::io::Write;
+
+    /// The data frames of `body` until it ends or fails: (the bytes, the error if any).
+    fn drain(body: Body) -> (Vec<u8>, Option<io::Error>) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut body = std::pin::pin!(body);
+            let mut got = Vec::new();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => got.extend_from_slice(frame.data_ref().unwrap()),
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+            (got, None)
+        })
+    }
+
+    fn file_of(bytes: &[u8]) -> File {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        file.sync_all().unwrap();
+        file
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_range_of_several_chunks_is_the_files_bytes() {
+        let data = pattern(3 * CHUNK as usize + 12_345);
+        let (start, len) = (1_000, 2 * CHUNK as usize + 777);
+        let (got, err) = drain(Body::File(FileBody::new(
+            file_of(&data),
+            start as u64,
+            len as u64,
+        )));
+        assert!(err.is_none());
+        assert_eq!(got, data[start..start + len]);
+    }
+
+    /// The same when nothing is in memory, so the chunks come from the blocking pool.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_range_not_in_the_page_cache_is_read_all_the_same() {
+        let data = pattern(2 * CHUNK as usize + 5);
+        let file = file_of(&data);
+        rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let (got, err) = drain(Body::File(FileBody::new(file, 3, data.len() as u64 - 3)));
+        assert!(err.is_none());
+        assert_eq!(got, data[3..]);
+    }
+
+    #[test]
+    fn a_blob_shorter_than_its_record_ends_the_body_with_an_error() {
+        let data = pattern(CHUNK as usize + 100);
+        let (got, err) = drain(Body::File(FileBody::new(file_of(&data), 0, 2 * CHUNK)));
+        assert_eq!(got, data);
+        assert_eq!(err.unwrap().kind(), io::ErrorKind::UnexpectedEof);
     }
 }
