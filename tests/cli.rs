@@ -581,19 +581,6 @@ fn rm_removes_a_variant_or_a_repo_and_gc_cleans_what_is_left() {
     fails(&tabcache(&hub, c, &["rm", REPO]), 3, "not in the cache");
 }
 
-/// The test venv's Python (see scripts/venv), which has huggingface_hub.
-fn python() -> PathBuf {
-    let python = std::env::var_os("TABCACHE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    assert!(
-        python.exists(),
-        "no test Python at {}: run `bash scripts/venv` (or set TABCACHE_TEST_PYTHON)",
-        python.display()
-    );
-    python
-}
-
 /// Every entry under `dir`: links with their targets, files with their content hash and
 /// read-only flag, for "unchanged" checks.
 fn tree_digest(dir: &Path) -> Vec<(String, String)> {
@@ -640,14 +627,7 @@ fn import_hf_adopts_a_cache_huggingface_hub_filled_and_the_download_transfers_no
          snapshot_download({REPO:?}, allow_patterns=[{Q4:?}, 'config.json'])\n\
          hf_hub_download({REPO:?}, 'README.md')\n"
     );
-    let out = Command::new(python())
-        .args(["-c", &script])
-        .env("HF_ENDPOINT", hub.emu.url())
-        .env("HF_HUB_CACHE", hf.path())
-        .env("HF_HUB_DISABLE_TELEMETRY", "1")
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HUB_OFFLINE")
+    let out = huggingface_hub(&hub.emu.url(), hf.path(), &script, &[])
         .output()
         .unwrap();
     assert!(

@@ -912,16 +912,12 @@ try:
 except RevisionNotFoundError as e:
     print("raised", type(e).__name__)
 "#;
-    let stdout = python_stdout(
-        std::process::Command::new(test_python())
-            .args(["-c", script, REPO])
-            .env("HF_ENDPOINT", server.url())
-            .env("HF_HUB_CACHE", client_cache.path())
-            .env("HF_HUB_DISABLE_TELEMETRY", "1")
-            .env_remove("HF_HUB_OFFLINE")
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_HOME"),
-    );
+    let stdout = python_stdout(&mut huggingface_hub(
+        server.url(),
+        client_cache.path(),
+        script,
+        &[REPO],
+    ));
     let sha = |path: &str| sha256_hex(&repo_file(&fx, path));
     let mut want = vec![format!("file {}", sha(MODEL))];
     for path in ["config.json", MODEL, "onnx/tokenizer.json"] {

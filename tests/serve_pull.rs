@@ -703,16 +703,12 @@ for root, _, files in sorted(os.walk(folder)):
         path = os.path.join(root, name)
         print(os.path.relpath(path, folder), hashlib.sha256(open(path, "rb").read()).hexdigest())
 "#;
-    let stdout = python_stdout(
-        std::process::Command::new(test_python())
-            .args(["-c", script, REPO])
-            .env("HF_ENDPOINT", server.url())
-            .env("HF_HUB_CACHE", client_cache.path())
-            .env("HF_HUB_DISABLE_TELEMETRY", "1")
-            .env_remove("HF_HUB_OFFLINE")
-            .env_remove("HF_TOKEN")
-            .env_remove("HF_HOME"),
-    );
+    let stdout = python_stdout(&mut huggingface_hub(
+        server.url(),
+        client_cache.path(),
+        script,
+        &[REPO],
+    ));
     let sha = |path: &str| sha256_hex(&std::fs::read(path_of(s.hub.root(), REPO, path)).unwrap());
     let want: Vec<String> = ["config.json", FILE, "onnx/tokenizer.json"]
         .iter()

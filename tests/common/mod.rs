@@ -148,6 +148,25 @@ pub fn test_python() -> PathBuf {
     venv
 }
 
+/// The test Python running `script` (with `args`) as a huggingface_hub user pointed at
+/// `endpoint`, keeping its downloads in `hf_cache`, with nothing from the developer's Hub
+/// environment (token, offline mode, HF_HOME).
+pub fn huggingface_hub(endpoint: &str, hf_cache: &Path, script: &str, args: &[&str]) -> Command {
+    let mut python = Command::new(test_python());
+    python
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HUB_CACHE", hf_cache)
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_HOME");
+    python
+}
+
 /// Run `python` (from [`test_python`], with its script and environment set) and return its
 /// stdout; panics with both streams when it fails.
 pub fn python_stdout(python: &mut Command) -> String {
