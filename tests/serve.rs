@@ -469,7 +469,7 @@ fn paths_info_answers_for_the_cached_paths_only() {
     let server = serve(&fx.cache);
     let url = format!("{}/api/models/{REPO}/paths-info/main", server.url());
     // As huggingface_hub sends it: repeated form fields.
-    let r = reply(
+    let r = Reply::read(
         agent()
             .post(&url)
             .header("content-type", "application/x-www-form-urlencoded")
@@ -494,7 +494,7 @@ fn paths_info_answers_for_the_cached_paths_only() {
         ]
     );
     assert_eq!(entries[0]["lfs"]["oid"], sha256_hex(&repo_file(&fx, MODEL)));
-    let traversal = reply(
+    let traversal = Reply::read(
         agent()
             .post(&url)
             .header("content-type", "application/json")
@@ -674,7 +674,7 @@ fn cors_headers_only_for_allowed_origins_errors_included() {
     assert_eq!(get(&missing, &[("origin", EXTENSION)]).status, 404);
 
     let preflight = |origin: &str| {
-        reply(
+        Reply::read(
             agent()
                 .options(&ok)
                 .header("origin", origin)
@@ -743,7 +743,7 @@ fn a_token_is_required_when_one_is_set_but_not_for_preflights() {
     assert_eq!((r.status, r.body.as_slice()), (200, CONFIG));
     let info = get(&format!("{}/api/models/{REPO}", server.url()), &[]);
     assert_eq!(info.status, 401);
-    let preflight = reply(
+    let preflight = Reply::read(
         agent()
             .options(&url)
             .header("origin", EXTENSION)

@@ -561,7 +561,7 @@ fn listings_with_pull_through_are_the_upstreams() {
         .collect();
     assert_eq!(folders, [serde_json::json!("onnx")]);
 
-    let paths_info = reply(
+    let paths_info = Reply::read(
         agent()
             .post(&format!(
                 "{}/api/models/{REPO}/paths-info/main",

@@ -3,73 +3,15 @@
 //! sha256 for files too large to hold.
 
 use std::io::Read;
-use std::time::Duration;
 
-use serde_json::Value;
-
-pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
-}
-
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
-    }
-
-    pub fn error_code(&self) -> Option<&str> {
-        self.header("x-error-code")
-    }
-}
-
-pub fn reply(mut response: ureq::http::Response<ureq::Body>, head: bool) -> Reply {
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = if head {
-        Vec::new()
-    } else {
-        response
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_vec()
-            .unwrap()
-    };
-    Reply {
-        status,
-        headers,
-        body,
-    }
-}
+pub use hub_emulator::client::{agent, Reply};
 
 pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     let mut request = agent().get(url);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    reply(request.call().unwrap(), false)
+    Reply::read(request.call().unwrap(), false)
 }
 
 pub fn head(url: &str, headers: &[(&str, &str)]) -> Reply {
@@ -77,7 +19,7 @@ pub fn head(url: &str, headers: &[(&str, &str)]) -> Reply {
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    reply(request.call().unwrap(), true)
+    Reply::read(request.call().unwrap(), true)
 }
 
 /// A `GET` whose body is hashed as it arrives instead of kept: the status, the bytes received,

@@ -14,6 +14,7 @@
 //! ```
 
 mod api;
+pub mod client;
 mod control;
 mod data;
 mod fault;
