@@ -242,6 +242,13 @@ typedef struct tc_options {
    * default (32 MiB). (Added after 0.1's first fields: read only when struct_size covers it.)
    */
   uint64_t parallel_threshold;
+  /**
+   * The disk budget to set on open, in bytes of blob files (see tc_cache_set_max_size): it
+   * is kept in the cache for every process, and the last one set wins. 0 (default): leave
+   * the cache's budget as it is (tc_cache_set_max_size(cache, 0, NULL) removes it). (Added
+   * after parallel_threshold: read only when struct_size covers it.)
+   */
+  uint64_t max_size;
 } tc_options;
 
 /**
@@ -355,6 +362,32 @@ typedef struct tc_server_options {
    */
   int insecure_no_token;
 } tc_server_options;
+
+/**
+ * What tc_cache_prune evicts. Fill it with tc_prune_options_init() first, then set the
+ * fields you care about (struct_size: as for tc_options).
+ */
+typedef struct tc_prune_options {
+  /**
+   * sizeof(tc_prune_options) as the caller compiled it; set by tc_prune_options_init.
+   */
+  size_t struct_size;
+  /**
+   * Evict until the blob files take at most this many bytes, this once (the budget stays
+   * as it is). 0 (default): the budget, if one is set.
+   */
+  uint64_t max_size;
+  /**
+   * Also evict everything last used longer ago than this many seconds. 0 (default): no age
+   * limit.
+   */
+  uint64_t older_than_seconds;
+  /**
+   * 1: remove nothing, only report what would go (exactly what a prune with the same
+   * options run next removes, unless the cache changes in between). 0 (default): evict.
+   */
+  int dry_run;
+} tc_prune_options;
 
 #ifdef __cplusplus
 extern "C" {
@@ -910,6 +943,127 @@ tc_status tc_server_url(const struct tc_server *server,
  * threads use the same cache; do not call it from a tc_progress_fn.
  */
 void tc_server_stop(struct tc_server *server);
+
+/**
+ * The cache's disk budget: the most bytes its blob files (each distinct content once, what
+ * tc_stats.disk_bytes counts) may take. It is kept in the cache, so every process and handle
+ * using the directory (the command line too) honours the one set last.
+ *
+ * - out_max_size: on TC_STATUS_OK receives the budget in bytes, 0 when none is set.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL out_max_size, bad handle);
+ * TC_STATUS_IO when the catalog cannot be read. Callable from any thread.
+ */
+tc_status tc_cache_max_size(struct tc_cache *cache,
+                            uint64_t *out_max_size);
+
+/**
+ * Set the disk budget for every process using this cache (the last one set wins), and evict
+ * least recently used content down to it now: whole variants, never a pinned repo or
+ * variant, a file being downloaded, or a file another thread or process has open. From then
+ * on, each download that lands evicts down to the budget, and one that cannot fit even after
+ * evicting everything evictable fails with TC_STATUS_DISK_FULL before any byte is
+ * transferred.
+ *
+ * - max_size: the budget in bytes of blob files; 0 removes the budget.
+ * - out_json: may be NULL; else on TC_STATUS_OK receives the eviction report, which the
+ *   caller frees with tc_string_free: {"evicted": [{"repo_id", "commit", "quant" (null for a
+ *   single file), "files": [paths], "bytes_freed", "last_used_ms"}], least recently used
+ *   first, "bytes_freed", "disk_bytes" (after), "dry_run": false}.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (bad handle); TC_STATUS_IO when the
+ * catalog cannot be written or a file cannot be removed (the budget is set; what was evicted
+ * before the failure stays evicted). Callable from any thread.
+ */
+tc_status tc_cache_set_max_size(struct tc_cache *cache,
+                                uint64_t max_size,
+                                char **out_json);
+
+/**
+ * Keep repo_id, or only its variant quant_key, from eviction by the budget and by
+ * tc_cache_prune (tc_cache_delete_model still deletes it; the pin stays). The pin is kept in
+ * the cache for every process; the repo need not be cached or scanned yet.
+ *
+ * - repo_id ("org/name"): borrowed, UTF-8, required.
+ * - quant_key: borrowed, UTF-8; a key of the manifest's "quants" (e.g. "Q4_K_M"); NULL pins
+ *   the whole repo.
+ * - out_changed: may be NULL; else on TC_STATUS_OK receives true when the pin is new, false
+ *   when it was pinned already.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL or malformed repo_id, an empty
+ * quant_key, non-UTF-8 strings, bad handle); TC_STATUS_IO. Callable from any thread.
+ */
+tc_status tc_cache_pin(struct tc_cache *cache,
+                       const char *repo_id,
+                       const char *quant_key,
+                       bool *out_changed);
+
+/**
+ * Undo tc_cache_pin for repo_id (quant_key NULL) or its variant quant_key: a pin of the whole
+ * repo and a pin of one variant are separate, each undone by its own unpin.
+ *
+ * - out_changed: may be NULL; else on TC_STATUS_OK receives true when a pin was removed,
+ *   false when there was none.
+ *
+ * Returns the statuses of tc_cache_pin. Callable from any thread.
+ */
+tc_status tc_cache_unpin(struct tc_cache *cache,
+                         const char *repo_id,
+                         const char *quant_key,
+                         bool *out_changed);
+
+/**
+ * The pins, by repo, as a JSON array: [{"repo_id", "quant" (null: the whole repo)}].
+ *
+ * - out_json: on TC_STATUS_OK receives the JSON; the caller frees it with tc_string_free.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL out_json, bad handle);
+ * TC_STATUS_IO. Callable from any thread.
+ */
+tc_status tc_cache_pins_json(struct tc_cache *cache,
+                             char **out_json);
+
+/**
+ * Fill *options with the defaults and set struct_size. Call it before setting any field.
+ * NULL is ignored. Never fails.
+ */
+void tc_prune_options_init(struct tc_prune_options *options);
+
+/**
+ * Evict least recently used content now (whole variants; never a pinned repo or variant, a
+ * file being downloaded, or one another thread or process has open): down to
+ * options->max_size (else the budget), and everything last used more than
+ * options->older_than_seconds ago. With dry_run, nothing is removed and the report lists
+ * exactly what would be.
+ *
+ * - options: borrowed for this call; NULL means the defaults (down to the budget).
+ * - out_json: on TC_STATUS_OK receives the report (the shape tc_cache_set_max_size gives,
+ *   with "dry_run" true for a dry run, when "disk_bytes" is what would remain); the caller
+ *   frees it with tc_string_free.
+ *
+ * Returns TC_STATUS_OK (also when nothing had to go: "evicted" is []);
+ * TC_STATUS_INVALID_ARGUMENT (NULL out_json, bad handle, a bad option, or nothing to prune to:
+ * no max_size, no older_than_seconds and no budget set); TC_STATUS_IO when the catalog
+ * cannot be written or a file cannot be removed. Callable from any thread.
+ */
+tc_status tc_cache_prune(struct tc_cache *cache,
+                         const struct tc_prune_options *options,
+                         char **out_json);
+
+/**
+ * A size as people write it, in bytes, by the rules of the command line's --max-size:
+ * "50GB" (10^9 each), "20GiB" (2^30 each), "512MB", "1.5 TB", "1000" (bytes); units are
+ * case-insensitive, a bare K/M/G/T is decimal like KB, spaces around are ignored.
+ *
+ * - text: borrowed, UTF-8, required.
+ * - out_bytes: on TC_STATUS_OK receives the size.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT for a NULL argument or text that is not a
+ * size (negative, no number, an unknown unit; the message shows the forms accepted). Never
+ * touches a cache; callable from any thread.
+ */
+tc_status tc_parse_size(const char *text,
+                        uint64_t *out_bytes);
 
 #ifdef __cplusplus
 }  // extern "C"

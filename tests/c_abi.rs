@@ -131,6 +131,20 @@ fn write_repos(root: &Path) {
         "weights.bin",
         &hub_emulator::pseudo_random_bytes(16 << 20, 6),
     );
+
+    // The disk budget section: four variants of one size, so a budget of three evicts one.
+    put(
+        "org/budget-gguf",
+        "config.json",
+        b"{\"model_type\": \"llama\"}\n",
+    );
+    for (seed, quant) in (10..).zip(["Q2_K", "Q4_K_M", "Q5_K_M", "Q8_0"]) {
+        put(
+            "org/budget-gguf",
+            &format!("m-{quant}.gguf"),
+            &gguf(LFS_THRESHOLD as usize + 10_000, 5, 2, seed),
+        );
+    }
 }
 
 /// The repo of the huggingface_hub cache that api_test.c imports: two files whose blobs match
@@ -290,7 +304,7 @@ fn c_api_under_valgrind() {
     let stdout = text(&output.stdout);
     println!("{stdout}");
     let (sections, passed) = tally(&stdout);
-    assert_eq!(sections, 19, "every section ran:\n{stdout}");
+    assert_eq!(sections, 20, "every section ran:\n{stdout}");
     assert!(
         passed > 250,
         "{passed} checks passed; the C test has more than that"

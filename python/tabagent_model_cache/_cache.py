@@ -13,6 +13,7 @@ import asyncio
 import io
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -34,6 +35,9 @@ _PENDING = lib.TC_STATUS_PENDING
 
 #: Bytes the BufferedReader returned by ``open`` asks the library for at once.
 _OPEN_BUFFER_SIZE = 256 * 1024
+
+#: The keys of the library's stats that ``budget_stats`` gives rather than ``get_stats``.
+_BUDGET_STATS = ("max_size", "evictions")
 
 #: Serializes ModelCache._after_fork in a forked child.
 _fork_lock = threading.Lock()
@@ -319,10 +323,17 @@ class ModelCache:
             First wait between retries in seconds, doubled each time. Defaults to 1.
         user_agent (`str`, *optional*):
             The User-Agent header. Defaults to ``tabcache/<version>``.
+        max_size (`int` or `str`, *optional*):
+            The disk budget to set on open (see ``set_max_size``): bytes, or a size such as
+            ``"50GB"`` (10^9) or ``"20GiB"`` (2^30), parsed by the command line's rules. The
+            budget is kept in the cache, so every process using it (the ``tabcache`` command line
+            too) honours the one set last. Defaults to leaving the cache's budget as it is. The
+            ``TABCACHE_MAX_SIZE`` environment variable is the command line's and is not read
+            here; a budget it set is in the cache, so it applies to Python as well.
 
     Raises:
-        [`InvalidArgumentError`]: An empty path, an option out of range, or a catalog written
-            by a newer tabcache.
+        [`InvalidArgumentError`]: An empty path, an option out of range, a ``max_size`` that is
+            not a size, or a catalog written by a newer tabcache.
         [`CacheIOError`]: The directory cannot be created or read ([`DiskFullError`] when the
             disk is full).
     """
@@ -343,6 +354,7 @@ class ModelCache:
         max_retries: Optional[int] = None,
         retry_base_delay: Optional[float] = None,
         user_agent: Optional[str] = None,
+        max_size: Union[int, str, None] = None,
     ) -> None:
         self._handle: Any = ffi.NULL
         self._close_lock = threading.Lock()
@@ -364,7 +376,10 @@ class ModelCache:
             retry_base_delay=retry_base_delay,
             user_agent=user_agent,
         )
-        self._handle = _open_native(self.db_path, **self._options)
+        budget = None if max_size is None else _byte_size(max_size, "max_size", "leave the cache's budget as it is")
+        # The budget is set by this open only: it is not in self._options, so a forked child
+        # opening the cache again does not undo a budget set since.
+        self._handle = _open_native(self.db_path, max_size=budget, **self._options)
         logger.debug("opened model cache at %s", self.db_path)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -440,7 +455,7 @@ class ModelCache:
                 self._pid = os.getpid()
                 return
             # On failure nothing changes: the next call tries again.
-            fresh = _open_native(self.db_path, **self._options)
+            fresh = _open_native(self.db_path, max_size=None, **self._options)
             self._handle = fresh
             self._pid = os.getpid()
         logger.debug("opened model cache at %s again in forked child %d", self.db_path, self._pid)
@@ -839,6 +854,9 @@ class ModelCache:
     def get_stats(self) -> Dict[str, int]:
         """The cache's counters.
 
+        The disk budget and what it evicted are in ``budget_stats()``, so that these stay the
+        seed's integer counters.
+
         Returns:
             `dict`: ``total_repos`` and ``total_size`` (logical bytes of cached files), plus
             ``total_files``, ``disk_bytes`` (each distinct content once), ``dedup_saved_bytes`` and,
@@ -848,9 +866,191 @@ class ModelCache:
             [`CacheIOError`]: The catalog could not be read.
             [`InvalidArgumentError`]: The cache is closed.
         """
+        stats = self._stats_json()
+        for key in _BUDGET_STATS:
+            stats.pop(key, None)
+        return stats
+
+    def _stats_json(self) -> Dict[str, Any]:
         out = ffi.new("char **")
         _check(lib.tc_cache_get_stats_json(self._cache(), out))
         return json.loads(_take_string(out[0]))
+
+    # -- the disk budget -------------------------------------------------------------------
+
+    @property
+    def max_size(self) -> Optional[int]:
+        """The cache's disk budget in bytes of blob files (``disk_bytes``), or ``None`` when no
+        budget is set. Every process using the cache shares it; ``set_max_size`` changes it.
+
+        Raises:
+            [`CacheIOError`]: The catalog could not be read.
+            [`InvalidArgumentError`]: The cache is closed.
+        """
+        out = ffi.new("uint64_t *")
+        _check(lib.tc_cache_max_size(self._cache(), out))
+        return int(out[0]) or None
+
+    def set_max_size(self, max_size: Union[int, str, None]) -> Dict[str, Any]:
+        """Set the disk budget for every process using this cache, and evict down to it now.
+
+        The last budget set wins (the ``tabcache`` command line's ``--max-size`` too). Eviction
+        takes least recently used content first (last use is a download, ``get_file``,
+        ``file_path``, ``open``, ``has_file`` finding it, or a ``serve`` request), whole
+        variants at a time, and never a pinned repo or variant, a file being downloaded, or one
+        another thread or process has open. From then on each download that lands evicts down
+        to the budget, and one that cannot fit even after evicting everything evictable raises
+        [`DiskFullError`] before a byte is transferred.
+
+        Args:
+            max_size (`int`, `str` or `None`):
+                Bytes, or a size such as ``"50GB"`` or ``"20GiB"``; ``None`` removes the budget.
+
+        Returns:
+            `dict`: The eviction report: ``evicted`` (least recently used first, each
+            ``{repo_id, commit, quant, files, bytes_freed, last_used_ms}``; ``quant`` is ``None``
+            for a file outside any variant), ``bytes_freed``, ``disk_bytes`` (after) and
+            ``dry_run`` (``False``).
+
+        Raises:
+            [`InvalidArgumentError`]: ``max_size`` is not a size (or is 0), or the cache is closed.
+            TypeError: ``max_size`` is neither an int, a str nor ``None``.
+            [`CacheIOError`]: The catalog could not be written or a file could not be removed.
+        """
+        size = 0 if max_size is None else _byte_size(max_size, "max_size", "remove the budget")
+        out = ffi.new("char **")
+        _check(lib.tc_cache_set_max_size(self._cache(), size, out))
+        report = json.loads(_take_string(out[0]))
+        logger.debug("budget of %s set to %s: %d evicted", self.db_path, max_size, len(report["evicted"]))
+        return report
+
+    def pin(self, repo_id: str, quant_key: Optional[str] = None) -> bool:
+        """Keep a repository, or one of its variants, from eviction by the budget and ``prune``.
+
+        The pin is kept in the cache for every process; the repository need not be cached yet.
+        ``delete_model`` still deletes a pinned repository.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            quant_key (`str`, *optional*):
+                A key of the manifest's ``quants``, e.g. ``"Q4_K_M"``. Defaults to the whole
+                repository.
+
+        Returns:
+            `bool`: ``True`` when the pin is new, ``False`` when it was pinned already.
+
+        Raises:
+            [`InvalidArgumentError`]: A malformed repo id, an empty ``quant_key``, or the cache is
+                closed.
+            [`CacheIOError`]: The catalog could not be written.
+        """
+        return self._set_pin(lib.tc_cache_pin, repo_id, quant_key)
+
+    def unpin(self, repo_id: str, quant_key: Optional[str] = None) -> bool:
+        """Undo ``pin``.
+
+        A pin of the whole repository and a pin of one of its variants are separate: each is
+        undone by its own ``unpin``.
+
+        Args:
+            repo_id (`str`):
+                A repository id.
+            quant_key (`str`, *optional*):
+                The pinned variant. Defaults to the whole repository.
+
+        Returns:
+            `bool`: ``True`` when a pin was removed, ``False`` when there was none.
+
+        Raises:
+            [`InvalidArgumentError`]: As for ``pin``.
+            [`CacheIOError`]: The catalog could not be written.
+        """
+        return self._set_pin(lib.tc_cache_unpin, repo_id, quant_key)
+
+    def _set_pin(self, function: Any, repo_id: str, quant_key: Optional[str]) -> bool:
+        changed = ffi.new("bool *")
+        _check(function(self._cache(), _text(repo_id, "repo_id"), _text(quant_key, "quant_key"), changed))
+        return bool(changed[0])
+
+    def pins(self) -> List[Dict[str, Any]]:
+        """The pins, by repository.
+
+        Returns:
+            `List[dict]`: Each ``{"repo_id": str, "quant": str or None}`` (``None``: the whole
+            repository).
+
+        Raises:
+            [`CacheIOError`]: The catalog could not be read.
+            [`InvalidArgumentError`]: The cache is closed.
+        """
+        out = ffi.new("char **")
+        _check(lib.tc_cache_pins_json(self._cache(), out))
+        return json.loads(_take_string(out[0]))
+
+    def prune(
+        self,
+        *,
+        max_size: Union[int, str, None] = None,
+        older_than_days: Optional[float] = None,
+        dry_run: bool = False,
+    ) -> Dict[str, Any]:
+        """Evict least recently used content now, as ``tabcache prune`` does.
+
+        Whole variants go, least recently used first, until the cache is within ``max_size``
+        (else the budget), and so does everything unused for ``older_than_days``; never a
+        pinned repo or variant, a file being downloaded, or one another thread or process has
+        open.
+
+        Args:
+            max_size (`int` or `str`, *optional*):
+                The size to prune to, this once (the budget stays as it is): bytes, or e.g.
+                ``"20GB"``. Defaults to the budget.
+            older_than_days (`float`, *optional*):
+                Also evict what was last used more than this many days ago (more than 0).
+            dry_run (`bool`, *optional*):
+                Remove nothing; the report lists exactly what a prune with the same arguments
+                then removes (unless the cache changes in between).
+
+        Returns:
+            `dict`: The report, as ``set_max_size`` returns it; ``dry_run`` is ``True`` for a dry
+            run, and ``disk_bytes`` is then what would remain.
+
+        Raises:
+            [`InvalidArgumentError`]: A bad size or age, or nothing to prune to (no
+                ``max_size``, no ``older_than_days`` and no budget set), or the cache is closed.
+            TypeError: An argument of the wrong type.
+            [`CacheIOError`]: The catalog could not be written or a file could not be removed.
+        """
+        options = ffi.new("tc_prune_options *")
+        lib.tc_prune_options_init(options)
+        if max_size is not None:
+            options.max_size = _byte_size(max_size, "max_size", "prune to the budget")
+        if older_than_days is not None:
+            options.older_than_seconds = _seconds_of_days(older_than_days)
+        if not isinstance(dry_run, bool):
+            raise TypeError(f"dry_run must be a bool, not {type(dry_run).__name__}")
+        options.dry_run = 1 if dry_run else 0
+        out = ffi.new("char **")
+        _check(lib.tc_cache_prune(self._cache(), options, out))
+        return json.loads(_take_string(out[0]))
+
+    def budget_stats(self) -> Dict[str, Any]:
+        """The disk budget and what it evicted (the budget's part of the command line's
+        ``tabcache stats``).
+
+        Returns:
+            `dict`: ``max_size`` (bytes, or ``None`` when no budget is set), ``disk_bytes`` (what
+            the budget counts: each distinct content once) and ``evictions``: ``count`` and
+            ``bytes_freed`` since the cache was made, and ``recent``, the latest evictions
+            oldest first (each ``{at_ms, repo_id, quant, files, bytes_freed}``).
+
+        Raises:
+            [`CacheIOError`]: The catalog could not be read.
+            [`InvalidArgumentError`]: The cache is closed.
+        """
+        stats = self._stats_json()
+        return {key: stats[key] for key in ("disk_bytes", *_BUDGET_STATS)}
 
     def import_hf_cache(self, hf_cache_dir: Union[str, "os.PathLike[str]", None] = None) -> Dict[str, Any]:
         """Adopt the files an existing huggingface_hub cache already holds.
@@ -1137,8 +1337,10 @@ def _open_native(
     max_retries: Optional[int],
     retry_base_delay: Optional[float],
     user_agent: Optional[str],
+    max_size: Optional[int],
 ) -> Any:
-    """A new native handle on ``db_path`` with ``ModelCache``'s options."""
+    """A new native handle on ``db_path`` with ``ModelCache``'s options (``max_size`` in bytes,
+    already checked)."""
     options = ffi.new("tc_options *")
     lib.tc_options_init(options)
     # Struct fields need C arrays that outlive tc_cache_open: this frame keeps them.
@@ -1177,6 +1379,8 @@ def _open_native(
         options.retry_base_delay_ms = _milliseconds(retry_base_delay, "retry_base_delay")
     if user_agent is not None:
         options.user_agent = borrowed(user_agent, "user_agent")
+    if max_size is not None:
+        options.max_size = max_size
 
     out = ffi.new("tc_cache **")
     _check(lib.tc_cache_open(_text(db_path, "db_path"), options, out))
@@ -1187,6 +1391,38 @@ def _positive(value: int, what: str) -> int:
     if not isinstance(value, int) or value <= 0:
         raise InvalidArgumentError(f"{what} must be a positive integer, not {value!r}")
     return value
+
+
+_U64_LIMIT = 1 << 64
+
+
+def _byte_size(value: Union[int, str], what: str, none_means: str) -> int:
+    """A size of at least one byte from an int or a string such as ``"50GB"``, which the
+    library parses (``tc_parse_size``: the command line's rules, one parser for both).
+    ``none_means`` says what ``None`` would have done instead, for the message about 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"{what} must be an int (bytes) or a str such as '50GB', not {type(value).__name__}")
+    size = value
+    if isinstance(value, str):
+        out = ffi.new("uint64_t *")
+        status = lib.tc_parse_size(_text(value, what), out)
+        if status != _OK:
+            raise InvalidArgumentError(f"{what}: {_error(status).message}")
+        size = int(out[0])
+    if size <= 0 or size >= _U64_LIMIT:
+        raise InvalidArgumentError(
+            f"{what} is {value!r}; give at least 1 byte (and less than 16 EiB), e.g. 50GB, or None to {none_means}"
+        )
+    return size
+
+
+def _seconds_of_days(days: float) -> int:
+    """``older_than_days`` as the whole seconds (at least 1) tc_prune_options takes."""
+    if isinstance(days, bool) or not isinstance(days, (int, float)):
+        raise TypeError(f"older_than_days must be a number of days, not {type(days).__name__}")
+    if not math.isfinite(days) or days <= 0:
+        raise InvalidArgumentError(f"older_than_days is {days!r}; give a number of days above 0, e.g. 30")
+    return min(max(1, round(days * 86400)), _U64_LIMIT - 1)
 
 
 def _milliseconds(seconds: float, what: str) -> int:

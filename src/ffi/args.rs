@@ -1,7 +1,7 @@
 //! Reading C arguments: borrowed strings, optional strings, and out-pointers that are written
 //! only on success.
 
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_int, CStr};
 
 use super::error::Failure;
 
@@ -59,6 +59,15 @@ pub(crate) fn out_ptr<T>(ptr: *mut T, what: &str) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// A C boolean field named `what` that must be 0 or 1.
+pub(crate) fn flag(value: c_int, what: &str) -> Result<bool, Failure> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(Failure::invalid(format!("{what} is {other}; use 0 or 1"))),
+    }
 }
 
 /// A versioned options struct (its first field a `usize` `struct_size`, as tc_options_init and

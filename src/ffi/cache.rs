@@ -57,6 +57,11 @@ pub struct TcOptions {
     /// resume from their durable ranges after a crash; smaller ones in one stream. 0:
     /// default (32 MiB). (Added after 0.1's first fields: read only when struct_size covers it.)
     pub parallel_threshold: u64,
+    /// The disk budget to set on open, in bytes of blob files (see tc_cache_set_max_size): it
+    /// is kept in the cache for every process, and the last one set wins. 0 (default): leave
+    /// the cache's budget as it is (tc_cache_set_max_size(cache, 0, NULL) removes it). (Added
+    /// after parallel_threshold: read only when struct_size covers it.)
+    pub max_size: u64,
 }
 
 impl TcOptions {
@@ -75,6 +80,7 @@ impl TcOptions {
             retry_base_delay_ms: 0,
             user_agent: std::ptr::null(),
             parallel_threshold: 0,
+            max_size: 0,
         }
     }
 
@@ -103,6 +109,9 @@ impl TcOptions {
         }
         if let Some(user_agent) = optional_str(self.user_agent, "tc_options.user_agent")? {
             o = o.user_agent(user_agent);
+        }
+        if self.max_size != 0 {
+            o = o.max_size(self.max_size);
         }
         o = match self.offline {
             -1 => o,
@@ -685,6 +694,17 @@ mod tests {
         assert_eq!(read.endpoint, caller.endpoint);
         assert_eq!(read.connections, 0);
         assert_eq!(read.max_retries, -1);
+
+        // A caller compiled when tc_options ended with parallel_threshold: what lies beyond
+        // its struct (here 5) is not read as a budget.
+        let mut caller = TcOptions::defaults();
+        caller.parallel_threshold = 4 << 20;
+        caller.max_size = 5;
+        caller.struct_size = std::mem::offset_of!(TcOptions, max_size);
+        let read = unsafe { TcOptions::read(&caller) }.unwrap();
+        assert_eq!(read.parallel_threshold, 4 << 20);
+        assert_eq!(read.max_size, 0);
+        assert_eq!(unsafe { read.to_cache_options() }.unwrap().max_size, None);
     }
 
     #[test]
@@ -696,7 +716,9 @@ mod tests {
         caller.parallel_threshold = 4 << 20;
         caller.read_timeout_ms = 1500;
         caller.max_retries = 0;
+        caller.max_size = 50_000_000_000;
         let o = unsafe { caller.to_cache_options() }.unwrap();
+        assert_eq!(o.max_size, Some(50_000_000_000));
         assert_eq!(o.transfer.parallel_threshold, 4 << 20);
         assert_eq!(o.hub.offline, Some(true));
         assert_eq!(o.transfer.connections, 2);

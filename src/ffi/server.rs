@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::sync::Mutex;
 
-use super::args::{optional_str, out_ptr, read_versioned, required_strs};
+use super::args::{flag, optional_str, out_ptr, read_versioned, required_strs};
 use super::cache::{TcCache, CACHES};
 use super::error::{call, call_void, Failure, TcStatus};
 use super::handles::Registry;
@@ -105,15 +105,10 @@ impl TcServerOptions {
             }
         };
         o.token = optional_str(self.token, "tc_server_options.token")?.map(str::to_string);
-        o.insecure_no_token = match self.insecure_no_token {
-            0 => false,
-            1 => true,
-            other => {
-                return Err(Failure::invalid(format!(
-                    "tc_server_options.insecure_no_token is {other}; use 0 or 1"
-                )))
-            }
-        };
+        o.insecure_no_token = flag(
+            self.insecure_no_token,
+            "tc_server_options.insecure_no_token",
+        )?;
         Ok(o)
     }
 }

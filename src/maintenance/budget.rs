@@ -319,6 +319,12 @@ impl Engine {
 
 fn pin_of(repo_id: &str, quant: Option<&str>) -> Result<Pin> {
     validate::repo_id(repo_id)?;
+    if quant.is_some_and(|q| q.trim().is_empty()) {
+        return Err(Error::invalid(format!(
+            "the variant to pin or unpin in {repo_id} is empty; give one such as Q4_K_M, or \
+             none for the whole repo"
+        )));
+    }
     Ok(Pin {
         repo_id: repo_id.to_string(),
         quant: quant.map(str::to_string),

@@ -13,6 +13,8 @@
  *   org/corrupt     model-Q4_K_M.gguf whose CDN bytes are corrupted
  *   org/served      weights.bin (16 MiB: more than loopback socket buffers hold), for the
  *                   server section's stop in the middle of a download
+ *   org/budget-gguf config.json and the variants m-Q2_K.gguf, m-Q4_K_M.gguf, m-Q5_K_M.gguf,
+ *                   m-Q8_0.gguf, of one size (over the LFS threshold), for the disk budget
  *
  * and a huggingface_hub cache at HF_CACHE (also in the HF_HUB_CACHE environment variable)
  * holding org/imported at one commit, which refs/main names: model-Q4_K_M.gguf (an LFS blob
@@ -1298,6 +1300,248 @@ static void test_server(void) {
     tc_server_stop(NULL);
 }
 
+/* ---- the disk budget ---- */
+
+#define BUDGET_REPO "org/budget-gguf"
+
+/* Body bytes the emulator's CDN has sent, once its log stopped growing (it logs a request
+ * after answering it); -1 when the emulator cannot be asked. */
+static long long cdn_bytes_settled(void) {
+    long long last = -2;
+    for (int i = 0; i < 100; i++) {
+        struct http_answer answer;
+        memset(&answer, 0, sizeof answer);
+        long long now = -1;
+        if (http_get(url_port(endpoint), "/_emulator/stats", &answer) == 0 && answer.status == 200)
+            now = json_number(answer.body, "bytes_sent_cdn");
+        free(answer.body);
+        if (now == last) return now;
+        last = now;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+static int budget_has(tc_cache *cache, const char *path) {
+    bool has = false;
+    CHECK_STATUS(tc_cache_has_file(cache, BUDGET_REPO, path, NULL, &has), TC_STATUS_OK);
+    return has;
+}
+
+static uint64_t budget_disk_bytes(tc_cache *cache) {
+    tc_stats stats;
+    memset(&stats, 0, sizeof stats);
+    CHECK_STATUS(tc_cache_get_stats(cache, &stats), TC_STATUS_OK);
+    return stats.disk_bytes;
+}
+
+/* The report without its "dry_run" member (the last one), so that a dry run's report and the
+ * prune's can be compared; the caller frees it. */
+static char *without_dry_run(const char *json) {
+    const char *at = json == NULL ? NULL : strstr(json, ",\"dry_run\":");
+    size_t len = at == NULL ? 0 : (size_t)(at - json);
+    char *copy = malloc(len + 1);
+    memcpy(copy, json == NULL ? "" : json, len);
+    copy[len] = '\0';
+    return copy;
+}
+
+static void test_budget(void) {
+    section("disk budget: max_size, LRU eviction, pins, prune dry run == prune, refusal before a transfer");
+    tc_options options = test_options(endpoint);
+    tc_cache *cache = open_cache("budget", &options);
+    uint64_t max_size = 1;
+    CHECK_STATUS(tc_cache_max_size(cache, &max_size), TC_STATUS_OK);
+    CHECK(max_size == 0);
+    char *json = NULL;
+    CHECK_STATUS(tc_cache_scan_repo(cache, BUDGET_REPO, NULL, &json), TC_STATUS_OK);
+    tc_string_free(json);
+    const char *variants[] = {"Q2_K", "Q4_K_M", "Q5_K_M"};
+    for (int i = 0; i < 3; i++) {
+        CHECK_STATUS(tc_cache_download_quant(cache, BUDGET_REPO, variants[i], NULL, NULL, NULL), TC_STATUS_OK);
+        sleep_ms(5); /* last uses at least milliseconds apart */
+    }
+    uint64_t three = budget_disk_bytes(cache); /* three variants and their shared config.json */
+    CHECK(three > 3 * 64 * 1024);
+
+    /* A budget given on open (tc_options.max_size) is the cache's, for every handle. */
+    options.max_size = three;
+    tc_cache *other = open_cache("budget", &options);
+    CHECK_STATUS(tc_cache_max_size(cache, &max_size), TC_STATUS_OK);
+    CHECK(max_size == three);
+    tc_cache_close(other);
+    /* 0, or a struct from a header without the field, leaves the budget as it is. */
+    options.max_size = 0;
+    other = open_cache("budget", &options);
+    tc_cache_close(other);
+    options.max_size = 5;
+    options.struct_size = offsetof(tc_options, max_size);
+    other = open_cache("budget", &options);
+    tc_cache_close(other);
+    CHECK_STATUS(tc_cache_max_size(cache, &max_size), TC_STATUS_OK);
+    CHECK(max_size == three);
+
+    /* Q2_K, the oldest download, is read now: Q4_K_M is the least recently used, and goes
+     * when Q8_0 lands. */
+    tc_bytes bytes = {NULL, 0};
+    CHECK_STATUS(tc_cache_get_file(cache, BUDGET_REPO, "m-Q2_K.gguf", NULL, &bytes), TC_STATUS_OK);
+    tc_bytes_free(&bytes);
+    sleep_ms(5);
+    CHECK_STATUS(tc_cache_download_quant(cache, BUDGET_REPO, "Q8_0", NULL, NULL, NULL), TC_STATUS_OK);
+    CHECK(!budget_has(cache, "m-Q4_K_M.gguf"));
+    CHECK(budget_has(cache, "m-Q2_K.gguf") && budget_has(cache, "m-Q5_K_M.gguf"));
+    CHECK(budget_has(cache, "m-Q8_0.gguf") && budget_has(cache, "config.json"));
+    CHECK(budget_disk_bytes(cache) <= three);
+    json = NULL;
+    CHECK_STATUS(tc_cache_get_stats_json(cache, &json), TC_STATUS_OK);
+    CHECK(json_number(json, "max_size") == (long long)three);
+    CHECK(json != NULL && strstr(json, "\"evictions\":{\"count\":1,") != NULL);
+    CHECK(json != NULL && strstr(json, "\"quant\":\"Q4_K_M\",\"files\":[\"m-Q4_K_M.gguf\"]") != NULL);
+    tc_string_free(json);
+
+    /* Pins: Q5_K_M is now the least recently used, and pinned it stays. */
+    bool changed = false;
+    CHECK_STATUS(tc_cache_pin(cache, BUDGET_REPO, "Q5_K_M", &changed), TC_STATUS_OK);
+    CHECK(changed);
+    CHECK_STATUS(tc_cache_pin(cache, BUDGET_REPO, "Q5_K_M", &changed), TC_STATUS_OK);
+    CHECK(!changed);
+    CHECK_STATUS(tc_cache_pin(cache, BUDGET_REPO, "Q5_K_M", NULL), TC_STATUS_OK);
+    json = NULL;
+    CHECK_STATUS(tc_cache_pins_json(cache, &json), TC_STATUS_OK);
+    CHECK(json != NULL && strcmp(json, "[{\"repo_id\":\"" BUDGET_REPO "\",\"quant\":\"Q5_K_M\"}]") == 0);
+    tc_string_free(json);
+
+    /* A dry run lists exactly what the prune then removes. */
+    tc_prune_options prune;
+    tc_prune_options_init(&prune);
+    CHECK(prune.struct_size == sizeof prune && prune.max_size == 0 && prune.older_than_seconds == 0 && prune.dry_run == 0);
+    prune.older_than_seconds = 3600; /* everything was used just now */
+    prune.dry_run = 1;
+    json = NULL;
+    CHECK_STATUS(tc_cache_set_max_size(cache, 0, NULL), TC_STATUS_OK);
+    CHECK_STATUS(tc_cache_prune(cache, &prune, &json), TC_STATUS_OK);
+    CHECK(json != NULL && strncmp(json, "{\"evicted\":[],\"bytes_freed\":0,", 30) == 0);
+    tc_string_free(json);
+    CHECK_STATUS(tc_cache_set_max_size(cache, three, NULL), TC_STATUS_OK);
+    prune.older_than_seconds = 0;
+    prune.max_size = three - 1;
+    char *dry = NULL, *done = NULL;
+    CHECK_STATUS(tc_cache_prune(cache, &prune, &dry), TC_STATUS_OK);
+    prune.dry_run = 0;
+    CHECK_STATUS(tc_cache_prune(cache, &prune, &done), TC_STATUS_OK);
+    char *dry_list = without_dry_run(dry), *done_list = without_dry_run(done);
+    CHECK(dry_list[0] != '\0' && strcmp(dry_list, done_list) == 0);
+    CHECK(dry != NULL && strstr(dry, "\"dry_run\":true}") != NULL);
+    CHECK(done != NULL && strstr(done, "\"dry_run\":false}") != NULL);
+    CHECK(done != NULL && strstr(done, "\"quant\":\"Q2_K\",\"files\":[\"m-Q2_K.gguf\"]") != NULL);
+    CHECK(done != NULL && strstr(done, "Q5_K_M") == NULL);
+    CHECK(json_number(done, "bytes_freed") > 64 * 1024);
+    free(dry_list);
+    free(done_list);
+    tc_string_free(dry);
+    tc_string_free(done);
+    CHECK(!budget_has(cache, "m-Q2_K.gguf"));
+    CHECK(budget_has(cache, "m-Q5_K_M.gguf") && budget_has(cache, "m-Q8_0.gguf"));
+    CHECK_STATUS(tc_cache_max_size(cache, &max_size), TC_STATUS_OK);
+    CHECK(max_size == three); /* prune's max_size is for this once */
+
+    /* With everything pinned and a lower budget, a download that cannot fit fails before a
+     * byte is transferred, and nothing is evicted. */
+    CHECK_STATUS(tc_cache_pin(cache, BUDGET_REPO, NULL, &changed), TC_STATUS_OK);
+    CHECK(changed);
+    json = NULL;
+    CHECK_STATUS(tc_cache_set_max_size(cache, three - 1, &json), TC_STATUS_OK);
+    CHECK(json != NULL && strncmp(json, "{\"evicted\":[],", 14) == 0);
+    tc_string_free(json);
+    long long cdn_before = cdn_bytes_settled();
+    CHECK(cdn_before >= 0);
+    CHECK_STATUS(tc_cache_download_quant(cache, BUDGET_REPO, "Q4_K_M", NULL, NULL, NULL), TC_STATUS_DISK_FULL);
+    CHECK(strstr(tc_last_error_message(), "budget") != NULL && strstr(tc_last_error_message(), "needs") != NULL);
+    CHECK(cdn_bytes_settled() == cdn_before);
+    CHECK(!budget_has(cache, "m-Q4_K_M.gguf"));
+    CHECK(budget_has(cache, "m-Q5_K_M.gguf") && budget_has(cache, "m-Q8_0.gguf"));
+
+    CHECK_STATUS(tc_cache_unpin(cache, BUDGET_REPO, NULL, &changed), TC_STATUS_OK);
+    CHECK(changed);
+    CHECK_STATUS(tc_cache_unpin(cache, BUDGET_REPO, NULL, &changed), TC_STATUS_OK);
+    CHECK(!changed);
+    CHECK_STATUS(tc_cache_unpin(cache, BUDGET_REPO, "Q5_K_M", NULL), TC_STATUS_OK);
+    json = NULL;
+    CHECK_STATUS(tc_cache_pins_json(cache, &json), TC_STATUS_OK);
+    CHECK(json != NULL && strcmp(json, "[]") == 0);
+    tc_string_free(json);
+
+    /* 0 removes the budget; a prune then has nothing to prune to. */
+    CHECK_STATUS(tc_cache_set_max_size(cache, 0, NULL), TC_STATUS_OK);
+    CHECK_STATUS(tc_cache_max_size(cache, &max_size), TC_STATUS_OK);
+    CHECK(max_size == 0);
+    json = (char *)"untouched";
+    CHECK_STATUS(tc_cache_prune(cache, NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "no budget") != NULL);
+
+    /* Arguments refused with a message, before anything is done. */
+    tc_cache *foreign = (tc_cache *)&passed;
+    CHECK_STATUS(tc_cache_max_size(NULL, &max_size), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_max_size(cache, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "out_max_size") != NULL);
+    CHECK_STATUS(tc_cache_set_max_size(NULL, three, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_set_max_size(foreign, three, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "not a tc_cache") != NULL);
+    CHECK_STATUS(tc_cache_pin(NULL, BUDGET_REPO, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_pin(cache, NULL, NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "repo_id") != NULL);
+    CHECK_STATUS(tc_cache_pin(cache, "bad id!", NULL, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_pin(cache, BUDGET_REPO, "", NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "empty") != NULL);
+    CHECK_STATUS(tc_cache_pin(cache, BUDGET_REPO, "bad-\xff", NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "quant_key") != NULL);
+    CHECK_STATUS(tc_cache_unpin(cache, NULL, "Q5_K_M", NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_pins_json(NULL, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_pins_json(cache, NULL), TC_STATUS_INVALID_ARGUMENT);
+    tc_prune_options_init(&prune);
+    prune.max_size = three;
+    CHECK_STATUS(tc_cache_prune(NULL, &prune, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(tc_cache_prune(cache, &prune, NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "out_json") != NULL);
+    prune.dry_run = 7;
+    CHECK_STATUS(tc_cache_prune(cache, &prune, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "dry_run") != NULL);
+    prune.dry_run = 1;
+    prune.struct_size = 3;
+    CHECK_STATUS(tc_cache_prune(cache, &prune, &json), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "tc_prune_options_init") != NULL);
+    CHECK(strcmp(json, "untouched") == 0);
+    tc_prune_options_init(NULL); /* ignored */
+    tc_cache_close(cache);
+    CHECK_STATUS(tc_cache_max_size(cache, &max_size), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "already closed") != NULL);
+
+    /* Sizes as people write them, by the command line's rules. */
+    uint64_t size = 0;
+    CHECK_STATUS(tc_parse_size("50GB", &size), TC_STATUS_OK);
+    CHECK(size == 50000000000ULL);
+    CHECK_STATUS(tc_parse_size("20GiB", &size), TC_STATUS_OK);
+    CHECK(size == 20ULL << 30);
+    CHECK_STATUS(tc_parse_size(" 1.5 tb ", &size), TC_STATUS_OK);
+    CHECK(size == 1500000000000ULL);
+    CHECK_STATUS(tc_parse_size("512MiB", &size), TC_STATUS_OK);
+    CHECK(size == 512ULL << 20);
+    CHECK_STATUS(tc_parse_size("1000", &size), TC_STATUS_OK);
+    CHECK(size == 1000);
+    const char *not_sizes[] = {"", "GB", "-1GB", "5 parsecs", "1e9", "nan", "99999999999TB", "\xff"};
+    size = 42;
+    for (size_t i = 0; i < sizeof not_sizes / sizeof *not_sizes; i++) {
+        CHECK_STATUS(tc_parse_size(not_sizes[i], &size), TC_STATUS_INVALID_ARGUMENT);
+    }
+    CHECK(size == 42);
+    CHECK_STATUS(tc_parse_size("5 parsecs", &size), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "5 parsecs") != NULL && strstr(tc_last_error_message(), "20GiB") != NULL);
+    CHECK_STATUS(tc_parse_size(NULL, &size), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "text") != NULL);
+    CHECK_STATUS(tc_parse_size("50GB", NULL), TC_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(tc_last_error_message(), "out_bytes") != NULL);
+}
+
 int main(int argc, char **argv) {
     int reuse_only = argc == 7 && strcmp(argv[6], "reuse") == 0;
     if (argc != 6 && !reuse_only) {
@@ -1339,6 +1583,7 @@ int main(int argc, char **argv) {
     test_delete_and_close();
     test_close_while_in_flight();
     test_import_hf();
+    test_budget();
     test_server();
     section(NULL);
 
