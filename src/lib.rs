@@ -35,6 +35,7 @@ mod scan;
 pub mod serve;
 mod store;
 pub mod validate;
+pub mod xet;
 
 pub use cache::{CacheOptions, CachedFile, ModelCache, DEFAULT_REVISION};
 pub use error::{Error, ErrorKind, Result};
