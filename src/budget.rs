@@ -200,17 +200,20 @@ pub(crate) fn choose(
         if goes.is_empty() {
             continue;
         }
-        let mut after = refs.clone();
-        let mut bytes_freed = 0;
+        // The references this unit holds, per blob: a blob goes with its last one.
+        let mut dropping: HashMap<&str, u64> = HashMap::new();
         for path in &goes {
             if let Some(sha) = blob_of.get(&key(path)) {
-                let entry = after.get_mut(sha).expect("every file's blob is counted");
-                entry.0 -= 1;
-                if entry.0 == 0 {
-                    bytes_freed += entry.1;
-                }
+                *dropping.entry(sha).or_default() += 1;
             }
         }
+        let bytes_freed = dropping
+            .iter()
+            .filter_map(|(sha, n)| {
+                let (held, size) = refs[sha];
+                (held == *n).then_some(size)
+            })
+            .sum();
         let eviction = Eviction {
             repo_id: unit.repo.clone(),
             commit: unit.commit.clone(),
@@ -222,7 +225,9 @@ pub(crate) fn choose(
         if !evict(&eviction) {
             continue;
         }
-        refs = after;
+        for (sha, n) in dropping {
+            refs.get_mut(sha).expect("every file's blob is counted").0 -= n;
+        }
         freed += bytes_freed;
         removed.extend(eviction.files.iter().map(key));
         keeping.retain(|other| !std::ptr::eq(*other, unit));
@@ -236,6 +241,14 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
+
+    /// Free at least `bytes`, whatever the age.
+    fn freeing(bytes: u64) -> Target {
+        Target {
+            bytes,
+            older_than: None,
+        }
+    }
 
     fn file(repo: &str, path: &str, sha: &str, size: u64, last_used: i64) -> UsedFile {
         UsedFile {
@@ -311,15 +324,7 @@ mod tests {
     #[test]
     fn least_recently_used_variants_go_first_and_shared_files_last() {
         let (records, files) = three_variants();
-        let chosen = plan(
-            &records,
-            &files,
-            &[],
-            Target {
-                bytes: 4 * MIB,
-                older_than: None,
-            },
-        );
+        let chosen = plan(&records, &files, &[], freeing(4 * MIB));
         assert_eq!(names(&chosen), ["Q4_K_M"]);
         assert_eq!(
             chosen[0].files,
@@ -328,15 +333,7 @@ mod tests {
         );
         assert_eq!(chosen[0].bytes_freed, 4 * MIB);
 
-        let everything = plan(
-            &records,
-            &files,
-            &[],
-            Target {
-                bytes: u64::MAX,
-                older_than: None,
-            },
-        );
+        let everything = plan(&records, &files, &[], freeing(u64::MAX));
         assert_eq!(names(&everything), ["Q4_K_M", "F16", "Q8_0"]);
         assert_eq!(
             everything[2].files,
@@ -354,15 +351,7 @@ mod tests {
             repo_id: "org/m".into(),
             quant: Some("Q4_K_M".into()),
         };
-        let chosen = plan(
-            &records,
-            &files,
-            &[q4],
-            Target {
-                bytes: 5 * MIB,
-                older_than: None,
-            },
-        );
+        let chosen = plan(&records, &files, &[q4], freeing(5 * MIB));
         assert_eq!(names(&chosen), ["F16"]);
         let repo = Pin {
             repo_id: "org/m".into(),
@@ -386,10 +375,7 @@ mod tests {
             &files,
             &[],
             &protected,
-            Target {
-                bytes: 20 * MIB,
-                older_than: None,
-            },
+            freeing(20 * MIB),
             |_| true,
         );
         assert_eq!(names(&chosen), ["Q4_K_M", "Q8_0"]);
@@ -408,10 +394,7 @@ mod tests {
             &files,
             &[],
             &HashSet::new(),
-            Target {
-                bytes: 5 * MIB,
-                older_than: None,
-            },
+            freeing(5 * MIB),
             |e| e.quant.as_deref() != Some("Q4_K_M"),
         );
         assert_eq!(names(&chosen), ["F16"]);
@@ -425,15 +408,7 @@ mod tests {
         // The same bytes as org/m's Q4_K_M, and a file fetched by path from an unscanned repo.
         files.push(file("org/copy", "copy-Q4_K_M.gguf", "q4", 4 * MIB, 5));
         files.push(file("org/loose", "weights.bin", "w", 2 * MIB, 1));
-        let chosen = plan(
-            &records,
-            &files,
-            &[],
-            Target {
-                bytes: 6 * MIB,
-                older_than: None,
-            },
-        );
+        let chosen = plan(&records, &files, &[], freeing(6 * MIB));
         assert_eq!(names(&chosen), ["weights.bin", "Q4_K_M", "Q4_K_M"]);
         assert_eq!(
             chosen.iter().map(|e| e.bytes_freed).collect::<Vec<_>>(),

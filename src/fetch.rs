@@ -328,8 +328,7 @@ impl Engine {
         let mut reporter = Reporter::new(progress, total);
         // The budget refuses what cannot fit before a byte moves, and keeps this request's
         // files when it evicts to make room for them afterwards.
-        let protected = self.admit(&plans)?;
-        let _held = self.hold_cached(&plans)?;
+        let admitted = self.admit(&plans)?;
         let mut schedule = Schedule::new(self, plans, &mut tell)?;
         while schedule.start_queued() {
             schedule.collect_landed(&mut tell)?;
@@ -343,7 +342,7 @@ impl Engine {
             }
         }
         reporter.finish(schedule.loaded_done);
-        self.enforce_budget(&protected)?;
+        self.enforce_budget(&admitted.protected)?;
         Ok(())
     }
 

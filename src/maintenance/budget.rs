@@ -19,6 +19,13 @@ use crate::validate;
 /// Most blobs one request holds open against eviction by other processes.
 const MAX_HELD: usize = 64;
 
+/// A request the budget let through: the files to spare when evicting for it, and the cached
+/// blobs it holds open against eviction by other processes until it is dropped.
+pub(crate) struct Admitted {
+    pub(crate) protected: HashSet<FileKey>,
+    _held: Vec<std::fs::File>,
+}
+
 /// What [`ModelCache::prune`] evicts until.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PruneOptions {
@@ -194,7 +201,7 @@ impl Engine {
     /// cannot fit in the budget even after evicting everything evictable, or on the file
     /// system. Returns the files the request must keep from eviction while it runs and once
     /// it lands.
-    pub(crate) fn admit(&self, plans: &[FilePlan]) -> Result<HashSet<FileKey>> {
+    pub(crate) fn admit(&self, plans: &[FilePlan]) -> Result<Admitted> {
         let mut protected: HashSet<FileKey> = plans
             .iter()
             .map(|p| (p.repo.clone(), p.commit.clone(), p.path.clone()))
@@ -202,17 +209,24 @@ impl Engine {
         protected.extend(self.files_downloading()?);
         let store = &self.store;
         // Bytes still to come: content not held, less what a partial download already holds
-        // on disk (a resumed transfer's file is allocated whole).
+        // on disk (a resumed transfer's file is allocated whole). Files cached already count
+        // as used now, and are held (below).
         let mut needed = 0u64;
         let mut largest = 0u64;
         let mut on_disk = 0u64;
         let mut counted = HashSet::new();
+        let mut cached = Vec::new();
         for plan in plans {
-            let held = match &plan.sha256 {
-                Some(sha) => store.has_blob(sha)?,
-                None => store
-                    .cached_file(&plan.repo, &plan.commit, &plan.path)?
-                    .is_some(),
+            let held = match store.cached_file(&plan.repo, &plan.commit, &plan.path)? {
+                Some(record) => {
+                    store.note_use(&plan.repo, &plan.commit, &plan.path);
+                    cached.push(record);
+                    true
+                }
+                None => match &plan.sha256 {
+                    Some(sha) => store.has_blob(sha)?,
+                    None => false,
+                },
             };
             let key = plan.content_key();
             if !held && counted.insert(key.clone()) {
@@ -222,8 +236,21 @@ impl Engine {
                 on_disk += tmp.stat(&name).ok().flatten().map_or(0, |m| m.len);
             }
         }
+        // The largest cached blobs stay open with the readers' lock until the request ends:
+        // no other process's eviction takes a variant while it downloads. At most
+        // [`MAX_HELD`] (a variant of thousands of files must not exhaust file descriptors);
+        // one held blob keeps its whole variant, and the rest were just used.
+        cached.sort_by_key(|record| std::cmp::Reverse(record.size));
+        let admitted = Admitted {
+            protected,
+            _held: cached
+                .iter()
+                .take(MAX_HELD)
+                .filter_map(|record| store.open_blob(&record.sha256).ok())
+                .collect(),
+        };
         if needed == 0 {
-            return Ok(protected);
+            return Ok(admitted);
         }
         let limit = store.max_size()?;
         // Without a budget nothing may be evicted.
@@ -233,7 +260,8 @@ impl Engine {
                     bytes: u64::MAX,
                     older_than: None,
                 };
-                self.evict_to(all, None, &protected, true)?.bytes_freed
+                self.evict_to(all, None, &admitted.protected, true)?
+                    .bytes_freed
             }
             None => 0,
         };
@@ -280,31 +308,7 @@ impl Engine {
                 ));
             }
         }
-        Ok(protected)
-    }
-
-    /// The files of `plans` the cache already holds count as used now, and the largest of
-    /// their blobs stay open with the readers' lock until the returned files are dropped (the
-    /// request's end): no other process's eviction takes a variant while it downloads. At
-    /// most [`MAX_HELD`] are held (a variant of thousands of files must not exhaust file
-    /// descriptors); one held blob already keeps its whole variant, and the rest are recent.
-    pub(crate) fn hold_cached(&self, plans: &[FilePlan]) -> Result<Vec<std::fs::File>> {
-        let mut cached = Vec::new();
-        for plan in plans {
-            if let Some(record) = self
-                .store
-                .cached_file(&plan.repo, &plan.commit, &plan.path)?
-            {
-                self.store.note_use(&plan.repo, &plan.commit, &plan.path);
-                cached.push(record);
-            }
-        }
-        cached.sort_by_key(|record| std::cmp::Reverse(record.size));
-        Ok(cached
-            .iter()
-            .take(MAX_HELD)
-            .filter_map(|record| self.store.open_blob(&record.sha256).ok())
-            .collect())
+        Ok(admitted)
     }
 
     /// After a download landed: evict down to the budget, sparing `protected`.
