@@ -201,6 +201,27 @@ fn is_damage(err: &rusqlite::Error) -> bool {
     )
 }
 
+/// The `meta` value of `key`, if set.
+pub(super) fn meta_in(c: &Connection, key: &str) -> Result<Option<String>> {
+    c.prepare_cached("SELECT value FROM meta WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(sql_err)
+}
+
+/// Set (None: remove) the `meta` value of `key`.
+pub(super) fn set_meta_in(tx: &Transaction<'_>, key: &str, value: Option<&str>) -> Result<()> {
+    match value {
+        Some(value) => tx
+            .prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute([key, value])),
+        None => tx
+            .prepare_cached("DELETE FROM meta WHERE key = ?1")
+            .and_then(|mut s| s.execute([key])),
+    }
+    .map(drop)
+    .map_err(sql_err)
+}
+
 /// Turn an SQLite error into ours, with what the user can do about it.
 pub(super) fn sql_err(err: rusqlite::Error) -> Error {
     use rusqlite::ErrorCode as C;
@@ -816,21 +837,16 @@ impl Catalog {
                 repos: repos.len() as u64,
                 at: crate::manifest::unix_now(),
             };
-            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('rebuilt', ?1)")
-                .and_then(|mut s| s.execute([encode(&rebuilt)]))
-                .map_err(sql_err)?;
+            set_meta_in(tx, "rebuilt", Some(&encode(&rebuilt)))?;
             Ok(rebuilt)
         })
     }
 
     /// The last rebuild, if the catalog was ever rebuilt.
     pub(crate) fn last_rebuild(&self) -> Result<Option<Rebuilt>> {
-        let text: Option<String> = self.read(|c| {
-            c.prepare_cached("SELECT value FROM meta WHERE key = 'rebuilt'")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-                .map_err(sql_err)
-        })?;
-        text.map(|t| decode(&t, "rebuild")).transpose()
+        self.read(|c| meta_in(c, "rebuilt"))?
+            .map(|t| decode(&t, "rebuild"))
+            .transpose()
     }
 
     /// Whether the catalog holds nothing at all (a new cache, or a lost catalog).

@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::params;
 
-use super::catalog::{from_sql, sql_err, Catalog};
+use super::catalog::{from_sql, meta_in, set_meta_in, sql_err, Catalog};
 use crate::error::Result;
 
 /// Longest a noted use waits in memory before it is written.
@@ -95,30 +95,15 @@ impl Catalog {
 
     /// The budget the cache was last given, in bytes.
     pub(crate) fn max_size(&self) -> Result<Option<u64>> {
-        self.read(|c| {
-            c.prepare_cached("SELECT value FROM meta WHERE key = 'max_size'")
-                .and_then(|mut s| s.query_row([], |r| r.get::<_, String>(0)).optional())
-                .map_err(sql_err)
-        })
-        .map(|value| value.and_then(|v| v.parse().ok()))
+        Ok(self
+            .read(|c| meta_in(c, "max_size"))?
+            .and_then(|v| v.parse().ok()))
     }
 
     /// Set (or, with None, remove) the budget for every process using the cache.
     pub(crate) fn set_max_size(&self, max_size: Option<u64>) -> Result<()> {
-        self.write(|tx| {
-            match max_size {
-                Some(bytes) => tx
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('max_size', ?1)",
-                    )
-                    .and_then(|mut s| s.execute([bytes.to_string()])),
-                None => tx
-                    .prepare_cached("DELETE FROM meta WHERE key = 'max_size'")
-                    .and_then(|mut s| s.execute([])),
-            }
-            .map_err(sql_err)?;
-            Ok(())
-        })
+        let value = max_size.map(|bytes| bytes.to_string());
+        self.write(|tx| set_meta_in(tx, "max_size", value.as_deref()))
     }
 
     pub(crate) fn pins(&self) -> Result<Vec<Pin>> {
@@ -183,38 +168,28 @@ pub const RECENT_EVICTIONS: usize = 20;
 
 impl Catalog {
     pub(crate) fn eviction_log(&self) -> Result<EvictionLog> {
-        let text: Option<String> = self.read(|c| {
-            c.prepare_cached("SELECT value FROM meta WHERE key = 'evictions'")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-                .map_err(sql_err)
-        })?;
-        // A log that cannot be read is only history: start it again.
-        Ok(text
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default())
+        self.read(read_log)
     }
 
     pub(crate) fn log_evictions(&self, done: &[LoggedEviction]) -> Result<()> {
         self.write(|tx| {
-            let text: Option<String> = tx
-                .prepare_cached("SELECT value FROM meta WHERE key = 'evictions'")
-                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-                .map_err(sql_err)?;
-            let mut log: EvictionLog = text
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
+            let mut log = read_log(tx)?;
             log.count += done.len() as u64;
             log.bytes_freed += done.iter().map(|e| e.bytes_freed).sum::<u64>();
             log.recent.extend(done.iter().cloned());
             let excess = log.recent.len().saturating_sub(RECENT_EVICTIONS);
             log.recent.drain(..excess);
             let text = serde_json::to_string(&log).expect("the log serializes");
-            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('evictions', ?1)")
-                .and_then(|mut s| s.execute([text]))
-                .map_err(sql_err)?;
-            Ok(())
+            set_meta_in(tx, "evictions", Some(&text))
         })
     }
+}
+
+/// The eviction log as stored. One that cannot be read is only history: it starts again.
+fn read_log(c: &rusqlite::Connection) -> Result<EvictionLog> {
+    Ok(meta_in(c, "evictions")?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default())
 }
 
 impl super::Store {
