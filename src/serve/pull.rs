@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::body::{read_chunk, Body, ChannelBody, CHUNK};
 use super::lookup::{Entry, Snapshot};
-use super::respond::{self, Answer, FileAnswer};
+use super::respond::{self, Answer};
 use super::run_blocking;
 use crate::download::WrittenPrefix;
 use crate::error::{Error, ErrorKind, Result};
@@ -112,27 +112,18 @@ pub(super) async fn resolve(
         sha256: plan.sha256.clone(),
         git_oid: plan.git_oid.clone(),
     };
-    let (status, headers, start, len) =
-        match respond::file_answer(&request, head, &plan.commit, &entry) {
-            FileAnswer::Done(answer) => return answer,
-            FileAnswer::Bytes {
-                status,
-                headers,
-                start,
-                len,
-            } => (status, headers, start, len),
-        };
+    let bytes = match respond::file_answer(&request, head, &plan.commit, &entry) {
+        Ok(bytes) => bytes,
+        Err(done) => return *done,
+    };
     let mut pull = Pull::start(cache, plan);
     if let Err(e) = pull.first_bytes().await {
         return upstream_error(&e, &what(&repo, &revision, &path));
     }
     let (sender, chunks) = mpsc::channel(CHANNEL_CHUNKS);
-    tokio::spawn(pull.feed(sender, start, len, size));
-    FileAnswer::with_body(
-        status,
-        headers,
-        Body::Channel(ChannelBody::new(chunks, len)),
-    )
+    tokio::spawn(pull.feed(sender, bytes.start, bytes.len, size));
+    let len = bytes.len;
+    bytes.with_body(Body::Channel(ChannelBody::new(chunks, len)))
 }
 
 /// The answer from the cache, once the file is there.

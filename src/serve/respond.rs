@@ -93,36 +93,32 @@ fn number(n: impl ToString) -> HeaderValue {
     HeaderValue::from_str(&n.to_string()).unwrap_or(HeaderValue::from_static("0"))
 }
 
-/// How a resolve answers, before any byte of the file: the Hub's headers for the file and
-/// what the request asks of it (`304`, a range, `416`).
-pub(crate) enum FileAnswer {
-    /// Complete without the file's bytes: a `304`, a `416`, or a `HEAD`'s headers.
-    Done(Answer),
-    /// Send bytes `start..start + len` of the file with this status and these headers.
-    Bytes {
-        status: StatusCode,
-        headers: HeaderMap,
-        start: u64,
-        len: u64,
-    },
+/// The bytes a resolve sends, decided before any byte of the file is read: bytes
+/// `start..start + len` of the file with this status and the Hub's headers for the file.
+pub(crate) struct FileBytes {
+    status: StatusCode,
+    headers: HeaderMap,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
 }
 
-impl FileAnswer {
-    /// The answer, with `body` for the bytes to send.
-    pub(crate) fn with_body(status: StatusCode, headers: HeaderMap, body: Body) -> Answer {
-        with_headers(Response::new(body), status, headers)
+impl FileBytes {
+    /// The answer, with `body` for the bytes.
+    pub(crate) fn with_body(self, body: Body) -> Answer {
+        with_headers(Response::new(body), self.status, self.headers)
     }
 }
 
 /// The answer to `GET`/`HEAD` of `entry` at `commit` (cached or not: only the Hub's
 /// description of the file is needed), as the request's `If-None-Match`, `If-Range` and
-/// `Range` ask.
+/// `Range` ask: the bytes to send, or (`Err`) an answer complete without them — a `304`, a
+/// `416`, a `HEAD`'s headers.
 pub(crate) fn file_answer(
     request: &HeaderMap,
     head: bool,
     commit: &str,
     entry: &Entry,
-) -> FileAnswer {
+) -> Result<FileBytes, Box<Answer>> {
     let size = entry.size;
     let mut headers = HeaderMap::new();
     if let Some(etag) = entry.etag() {
@@ -144,11 +140,11 @@ pub(crate) fn file_answer(
     if text(header::IF_NONE_MATCH)
         .is_some_and(|h| !etag.is_empty() && conditional::none_match(h, etag))
     {
-        return FileAnswer::Done(with_headers(
+        return Err(Box::new(with_headers(
             Response::new(Body::Empty),
             StatusCode::NOT_MODIFIED,
             headers,
-        ));
+        )));
     }
     let range_header = match text(header::IF_RANGE) {
         Some(if_range) if !conditional::if_range_holds(if_range, etag) => None,
@@ -170,7 +166,7 @@ pub(crate) fn file_answer(
             answer
                 .headers_mut()
                 .insert(header::CONTENT_RANGE, number(format!("bytes */{size}")));
-            return FileAnswer::Done(answer);
+            return Err(Box::new(answer));
         }
     };
     if status == StatusCode::PARTIAL_CONTENT {
@@ -185,14 +181,18 @@ pub(crate) fn file_answer(
     );
     headers.insert(header::CONTENT_LENGTH, number(len));
     if head {
-        return FileAnswer::Done(with_headers(Response::new(Body::Empty), status, headers));
+        return Err(Box::new(with_headers(
+            Response::new(Body::Empty),
+            status,
+            headers,
+        )));
     }
-    FileAnswer::Bytes {
+    Ok(FileBytes {
         status,
         headers,
         start,
         len,
-    }
+    })
 }
 
 /// `GET`/`HEAD /{repo}/resolve/{revision}/{path}` of a cached file, from its blob;
@@ -212,14 +212,9 @@ pub(crate) fn cached_file(
     };
     // Served is used, for the disk budget's least-recently-used order.
     cache.store().note_use(repo, &commit, path);
-    let (status, headers, start, len) = match file_answer(request, head, &commit, &entry) {
-        FileAnswer::Done(answer) => return Ok(answer),
-        FileAnswer::Bytes {
-            status,
-            headers,
-            start,
-            len,
-        } => (status, headers, start, len),
+    let bytes = match file_answer(request, head, &commit, &entry) {
+        Ok(bytes) => bytes,
+        Err(done) => return Ok(*done),
     };
     let Some(sha256) = entry.sha256.as_deref() else {
         return Ok(internal(&Error::internal(format!(
@@ -229,7 +224,7 @@ pub(crate) fn cached_file(
     // From the blob by its name in `blobs/`, never through the view's link (which anyone
     // with write access to the view could point elsewhere).
     let body = match cache.store().open_blob(sha256) {
-        Ok(file) => Body::File(FileBody::new(file, start, len)),
+        Ok(file) => Body::File(FileBody::new(file, bytes.start, bytes.len)),
         // Removed (gc, delete) since the look-up: it is no longer cached.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Miss::Entry),
         Err(e) => {
@@ -237,7 +232,7 @@ pub(crate) fn cached_file(
             return Ok(internal(&Error::io("could not open", &blob, e)));
         }
     };
-    Ok(FileAnswer::with_body(status, headers, body))
+    Ok(bytes.with_body(body))
 }
 
 fn with_headers(mut response: Answer, status: StatusCode, headers: HeaderMap) -> Answer {
