@@ -315,12 +315,7 @@ fn model_info_lists_the_cached_files() {
         assert_eq!(info["id"], REPO);
         assert_eq!(info["sha"], fx.commit.as_str());
         assert_eq!(info["pipeline_tag"], "feature-extraction");
-        let names: Vec<&str> = info["siblings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["rfilename"].as_str().unwrap())
-            .collect();
+        let names = siblings(&info);
         // Not onnx/model_q4.onnx, which the hub lists but the cache does not hold.
         assert_eq!(names, ["config.json", MODEL, "onnx/tokenizer.json"]);
     }

@@ -511,12 +511,7 @@ fn listings_with_pull_through_are_the_upstreams() {
     assert_eq!(info.status, 200);
     let info = info.json();
     assert_eq!(info["sha"], commit.as_str());
-    let names: Vec<&str> = info["siblings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["rfilename"].as_str().unwrap())
-        .collect();
+    let names = siblings(&info);
     assert_eq!(names, ["config.json", FILE, "onnx/tokenizer.json"]);
 
     let ours = get(

@@ -6,6 +6,16 @@ use std::io::Read;
 
 pub use hub_emulator::client::{agent, Reply};
 
+/// The file names a model-info answer lists (`siblings[].rfilename`), in its order.
+pub fn siblings(info: &serde_json::Value) -> Vec<&str> {
+    info["siblings"]
+        .as_array()
+        .expect("model info lists siblings")
+        .iter()
+        .map(|s| s["rfilename"].as_str().expect("a sibling names its file"))
+        .collect()
+}
+
 pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     let mut request = agent().get(url);
     for (k, v) in headers {
