@@ -144,7 +144,6 @@ impl Engine {
         dry_run: bool,
     ) -> Result<PruneReport> {
         let store = &self.store;
-        let files = store.used_files()?;
         let disk_bytes = store.totals()?.blob_bytes;
         if let Some(limit) = max_size {
             target.bytes = target.bytes.max(disk_bytes.saturating_sub(limit));
@@ -156,6 +155,8 @@ impl Engine {
                 ..PruneReport::default()
             });
         }
+        // Under the budget (every download asks): no file is read.
+        let files = store.used_files()?;
         let units = budget::units(&store.repo_records()?, &files);
         let pins = store.pins()?;
         let mut failure = None;
