@@ -1,8 +1,9 @@
-//! Xet, the Hub's chunked storage for large files. For now: the Xet file hash ([`hash`]), so
-//! a Xet-backed file can be verified by the hash the Hub lists for it (`xetHash`), which is
-//! a tree over chunks and so, unlike sha256, not one sequential chain. The native transfer
-//! (reconstructions, xorbs, chunk-level dedup) is issue 16's remaining work.
+//! Xet, the Hub's chunked storage for large files. The format itself (chunking, hashes, xorb
+//! records) is the `xet-format` crate, shared with the hub emulator; re-exported here as
+//! `tabcache::xet::hash`. The native transfer (reconstructions, xorbs, chunk-level dedup)
+//! builds on it in the modules below.
 
-pub mod hash;
+pub use xet_format::hash;
+pub use xet_format::xorb;
 
 pub use hash::{file_hash, XetHash};

@@ -13,9 +13,9 @@ use std::fmt;
 use std::io::{self, Read};
 
 /// Chunk boundaries: at least this long (less 64 bytes, see the module note) ...
-const MIN_CHUNK: usize = 8 * 1024;
+pub const MIN_CHUNK: usize = 8 * 1024;
 /// ... at most this long ...
-const MAX_CHUNK: usize = 128 * 1024;
+pub const MAX_CHUNK: usize = 128 * 1024;
 /// ... and where the gear hash's top 16 bits are zero (a 64 KiB mean).
 const MASK: u64 = 0xFFFF_0000_0000_0000;
 /// The gear hash depends on this many of the last bytes only.
@@ -51,6 +51,35 @@ impl fmt::Display for XetHash {
             write!(f, "{value:016x}")?;
         }
         Ok(())
+    }
+}
+
+/// A string that is not 64 hex digits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadHex;
+
+impl fmt::Display for BadHex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Xet hash is 64 hex digits")
+    }
+}
+
+impl std::error::Error for BadHex {}
+
+impl std::str::FromStr for XetHash {
+    type Err = BadHex;
+
+    /// The inverse of `Display`: each 16-digit word is a little-endian integer.
+    fn from_str(text: &str) -> Result<XetHash, BadHex> {
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BadHex);
+        }
+        let mut bytes = [0u8; 32];
+        for (i, word) in bytes.chunks_exact_mut(8).enumerate() {
+            let value = u64::from_str_radix(&text[16 * i..16 * (i + 1)], 16).map_err(|_| BadHex)?;
+            word.copy_from_slice(&value.to_le_bytes());
+        }
+        Ok(XetHash(bytes))
     }
 }
 
@@ -246,13 +275,9 @@ mod tests {
     use super::*;
 
     fn hex(text: &str) -> XetHash {
-        // The inverse of Display: each 16-hex-digit word is a little-endian integer.
-        let mut bytes = [0u8; 32];
-        for (i, word) in bytes.chunks_exact_mut(8).enumerate() {
-            let value = u64::from_str_radix(&text[16 * i..16 * (i + 1)], 16).unwrap();
-            word.copy_from_slice(&value.to_le_bytes());
-        }
-        XetHash(bytes)
+        let hash: XetHash = text.parse().unwrap();
+        assert_eq!(hash.to_string(), text);
+        hash
     }
 
     /// xet-core's reference values for the tree (merklehash's `test_correctness`): leaves, the
