@@ -25,6 +25,11 @@ enum ApiRoute {
         subpath: String,
         trailing_slash: bool,
     },
+    /// `/api/models/{repo}/xet-read-token/{rev}`: CAS credentials for a Xet repo.
+    XetReadToken {
+        repo_id: String,
+        revision: String,
+    },
 }
 
 /// The raw segments after `/api/models/`, without a trailing empty one, and whether the path
@@ -38,9 +43,10 @@ fn api_segments(path: &str) -> Option<(Vec<&str>, bool)> {
 
 /// Where `revision` or `tree` sits: after `org/name` (index 2) or a legacy `name` (index 1).
 fn keyword_index(segments: &[&str]) -> Option<usize> {
-    [2, 1]
-        .into_iter()
-        .find(|&index| segments.len() > index + 1 && matches!(segments[index], "revision" | "tree"))
+    [2, 1].into_iter().find(|&index| {
+        segments.len() > index + 1
+            && matches!(segments[index], "revision" | "tree" | "xet-read-token")
+    })
 }
 
 pub(crate) fn is_tree_request(path: &str) -> bool {
@@ -72,6 +78,7 @@ fn parse_api_route(path: &str) -> Option<ApiRoute> {
     let rest = decode_all(&segments[index + 2..])?.join("/");
     match segments[index] {
         "revision" if rest.is_empty() => Some(ApiRoute::Info { repo_id, revision }),
+        "xet-read-token" if rest.is_empty() => Some(ApiRoute::XetReadToken { repo_id, revision }),
         "tree" => Some(ApiRoute::Tree {
             repo_id,
             revision,
@@ -123,6 +130,9 @@ pub(crate) fn handle_api(shared: &Shared, request: &Request, plan: &Plan) -> Res
                 &subpath,
                 trailing_slash,
             ),
+            Some(ApiRoute::XetReadToken { repo_id, revision }) => {
+                xet_read_token(shared, request, &repo_id, &revision)
+            }
             None => not_found(path),
         };
     }
@@ -235,6 +245,9 @@ fn model_info(shared: &Shared, request: &Request, repo_id: &str, revision: &str)
                         "sha256": file.lfs_sha256, "size": file.size, "pointerSize": lfs.1
                     });
                 }
+                if let Some(xet_hash) = &file.xet_hash {
+                    sibling["xetHash"] = json!(xet_hash);
+                }
             }
             sibling
         })
@@ -270,6 +283,14 @@ fn lfs_info(file: &RepoFile) -> Option<(&str, u64)> {
 }
 
 fn tree_entry(file: &RepoFile) -> Value {
+    let mut entry = plain_tree_entry(file);
+    if let Some(xet_hash) = &file.xet_hash {
+        entry["xetHash"] = json!(xet_hash);
+    }
+    entry
+}
+
+fn plain_tree_entry(file: &RepoFile) -> Value {
     match lfs_info(file) {
         // As HF does, `oid` and `size` describe the pointer git stores; `lfs` the real file.
         Some((sha256, pointer_size)) => json!({
@@ -434,12 +455,25 @@ fn resolve(
                     encode_query_value(&file.path)
                 ),
             };
-            Response::text(302, format!("Found. Redirecting to {location}"))
+            let mut response = Response::text(302, format!("Found. Redirecting to {location}"))
                 .header("Location", location)
                 .header("X-Repo-Commit", snapshot.commit.as_str())
                 .header("X-Linked-Etag", format!("\"{sha256}\""))
                 .header("X-Linked-Size", file.size.to_string())
-                .header("ETag", format!("\"{}\"", file.git_oid))
+                .header("ETag", format!("\"{}\"", file.git_oid));
+            if let Some(xet_hash) = &file.xet_hash {
+                // As the Hub: the hash names the file in the CAS, the route gives its token
+                // (pinned to the commit so a token refresh cannot drift to a newer one).
+                let route = format!("/api/models/{repo_id}/xet-read-token/{}", snapshot.commit);
+                response = response
+                    .header("X-Xet-Hash", xet_hash.as_str())
+                    .header(
+                        "Link",
+                        format!("<http://{}{route}>; rel=\"xet-auth\"", shared.api_addr),
+                    )
+                    .header("X-Xet-Refresh-Route", route);
+            }
+            response
         }
         None => file_response(
             request,
@@ -450,6 +484,27 @@ fn resolve(
             vec![("X-Repo-Commit".into(), snapshot.commit.clone())],
         ),
     }
+}
+
+/// CAS credentials: the same access rules as a download, then a token scoped to the repo.
+fn xet_read_token(shared: &Shared, request: &Request, repo_id: &str, revision: &str) -> Response {
+    let snapshot = match open_repo(shared, request, repo_id, true) {
+        Ok(snapshot) => snapshot,
+        Err(response) => return response,
+    };
+    if let Err(response) = check_revision(&snapshot, revision) {
+        return response;
+    }
+    let (token, exp) = shared.store.xet.issue_token(repo_id);
+    let cas_url = format!("http://{}", shared.cas_addr);
+    // huggingface_hub reads the headers, hf_xet's own refresh the body: the Hub sends both.
+    Response::json(
+        200,
+        &json!({ "accessToken": token, "exp": exp, "casUrl": cas_url }),
+    )
+    .header("X-Xet-Cas-Url", cas_url.as_str())
+    .header("X-Xet-Access-Token", token.as_str())
+    .header("X-Xet-Token-Expiration", exp.to_string())
 }
 
 pub(crate) fn handle_cdn(shared: &Shared, request: &Request, plan: &Plan) -> Response {

@@ -18,6 +18,8 @@ struct Settings {
     page_size: Option<usize>,
     tree_redirect: Option<bool>,
     gzip_json: Option<bool>,
+    xet_token_ttl: Option<u64>,
+    xet_url_ttl: Option<u64>,
 }
 
 pub(crate) fn handle(shared: &Shared, request: &Request) -> Response {
@@ -59,13 +61,19 @@ pub(crate) fn handle(shared: &Shared, request: &Request) -> Response {
                 .filter(|record| record.listener == crate::fault::Listener::Cdn)
                 .map(|record| record.body_bytes)
                 .sum();
+            let cas: u64 = log
+                .iter()
+                .filter(|record| record.listener == crate::fault::Listener::Cas)
+                .map(|record| record.body_bytes)
+                .sum();
             Response::json(
                 200,
                 &json!({
                     "requests": log.len(),
                     "bytes_sent_total": total,
-                    "bytes_sent_api": total - cdn,
+                    "bytes_sent_api": total - cdn - cas,
                     "bytes_sent_cdn": cdn,
+                    "bytes_sent_cas": cas,
                 }),
             )
         }
@@ -79,6 +87,12 @@ pub(crate) fn handle(shared: &Shared, request: &Request) -> Response {
                 }
                 if let Some(gzip) = settings.gzip_json {
                     shared.gzip_json.store(gzip, Ordering::SeqCst);
+                }
+                if let Some(secs) = settings.xet_token_ttl {
+                    shared.store.xet.token_ttl.store(secs, Ordering::SeqCst);
+                }
+                if let Some(secs) = settings.xet_url_ttl {
+                    shared.store.xet.url_ttl.store(secs, Ordering::SeqCst);
                 }
                 Response::json(200, &json!({ "ok": true }))
             }

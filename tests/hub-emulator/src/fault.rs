@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Stalls are bounded so that a forgotten fault cannot hang a test run.
 pub const MAX_STALL_SECONDS: f64 = 120.0;
 
-/// Which of the two listeners served (or a fault applies to) a request.
+/// Which of the three listeners served (or a fault applies to) a request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Listener {
@@ -17,6 +17,8 @@ pub enum Listener {
     Api,
     /// Blob downloads behind LFS redirects (`cdn_url()`).
     Cdn,
+    /// Xet storage: reconstructions and signed xorb ranges (`cas_url()`).
+    Cas,
     /// Either (only meaningful in a [`Fault`]).
     #[default]
     Any,
@@ -102,6 +104,12 @@ pub enum FaultKind {
     /// (at most 120), then close: a server that accepts and never answers. Any request,
     /// HEAD and API calls included.
     Hang { seconds: f64 },
+    /// Xorb range responses (CAS listener) whose first chunk record names compression scheme
+    /// 7, which does not exist: a client must fail (or refetch), never write garbage.
+    XetUnknownScheme,
+    /// The CAS treats the token or URL as expired: reconstructions answer 401, xorb URLs 403,
+    /// as when a client outlives its credentials (use `times` for a client that refreshes).
+    ExpireXetAuth,
 }
 
 impl Fault {
@@ -214,6 +222,8 @@ pub struct Plan {
     pub no_size: bool,
     /// Answer nothing for this long, then close.
     pub hang: Option<Duration>,
+    pub xet_unknown_scheme: bool,
+    pub expire_xet_auth: bool,
     pub fired: Vec<FaultId>,
 }
 
@@ -346,6 +356,8 @@ impl FaultTable {
                 }
                 FaultKind::NoMetadata => plan.no_metadata = true,
                 FaultKind::NoSize => plan.no_size = true,
+                FaultKind::XetUnknownScheme => plan.xet_unknown_scheme = true,
+                FaultKind::ExpireXetAuth => plan.expire_xet_auth = true,
                 FaultKind::Hang { seconds } => {
                     let seconds = seconds.clamp(0.0, MAX_STALL_SECONDS);
                     plan.hang = Some(Duration::from_secs_f64(seconds));

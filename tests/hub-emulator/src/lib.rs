@@ -1,7 +1,7 @@
 //! A small HuggingFace Hub emulator for tabcache's tests: it serves repos from a folder over
 //! the real Hub protocol (model info, paginated tree, resolve with LFS redirects to a separate
-//! CDN listener, ranges, error codes, gated and private repos), records every request, and
-//! injects faults on demand. See README.md beside this crate for the protocol details.
+//! CDN listener, ranges, error codes, gated and private repos, Xet-backed repos with their own
+//! CAS listener), records every request, and injects faults on demand. See README.md beside this crate for the protocol details.
 //!
 //! ```no_run
 //! use hub_emulator::{Emulator, Fault, FaultKind, Listener};
@@ -14,6 +14,7 @@
 //! ```
 
 mod api;
+mod cas;
 pub mod client;
 mod control;
 mod data;
@@ -21,6 +22,7 @@ mod fault;
 mod http;
 mod repo;
 mod server;
+mod xet;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -39,6 +41,7 @@ pub use repo::{
     lfs_pointer, Gated, RepoConfig, CONFIG_FILE, DEFAULT_LFS_THRESHOLD, LFS_EXTENSIONS,
 };
 pub use server::RequestRecord;
+pub use xet::{XetStats, DEFAULT_XET_TTL_SECS, DEFAULT_XORB_MAX_BYTES, XORB_MAX_CHUNKS};
 
 use server::Shared;
 
@@ -51,6 +54,8 @@ pub struct EmulatorBuilder {
     root: PathBuf,
     port: u16,
     cdn_port: u16,
+    cas_port: u16,
+    xorb_max_bytes: u64,
     page_size: usize,
     lfs_threshold: u64,
     tree_redirect: bool,
@@ -69,6 +74,19 @@ impl EmulatorBuilder {
     /// The CDN listener's port; 0 (the default) picks a free one.
     pub fn cdn_port(mut self, port: u16) -> Self {
         self.cdn_port = port;
+        self
+    }
+
+    /// The CAS listener's port (Xet storage); 0 (the default) picks a free one.
+    pub fn cas_port(mut self, port: u16) -> Self {
+        self.cas_port = port;
+        self
+    }
+
+    /// New xorbs hold at most this many bytes of chunk records (default 64 MiB, the Hub's
+    /// limit): smaller makes a test file span several xorbs.
+    pub fn xorb_max_bytes(mut self, bytes: u64) -> Self {
+        self.xorb_max_bytes = bytes;
         self
     }
 
@@ -111,21 +129,30 @@ impl EmulatorBuilder {
         self
     }
 
-    /// Binds both listeners on 127.0.0.1 and starts serving.
+    /// Binds the three listeners on 127.0.0.1 and starts serving.
     pub fn start(self) -> io::Result<Emulator> {
         let api = TcpListener::bind(("127.0.0.1", self.port))?;
         let cdn = TcpListener::bind(("127.0.0.1", self.cdn_port))?;
+        let cas = TcpListener::bind(("127.0.0.1", self.cas_port))?;
+        let xet = xet::XetStore::new(self.xorb_max_bytes)?;
         let shared = Arc::new(Shared::new(
-            repo::RepoStore::new(self.root, self.lfs_threshold, self.frozen),
+            repo::RepoStore::new(self.root, self.lfs_threshold, self.frozen, xet),
             self.page_size,
             self.tree_redirect,
             self.log_to_stderr,
             self.cdn_base,
-            api.local_addr()?,
-            cdn.local_addr()?,
+            server::Addrs {
+                api: api.local_addr()?,
+                cdn: cdn.local_addr()?,
+                cas: cas.local_addr()?,
+            },
         ));
         let mut acceptors = Vec::new();
-        for (listener, kind) in [(api, Listener::Api), (cdn, Listener::Cdn)] {
+        for (listener, kind) in [
+            (api, Listener::Api),
+            (cdn, Listener::Cdn),
+            (cas, Listener::Cas),
+        ] {
             match server::spawn_acceptor(Arc::clone(&shared), listener, kind) {
                 Ok(handle) => acceptors.push(handle),
                 Err(err) => {
@@ -138,8 +165,8 @@ impl EmulatorBuilder {
     }
 }
 
-/// A running emulator. Dropping it stops both listeners, breaks open connections and joins
-/// every thread.
+/// A running emulator. Dropping it stops the listeners, breaks open connections, joins every
+/// thread and removes its xorbs.
 pub struct Emulator {
     shared: Arc<Shared>,
     acceptors: Vec<JoinHandle<()>>,
@@ -152,6 +179,8 @@ impl Emulator {
             root: root.into(),
             port: 0,
             cdn_port: 0,
+            cas_port: 0,
+            xorb_max_bytes: DEFAULT_XORB_MAX_BYTES,
             page_size: DEFAULT_PAGE_SIZE,
             lfs_threshold: DEFAULT_LFS_THRESHOLD,
             tree_redirect: false,
@@ -174,6 +203,48 @@ impl Emulator {
     /// The CDN listener, `http://127.0.0.1:PORT`.
     pub fn cdn_url(&self) -> String {
         format!("http://{}", self.shared.cdn_addr)
+    }
+
+    /// The CAS listener (Xet storage), `http://127.0.0.1:PORT`: the `casUrl` of its tokens.
+    pub fn cas_url(&self) -> String {
+        format!("http://{}", self.shared.cas_addr)
+    }
+
+    pub fn cas_addr(&self) -> SocketAddr {
+        self.shared.cas_addr
+    }
+
+    /// Xet access tokens issued from now on live `secs` seconds (default 3600; 0: already
+    /// expired when issued).
+    pub fn set_xet_token_ttl(&self, secs: u64) {
+        self.shared
+            .store
+            .xet
+            .token_ttl
+            .store(secs, Ordering::SeqCst);
+    }
+
+    /// Signed xorb URLs handed out from now on live `secs` seconds (default 3600; 0: already
+    /// expired).
+    pub fn set_xet_url_ttl(&self, secs: u64) {
+        self.shared.store.xet.url_ttl.store(secs, Ordering::SeqCst);
+    }
+
+    /// Body bytes sent on the CAS listener (reconstructions and xorb ranges).
+    pub fn cas_bytes_sent(&self) -> u64 {
+        self.shared
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|record| record.listener == Listener::Cas)
+            .map(|record| record.body_bytes)
+            .sum()
+    }
+
+    /// What the CAS stores now: xorbs, distinct chunks, bytes on disk, files.
+    pub fn xet_stats(&self) -> XetStats {
+        self.shared.store.xet.stats()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -232,7 +303,7 @@ impl Emulator {
         self.shared.log.lock().unwrap().clone()
     }
 
-    /// Body bytes sent on both listeners.
+    /// Body bytes sent on all listeners.
     pub fn bytes_sent_total(&self) -> u64 {
         self.shared
             .log

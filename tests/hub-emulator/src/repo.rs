@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{git_blob_sha1, git_blob_sha1_file, sha1_hex, sha256_file};
+use crate::xet::XetStore;
 
 /// The per-repo settings file; it is never listed or served.
 pub const CONFIG_FILE: &str = ".emulator.json";
@@ -53,6 +54,9 @@ pub struct RepoConfig {
     /// Gate model info and tree listing too. HF serves them for gated repos and gates only
     /// file downloads, which is the default here.
     pub gate_api: bool,
+    /// Every LFS file of the repo is Xet-backed: listed with `xetHash`, resolved with the Xet
+    /// headers, and stored as xorbs in the emulator's CAS.
+    pub xet: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -119,6 +123,8 @@ pub struct RepoFile {
     /// Git blob id: of the content for plain files, of the LFS pointer for LFS files.
     pub git_oid: String,
     pub pointer_size: u64,
+    /// The Xet file hash (Hub hex), for the LFS files of a Xet repo.
+    pub xet_hash: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -205,13 +211,15 @@ pub struct RepoStore {
     blobs: Mutex<HashMap<String, BlobLocation>>,
     /// With `frozen`, each repo is walked once and that snapshot served from then on.
     frozen: Option<Mutex<HashMap<String, RepoSnapshot>>>,
+    /// The CAS behind Xet repos, shared by all of them (deduplication is global).
+    pub xet: XetStore,
 }
 
 impl RepoStore {
     /// `frozen`: the repos never change while the emulator runs (a benchmark's data), so each
     /// is walked once instead of on every request; walking stats every file, which a repo of
     /// 10,000 files turns into ~85 ms per request.
-    pub fn new(root: PathBuf, lfs_threshold: u64, frozen: bool) -> RepoStore {
+    pub fn new(root: PathBuf, lfs_threshold: u64, frozen: bool, xet: XetStore) -> RepoStore {
         RepoStore {
             root,
             lfs_threshold,
@@ -219,6 +227,7 @@ impl RepoStore {
             hashing: Mutex::new(()),
             blobs: Mutex::new(HashMap::new()),
             frozen: frozen.then(|| Mutex::new(HashMap::new())),
+            xet,
         }
     }
 
@@ -270,7 +279,15 @@ impl RepoStore {
             if let Some(modified) = key.mtime {
                 last_modified = last_modified.max(modified);
             }
-            files.push(self.describe(path, abs, key).map_err(ScanError::Io)?);
+            let mut file = self.describe(path, abs, key).map_err(ScanError::Io)?;
+            if config.xet && file.lfs_sha256.is_some() {
+                let hash = self
+                    .xet
+                    .ingest(repo_id, &file.abs, key)
+                    .map_err(ScanError::Io)?;
+                file.xet_hash = Some(hash.to_string());
+            }
+            files.push(file);
         }
         let commit = commit_sha(&files);
         let dirs = dir_paths
@@ -311,6 +328,7 @@ impl RepoStore {
                     git_oid: git_blob_sha1(pointer.as_bytes()),
                     pointer_size: pointer.len() as u64,
                     lfs_sha256: Some(sha256),
+                    xet_hash: None,
                 }
             }
             ContentHash::Git(sha1) => RepoFile {
@@ -320,6 +338,7 @@ impl RepoStore {
                 git_oid: sha1,
                 pointer_size: 0,
                 lfs_sha256: None,
+                xet_hash: None,
             },
         })
     }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::fault::{FaultTable, Listener, Plan, RequestFacts, StatusFault};
 use crate::http::{self, Framing, ReadOutcome, Request};
 use crate::repo::RepoStore;
-use crate::{api, control};
+use crate::{api, cas, control};
 
 /// Body bytes go out in pieces this large (one buffer per connection, reused).
 const BODY_BUFFER: usize = 256 * 1024;
@@ -38,11 +38,19 @@ pub(crate) struct Shared {
     pub cdn_base: Option<String>,
     pub api_addr: SocketAddr,
     pub cdn_addr: SocketAddr,
+    pub cas_addr: SocketAddr,
     shutdown: AtomicBool,
     connections: Mutex<HashMap<u64, TcpStream>>,
     workers: Mutex<Vec<JoinHandle<()>>>,
     next_connection: AtomicU64,
     next_seq: AtomicU64,
+}
+
+/// Where the three listeners are bound.
+pub(crate) struct Addrs {
+    pub api: SocketAddr,
+    pub cdn: SocketAddr,
+    pub cas: SocketAddr,
 }
 
 /// One served request, as the log keeps it.
@@ -149,8 +157,7 @@ impl Shared {
         tree_redirect: bool,
         log_to_stderr: bool,
         cdn_base: Option<String>,
-        api_addr: SocketAddr,
-        cdn_addr: SocketAddr,
+        addrs: Addrs,
     ) -> Shared {
         Shared {
             store,
@@ -161,8 +168,9 @@ impl Shared {
             gzip_json: AtomicBool::new(false),
             log_to_stderr,
             cdn_base,
-            api_addr,
-            cdn_addr,
+            api_addr: addrs.api,
+            cdn_addr: addrs.cdn,
+            cas_addr: addrs.cas,
             shutdown: AtomicBool::new(false),
             connections: Mutex::new(HashMap::new()),
             workers: Mutex::new(Vec::new()),
@@ -194,7 +202,7 @@ impl Shared {
     pub fn stop(&self, acceptors: Vec<JoinHandle<()>>) {
         self.shutdown.store(true, Ordering::SeqCst);
         // A connection wakes each acceptor blocked in accept() so it sees the flag.
-        for addr in [self.api_addr, self.cdn_addr] {
+        for addr in [self.api_addr, self.cdn_addr, self.cas_addr] {
             let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
         }
         for acceptor in acceptors {
@@ -318,6 +326,7 @@ fn handle(
     let response = match (&plan.status, kind) {
         (Some(fault), _) => Response::from_status_fault(fault),
         (None, Listener::Cdn) => api::handle_cdn(shared, request, &plan),
+        (None, Listener::Cas) => cas::handle_cas(shared, request, &plan),
         (None, _) => api::handle_api(shared, request, &plan),
     };
     let (response, plan) = apply_head_faults(response, plan, is_head);

@@ -13,8 +13,8 @@ use hub_emulator::Emulator;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
-const USAGE: &str = "usage: hub-emulator --root DIR [--port N] [--cdn-port N] [--page-size N] \
-[--lfs-threshold BYTES] [--cdn-base URL] [--tree-redirect] [--frozen] [--log-requests] [--exit-on-stdin-eof]";
+const USAGE: &str = "usage: hub-emulator --root DIR [--port N] [--cdn-port N] [--cas-port N] \
+[--page-size N] [--lfs-threshold BYTES] [--xorb-max-bytes BYTES] [--cdn-base URL] [--tree-redirect] [--frozen] [--log-requests] [--exit-on-stdin-eof]";
 
 extern "C" fn request_stop(_signal: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -24,6 +24,8 @@ struct Options {
     root: PathBuf,
     port: u16,
     cdn_port: u16,
+    cas_port: u16,
+    xorb_max_bytes: u64,
     page_size: usize,
     lfs_threshold: u64,
     tree_redirect: bool,
@@ -39,6 +41,8 @@ fn parse_args() -> Result<Options, String> {
         root: PathBuf::new(),
         port: 0,
         cdn_port: 0,
+        cas_port: 0,
+        xorb_max_bytes: hub_emulator::DEFAULT_XORB_MAX_BYTES,
         page_size: hub_emulator::DEFAULT_PAGE_SIZE,
         lfs_threshold: hub_emulator::DEFAULT_LFS_THRESHOLD,
         tree_redirect: false,
@@ -57,6 +61,10 @@ fn parse_args() -> Result<Options, String> {
             "--root" => root = Some(PathBuf::from(value("--root")?)),
             "--port" => options.port = number("--port", &value("--port")?)?,
             "--cdn-port" => options.cdn_port = number("--cdn-port", &value("--cdn-port")?)?,
+            "--cas-port" => options.cas_port = number("--cas-port", &value("--cas-port")?)?,
+            "--xorb-max-bytes" => {
+                options.xorb_max_bytes = number("--xorb-max-bytes", &value("--xorb-max-bytes")?)?
+            }
             "--page-size" => options.page_size = number("--page-size", &value("--page-size")?)?,
             "--lfs-threshold" => {
                 options.lfs_threshold = number("--lfs-threshold", &value("--lfs-threshold")?)?
@@ -119,6 +127,8 @@ fn main() -> ExitCode {
     let emulator = match builder
         .port(options.port)
         .cdn_port(options.cdn_port)
+        .cas_port(options.cas_port)
+        .xorb_max_bytes(options.xorb_max_bytes)
         .page_size(options.page_size)
         .lfs_threshold(options.lfs_threshold)
         .tree_redirect(options.tree_redirect)
