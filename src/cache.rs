@@ -126,6 +126,12 @@ impl ModelCache {
         &self.engine.hub
     }
 
+    /// Notes about transfers since the last call, oldest first: things worth telling a user
+    /// that are not failures (a Xet-backed file fetched through the bridge, and why).
+    pub fn take_notes(&self) -> Vec<String> {
+        self.engine.take_notes()
+    }
+
     /// Ask the hub for `repo_id` at `revision` (default `main`), classify its files into
     /// variants and store the manifest. Offline, answers from the catalog when it can.
     ///

@@ -33,6 +33,8 @@ pub(crate) struct FilePlan {
     pub(crate) git_oid: Option<String>,
     /// Where to GET the bytes, when a resolve already told us.
     url: Option<String>,
+    /// The Xet file hash of a Xet-backed file: it is fetched natively (see `crate::xet`).
+    pub(crate) xet_hash: Option<String>,
 }
 
 impl FilePlan {
@@ -52,6 +54,7 @@ impl FilePlan {
             sha256: listed.and_then(|l| l.sha256.clone()),
             git_oid: listed.and_then(|l| l.git_oid.clone()),
             url: None,
+            xet_hash: listed.and_then(|l| l.xet_hash.clone()),
         }
     }
 
@@ -65,6 +68,7 @@ impl FilePlan {
             sha256: Some(rec.sha256),
             git_oid: rec.git_oid,
             url: None,
+            xet_hash: None,
         }
     }
 
@@ -84,6 +88,7 @@ impl FilePlan {
             sha256: is_hex_of_len(&etag, 32).then(|| etag.clone()),
             git_oid: is_hex_of_len(&etag, 20).then(|| etag.clone()),
             url: Some(resolved.url),
+            xet_hash: resolved.xet_hash,
         }
     }
 
@@ -123,6 +128,8 @@ pub(crate) struct Engine {
     flights: Arc<Flights>,
     /// Variants this process is downloading: (repo, quant) -> bytes held so far.
     pub(crate) downloading: Mutex<HashMap<(String, String), Arc<AtomicU64>>>,
+    /// Notes for the caller (e.g. a Xet file fetched through the bridge, and why).
+    notes: Mutex<Vec<String>>,
 }
 
 impl Engine {
@@ -143,6 +150,7 @@ impl Engine {
             },
             flights: Arc::default(),
             downloading: Mutex::default(),
+            notes: Mutex::default(),
         }
     }
 
@@ -437,6 +445,9 @@ impl Engine {
         if let Some(rec) = self.already_held(plan)? {
             return Ok(rec);
         }
+        if let Some(rec) = self.fetch_xet(plan, key, flight)? {
+            return Ok(rec);
+        }
         let url = match &plan.url {
             Some(url) => url.clone(),
             None => {
@@ -487,6 +498,94 @@ impl Engine {
         use crate::download::ResumeLog;
         log.clear()?;
         Ok(record)
+    }
+}
+
+impl Engine {
+    /// The native Xet transfer of `plan`'s content, when it is Xet-backed (a Xet hash with
+    /// the size and sha256 the blob is named by) and native Xet is on. None when it is not,
+    /// or when the Xet storage cannot serve it: then the bridge is used, and a note says why.
+    /// No resolve is needed first: the listing gave everything.
+    fn fetch_xet(&self, plan: &FilePlan, key: &str, flight: &Flight) -> Result<Option<FileRecord>> {
+        let (Some(xet), Some(size), Some(sha256)) = (&plan.xet_hash, plan.size, &plan.sha256)
+        else {
+            return Ok(None);
+        };
+        let Ok(hash) = xet.parse::<crate::xet::XetHash>() else {
+            return Ok(None);
+        };
+        if !self.hub.uses_xet() || size == 0 {
+            return Ok(None);
+        }
+        let hub = self.hub.watched(&Watch::on(flight.cancel.clone()));
+        let file = crate::xet::XetFile {
+            repo: &plan.repo,
+            commit: &plan.commit,
+            hash,
+            size,
+        };
+        let (tmp_dir, tmp_name) = self.store.partial(key);
+        let log = self.store.resume_log(key);
+        use crate::download::ResumeLog;
+        let outcome = crate::xet::transfer(
+            &hub,
+            &file,
+            tmp_dir,
+            &tmp_name,
+            &self.transfer,
+            &flight.progress,
+            &flight.cancel,
+            &log,
+            &self.store,
+        );
+        match outcome {
+            Ok(done) => {
+                let record = FileRecord {
+                    sha256: sha256.clone(),
+                    size,
+                    git_oid: plan.git_oid.clone(),
+                };
+                self.store
+                    .commit_file(&plan.repo, &plan.commit, &plan.path, key, &record)?;
+                log.clear()?;
+                // The index only speeds later transfers up: a failure to record it loses
+                // nothing cached.
+                let _ = self.store.record_xet_chunks(sha256, &done.chunks);
+                Ok(Some(record))
+            }
+            Err(crate::xet::Failure::Fallback(why)) => {
+                // The bridge starts its own partial file and record.
+                log.clear()?;
+                self.note(format!(
+                    "{}/{}: fetched through the bridge, not natively from Xet storage: {why}",
+                    plan.repo, plan.path
+                ));
+                Ok(None)
+            }
+            Err(crate::xet::Failure::Failed(err)) => {
+                if err.kind() == ErrorKind::Corrupt {
+                    let _ = tmp_dir.remove_file(&tmp_name);
+                    log.clear()?;
+                }
+                Err(err)
+            }
+        }
+    }
+
+    /// Keep a note for the caller (see [`Engine::take_notes`]): something worth saying that
+    /// is not a failure.
+    fn note(&self, note: String) {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        // Only the latest matter; a long-running server must not grow this without bound.
+        if notes.len() >= 64 {
+            notes.remove(0);
+        }
+        notes.push(note);
+    }
+
+    /// The notes kept since the last call, oldest first.
+    pub(crate) fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 

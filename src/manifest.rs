@@ -144,6 +144,9 @@ pub struct ListedFile {
     /// The git blob sha1 (hex) of the file, for non-LFS files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_oid: Option<String>,
+    /// The Xet file hash, for Xet-backed files (fetched natively, see `crate::xet`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xet_hash: Option<String>,
 }
 
 /// Per-variant facts that cannot be derived from the catalog's file records.
@@ -203,6 +206,7 @@ impl RepoRecord {
                     sha256: f.sha256.clone(),
                     // The git blob sha1 identifies content only the Hub lists no sha256 for.
                     git_oid: f.sha256.is_none().then(|| f.git_oid.clone()),
+                    xet_hash: f.xet_hash.clone(),
                 };
                 (f.path.clone(), listed)
             })

@@ -1019,6 +1019,7 @@ fn a_stale_resume_record_is_ignored() {
         size,
         range_size: 4 * MIB,
         done: vec![0b11],
+        xet: None,
     });
     let run = fetch(&source, &tmp, size, sha, &options(4, 1), &log);
     let done = expect_ok(&run, size, sha);

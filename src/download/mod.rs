@@ -28,6 +28,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::dir::{Dir, Kind};
 use crate::error::{Error, ErrorKind, Result};
+pub(crate) use attempts::{sleep_unless_stopped, Attempts};
+pub(crate) use body::Control;
+pub(crate) use plan::Bitset;
 pub(crate) use prefix::{PrefixWatch, WrittenPrefix};
 
 /// No real file is this large (1 PiB): a bigger size from a server is broken or hostile, and
@@ -68,8 +71,22 @@ pub struct Fetched {
 pub struct PartialState {
     pub size: u64,
     pub range_size: u64,
-    /// Bitset over range indices, 64 ranges per word.
+    /// Bitset over range indices (Xet terms, with `xet`), 64 per word.
     pub done: Vec<u64>,
+    /// Set for a native Xet transfer, whose unit of resume is a term of the file's
+    /// reconstruction rather than a byte range (`range_size` is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xet: Option<XetPartial>,
+}
+
+/// What a native Xet transfer's resume record adds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XetPartial {
+    /// The Xet hash the terms are of: another file hash, another reconstruction.
+    pub file_hash: String,
+    pub terms: u64,
+    /// Bytes in the terms marked durable.
+    pub durable: u64,
 }
 
 impl PartialState {
@@ -77,6 +94,9 @@ impl PartialState {
     /// from disk and may be damaged: only its set bits are visited (never `size / range_size`
     /// indices), and the sum saturates.
     pub fn durable_bytes(&self) -> u64 {
+        if let Some(xet) = &self.xet {
+            return xet.durable.min(self.size);
+        }
         let plan = plan::RangePlan {
             size: self.size,
             range_size: self.range_size.max(1),

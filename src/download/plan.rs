@@ -78,6 +78,7 @@ impl RangePlan {
             size: self.size,
             range_size: self.range_size,
             done: done.words().to_vec(),
+            xet: None,
         }
     }
 }
@@ -97,7 +98,7 @@ impl Bitset {
         }
     }
 
-    fn words_for(len: usize) -> usize {
+    pub fn words_for(len: usize) -> usize {
         len.div_ceil(64)
     }
 
@@ -111,6 +112,10 @@ impl Bitset {
             }
         }
         Bitset { len, words }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     pub fn words(&self) -> &[u64] {
@@ -260,6 +265,7 @@ mod tests {
             size: 1 << 62,
             range_size: 1,
             done: vec![u64::MAX; 4],
+            xet: None,
         };
         assert_eq!(
             state.durable_bytes(),
@@ -270,6 +276,7 @@ mod tests {
             size: 130 * MIB,
             range_size: MIB,
             done: vec![u64::MAX, u64::MAX, u64::MAX],
+            xet: None,
         };
         assert_eq!(state.durable_bytes(), 130 * MIB);
     }

@@ -47,6 +47,9 @@ pub struct RemoteFile {
     pub git_oid: String,
     /// The sha256 of the content for LFS files (`lfs.oid`), the hash to verify downloads by.
     pub sha256: Option<String>,
+    /// The Xet file hash (`xetHash`, 64 hex) of a Xet-backed file: it can be fetched from
+    /// the Hub's Xet storage and verified by this hash (see `crate::xet`).
+    pub xet_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +78,8 @@ struct RawTreeEntry {
     oid: Option<String>,
     size: Option<u64>,
     lfs: Option<RawLfs>,
+    #[serde(rename = "xetHash")]
+    xet_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -283,11 +288,18 @@ fn tree_file(
     if size > MAX_FILE_SIZE {
         return Err(format!("an absurd size {size} for {:?}", entry.path));
     }
+    if let Some(xet) = &entry.xet_hash {
+        check_hex(xet, &[64])
+            .map_err(|why| format!("a bad xetHash {xet:?} for {:?} ({why})", entry.path))?;
+    }
+    // A Xet hash without the sha256 the blob is named by is of no use to the store.
+    let xet_hash = entry.xet_hash.filter(|_| sha256.is_some());
     Ok(Some(RemoteFile {
         path: entry.path,
         size,
         git_oid: oid,
         sha256,
+        xet_hash: xet_hash.map(|h| h.to_ascii_lowercase()),
     }))
 }
 

@@ -39,6 +39,10 @@ pub struct HubOptions {
     /// Cap on any single wait between retries, including one the server asks for with
     /// `Retry-After` or `RateLimit`. Default 60 s.
     pub max_retry_wait: Option<Duration>,
+    /// Fetch Xet-backed files natively from the Hub's Xet storage (chunk-level dedup,
+    /// verified by the Xet hash); false streams them whole through the bridge like any LFS
+    /// file. Else off when `HF_HUB_DISABLE_XET` is true (as huggingface_hub reads it), else on.
+    pub xet: Option<bool>,
 }
 
 impl fmt::Debug for HubOptions {
@@ -53,6 +57,7 @@ impl fmt::Debug for HubOptions {
             .field("user_agent", &self.user_agent)
             .field("retry_base_delay", &self.retry_base_delay)
             .field("max_retry_wait", &self.max_retry_wait)
+            .field("xet", &self.xet)
             .finish()
     }
 }
@@ -78,6 +83,8 @@ pub struct HubConfig {
     pub read_timeout: Duration,
     pub user_agent: String,
     pub retry: RetryPolicy,
+    /// Xet-backed files are fetched natively.
+    pub xet: bool,
 }
 
 impl fmt::Debug for HubConfig {
@@ -90,6 +97,7 @@ impl fmt::Debug for HubConfig {
             .field("read_timeout", &self.read_timeout)
             .field("user_agent", &self.user_agent)
             .field("retry", &self.retry)
+            .field("xet", &self.xet)
             .finish()
     }
 }
@@ -150,6 +158,11 @@ impl HubConfig {
             },
         };
 
+        let xet = match options.xet {
+            Some(xet) => xet,
+            None => !env_nonempty("HF_HUB_DISABLE_XET").is_some_and(|v| is_true(&v)),
+        };
+
         let defaults = RetryPolicy::default();
         let retry = RetryPolicy {
             max_retries: options.max_retries.unwrap_or(defaults.max_retries),
@@ -177,6 +190,7 @@ impl HubConfig {
             read_timeout,
             user_agent,
             retry,
+            xet,
         })
     }
 }

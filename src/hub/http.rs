@@ -80,7 +80,27 @@ impl Http {
 
     /// Send one request, redirects not followed.
     pub fn send_hop(&self, method: Method, url: &str, headers: &[(&str, &str)]) -> Result<Hop> {
-        let token = self.token_for(url);
+        self.send_hop_as(method, url, headers, self.token_for(url))
+    }
+
+    /// Send one request that carries its own `authorization` among `headers` (a Xet token
+    /// to its CAS): the Hub token is never added, whatever the origin. Redirects not followed.
+    pub fn send_own_auth(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Hop> {
+        self.send_hop_as(method, url, headers, None)
+    }
+
+    fn send_hop_as(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Result<Hop> {
         let mut request = match method {
             Method::Get => self.agent.get(url),
             Method::Head => self.agent.head(url),

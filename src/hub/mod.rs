@@ -32,6 +32,7 @@ mod retry;
 mod source;
 mod status;
 mod url;
+mod xet;
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use config::{HubOptions, DEFAULT_ENDPOINT};
 pub use resolve::ResolvedFile;
 pub use source::FileSource;
 pub(crate) use url::server_name;
+pub use xet::{CasAnswer, XetToken};
 
 use crate::error::Result;
 use crate::progress::Watch;
@@ -99,6 +101,11 @@ impl HubClient {
 
     pub fn is_offline(&self) -> bool {
         self.http.config.offline
+    }
+
+    /// Whether Xet-backed files are fetched natively (see [`HubOptions::xet`]).
+    pub fn uses_xet(&self) -> bool {
+        self.http.config.xet
     }
 
     pub fn has_token(&self) -> bool {

@@ -34,6 +34,8 @@ pub struct ResolvedFile {
     pub size_from: Option<String>,
     /// Where to GET the bytes: the CDN location when redirected, else the resolve URL.
     pub url: String,
+    /// `X-Xet-Hash` (lower-case, 64 hex) of a Xet-backed file: it can be fetched natively.
+    pub xet_hash: Option<String>,
 }
 
 /// The metadata headers found so far; the first hop that names a field wins, except that a
@@ -46,6 +48,7 @@ struct Found {
     /// With the `host:port` that sent it, for a disagreement to name both servers.
     linked_size: Option<(u64, String)>,
     length: Option<(u64, String)>,
+    xet_hash: Option<String>,
 }
 
 impl Found {
@@ -82,6 +85,12 @@ impl Found {
                 .filter(|e| !e.is_empty())
         };
         self.commit = self.commit.take().or_else(|| header("x-repo-commit"));
+        // Anything but a hash is ignored (the bridge still serves the file), never trusted.
+        self.xet_hash = self.xet_hash.take().or_else(|| {
+            header("x-xet-hash")
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| crate::digest::is_hex_of_len(h, 32))
+        });
         self.linked_etag = self.linked_etag.take().or_else(|| {
             header("x-linked-etag")
                 .map(|e| clean_etag(&e))
@@ -157,6 +166,7 @@ impl Found {
                 .map(|(n, _)| *n),
             size_from: self.linked_size.or(self.length).map(|(_, server)| server),
             url,
+            xet_hash: self.xet_hash,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! - `partials`: transfer key -> [`PartialState`] (which ranges of a `.part` are durable)
 //! - `meta`: small facts about the catalog itself (the last rebuild, the disk budget)
 //! - `pins`: repos and variants the budget never evicts (see `usage`)
+//! - `xet_chunks`: (xorb, chunk index) -> blob, offset, length, chunk hash (see `chunks`)
 //!
 //! Why SQLite: many processes share one cache (a Python host, C engines, the CLI, a server),
 //! and SQLite is the embedded store built and tested for exactly that: WAL lets readers run
@@ -88,6 +89,19 @@ const MIGRATIONS: &[&str] = &[
          quant_key TEXT NOT NULL,
          PRIMARY KEY (repo_id, quant_key)
      ) WITHOUT ROWID;",
+    // 2 -> 3: the Xet chunk index. Which chunk of which xorb each natively fetched blob holds
+    // where, so a later file naming the same chunks copies them instead of fetching them
+    // (see `chunks`). Rows go with their blob.
+    "CREATE TABLE xet_chunks (
+         xorb TEXT NOT NULL,
+         idx INTEGER NOT NULL,
+         sha256 TEXT NOT NULL REFERENCES blobs (sha256) ON DELETE CASCADE,
+         offset INTEGER NOT NULL,
+         len INTEGER NOT NULL,
+         hash TEXT NOT NULL,
+         PRIMARY KEY (xorb, idx)
+     ) WITHOUT ROWID;
+     CREATE INDEX xet_chunks_by_blob ON xet_chunks (sha256);",
 ];
 
 /// A cached file: which blob holds its bytes.

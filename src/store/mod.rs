@@ -29,6 +29,7 @@
 
 mod blobs;
 mod catalog;
+mod chunks;
 mod evict;
 mod lock;
 mod rebuild;
@@ -250,6 +251,15 @@ impl Store {
     /// never blocking on a FIFO there.
     pub(crate) fn open_blob(&self, sha256: &str) -> std::io::Result<std::fs::File> {
         self.blobs.open_blob(sha256)
+    }
+
+    /// Index the Xet chunks committed blob `sha256` holds (see `chunks`).
+    pub(crate) fn record_xet_chunks(
+        &self,
+        sha256: &str,
+        chunks: &[crate::xet::Held],
+    ) -> Result<()> {
+        self.catalog.record_xet_chunks(sha256, chunks)
     }
 
     pub(crate) fn resume_log(&self, key: &str) -> PartialLog<'_> {

@@ -74,6 +74,11 @@ pub fn download(out: &Output, cache: &ModelCache, args: &DownloadArgs) -> CmdRes
         Some(&mut |event| bars.file(event)),
     );
     bars.finish();
+    if !out.quiet {
+        for note in cache.take_notes() {
+            eprintln!("note: {note}");
+        }
+    }
     if interrupt::is_interrupted() {
         // The library already waited (briefly) for its transfers to save their resume state;
         // one stuck on a silent server is not worth holding the user's terminal for.
