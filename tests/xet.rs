@@ -1,0 +1,190 @@
+//! Native Xet transfers against the hub emulator's Xet storage (validated against the official
+//! client in tests/xet_emulator.rs): a Xet-backed file is rebuilt from xorb pieces with no
+//! request to the bridge, byte-exact; a corrupted chunk is caught with its piece and fetched
+//! again; refused (expired) tokens and URLs are replaced mid-transfer; an unknown compression
+//! scheme falls back to the bridge with a note; a second revision with 1 MiB changed fetches
+//! about that MiB, the rest copied from the first revision's blob (the chunk index).
+
+mod common;
+
+use common::*;
+use hub_emulator::{
+    pseudo_random_sha256, write_pseudo_random_file, write_repo_config, Fault, FaultKind,
+    Listener, RepoConfig,
+};
+use std::path::Path;
+
+const REPO: &str = "org/xet-model";
+const FILE: &str = "model.safetensors";
+const MIB: u64 = 1 << 20;
+
+fn xet_repo(root: &Path, size: u64, seed: u64) {
+    write_pseudo_random_file(root, REPO, FILE, size, seed).unwrap();
+    write_repo_config(
+        root,
+        REPO,
+        &RepoConfig {
+            xet: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
+fn cas_targets(hub: &Hub) -> Vec<String> {
+    hub.settled_requests()
+        .into_iter()
+        .filter(|r| r.listener == Listener::Cas)
+        .map(|r| r.target)
+        .collect()
+}
+
+fn sha256_of(path: &Path) -> String {
+    hub_emulator::sha256_file(path).unwrap()
+}
+
+/// Download through the listing (scan first), as the CLI and Python do.
+fn download(cache: &tabcache::ModelCache) -> std::path::PathBuf {
+    cache.scan_repo(REPO, None).unwrap();
+    cache.download_file(REPO, FILE, None, None).unwrap()
+}
+
+#[test]
+fn a_xet_file_is_rebuilt_from_xorbs_byte_exact_without_the_bridge() {
+    let size = 256 * MIB;
+    let hub = hub(|root| xet_repo(root, size, 16));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    let path = download(&cache);
+    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 16));
+    assert!(cache.take_notes().is_empty());
+    let cas = cas_targets(&hub);
+    assert!(cas.iter().any(|t| t.contains("/reconstructions/")), "{cas:?}");
+    let xorbs = cas.iter().filter(|t| t.contains("xorb")).count();
+    assert!(xorbs >= 4, "a 256 MiB file is several 64 MiB xorbs: {cas:?}");
+    assert!(hub.cdn_requests().is_empty(), "{:?}", hub.cdn_requests());
+    // Fetched once: the pieces add up to the file (compression aside; random bytes are
+    // stored as they are, plus 8 bytes of header per chunk).
+    let cas_bytes = hub.emu.cas_bytes_sent();
+    assert!(cas_bytes < size + size / 1000, "{cas_bytes}");
+}
+
+#[test]
+fn a_corrupt_chunk_is_caught_with_its_piece_and_fetched_again() {
+    let size = 24 * MIB;
+    let hub = hub_with(
+        |root| xet_repo(root, size, 17),
+        |b| b.xorb_max_bytes(8 * MIB),
+    );
+    // One byte in the middle of the second piece fetched.
+    hub.emu.add_fault(
+        Fault::new(FaultKind::Corrupt { offset: 3 * MIB })
+            .on(Listener::Cas)
+            .path("xorb")
+            .times(1),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    let path = download(&cache);
+    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 17));
+    let cas = cas_targets(&hub);
+    let pieces: Vec<&String> = cas.iter().filter(|t| t.contains("xorb")).collect();
+    let mut unique = pieces.clone();
+    unique.sort();
+    unique.dedup();
+    // Exactly one piece twice: the corrupt one, nothing else again.
+    assert_eq!(pieces.len(), unique.len() + 1, "{pieces:?}");
+    assert!(hub.cdn_requests().is_empty());
+}
+
+#[test]
+fn refused_tokens_and_expired_urls_are_replaced_mid_transfer() {
+    let size = 24 * MIB;
+    let hub = hub_with(
+        |root| xet_repo(root, size, 18),
+        |b| b.xorb_max_bytes(4 * MIB),
+    );
+    // The first reconstruction is refused (an expired token), and two xorb pieces (expired
+    // URLs) later on.
+    hub.emu.add_fault(
+        Fault::new(FaultKind::ExpireXetAuth)
+            .on(Listener::Cas)
+            .path("reconstructions")
+            .times(1),
+    );
+    hub.emu.add_fault(
+        Fault::new(FaultKind::ExpireXetAuth)
+            .on(Listener::Cas)
+            .path("xorb")
+            .times(2),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    let path = download(&cache);
+    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 18));
+    let requests = hub.settled_requests();
+    let tokens = requests
+        .iter()
+        .filter(|r| r.target.contains("xet-read-token"))
+        .count();
+    let reconstructions = requests
+        .iter()
+        .filter(|r| r.target.contains("/reconstructions/"))
+        .count();
+    assert!(tokens >= 2, "the refused token was replaced: {tokens}");
+    assert!(reconstructions >= 3, "fresh URLs were asked for: {reconstructions}");
+    assert!(hub.cdn_requests().is_empty());
+}
+
+#[test]
+fn an_unknown_compression_scheme_falls_back_to_the_bridge_with_a_note() {
+    let size = 12 * MIB;
+    let hub = hub(|root| xet_repo(root, size, 19));
+    hub.emu.add_fault(
+        Fault::new(FaultKind::XetUnknownScheme)
+            .on(Listener::Cas)
+            .path("xorb"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    let path = download(&cache);
+    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 19));
+    let notes = cache.take_notes();
+    assert!(
+        notes.len() == 1 && notes[0].contains("bridge") && notes[0].contains("scheme"),
+        "{notes:?}"
+    );
+    assert!(!hub.cdn_requests().is_empty(), "the bridge served it");
+}
+
+#[test]
+fn revision_two_with_one_changed_mib_fetches_about_that_mib() {
+    let size = 256 * MIB;
+    let hub = hub(|root| xet_repo(root, size, 20));
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    let first = download(&cache);
+    let first_commit = hub.emu.commit_of(REPO).unwrap();
+    // Revision 2: one MiB in the middle rewritten.
+    let file = path_of(hub.root(), REPO, FILE);
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.seek(SeekFrom::Start(size / 2)).unwrap();
+        let mut rng = XorShift(99);
+        let change: Vec<u8> = (0..MIB).map(|_| rng.next() as u8).collect();
+        f.write_all(&change).unwrap();
+    }
+    let expected = sha256_of(&file);
+    assert_ne!(hub.emu.commit_of(REPO).unwrap(), first_commit);
+    hub.emu.clear_log();
+    let second = download(&cache);
+    assert_eq!(sha256_of(&second), expected);
+    assert_ne!(sha256_of(&first), expected, "revision 1 is still cached as it was");
+    let cas = cas_targets(&hub);
+    let pieces = cas.iter().filter(|t| t.contains("xorb")).count();
+    assert_eq!(pieces, 1, "one xorb piece for the one changed region: {cas:?}");
+    let cas_bytes = hub.emu.cas_bytes_sent();
+    assert!(cas_bytes <= 4 * MIB, "CAS bytes for revision 2: {cas_bytes}");
+    assert!(hub.cdn_requests().is_empty());
+}
