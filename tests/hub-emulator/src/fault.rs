@@ -110,6 +110,10 @@ pub enum FaultKind {
     /// The CAS treats the token or URL as expired: reconstructions answer 401, xorb URLs 403,
     /// as when a client outlives its credentials (use `times` for a client that refreshes).
     ExpireXetAuth,
+    /// Resolves of Xet-backed files without `X-Xet-Hash` (the `Link` and refresh route stay),
+    /// as a CDN in front of the Hub may answer from its cache: the listing's `xetHash` is then
+    /// the only source of the hash.
+    NoXetHash,
 }
 
 impl Fault {
@@ -181,6 +185,7 @@ impl Fault {
             FaultKind::ClaimSize { .. }
             | FaultKind::NoMetadata
             | FaultKind::NoSize
+            | FaultKind::NoXetHash
             | FaultKind::Hang { .. } => true,
             // A HEAD has no body to damage; it must not use up a body fault meant for the GET.
             _ => request.method != "HEAD",
@@ -224,6 +229,7 @@ pub struct Plan {
     pub hang: Option<Duration>,
     pub xet_unknown_scheme: bool,
     pub expire_xet_auth: bool,
+    pub no_xet_hash: bool,
     pub fired: Vec<FaultId>,
 }
 
@@ -358,6 +364,7 @@ impl FaultTable {
                 FaultKind::NoSize => plan.no_size = true,
                 FaultKind::XetUnknownScheme => plan.xet_unknown_scheme = true,
                 FaultKind::ExpireXetAuth => plan.expire_xet_auth = true,
+                FaultKind::NoXetHash => plan.no_xet_hash = true,
                 FaultKind::Hang { seconds } => {
                     let seconds = seconds.clamp(0.0, MAX_STALL_SECONDS);
                     plan.hang = Some(Duration::from_secs_f64(seconds));

@@ -395,6 +395,11 @@ fn apply_head_faults(mut response: Response, mut plan: Plan, is_head: bool) -> (
         }
         plan.chunked |= is_file;
     }
+    if plan.no_xet_hash {
+        response
+            .headers
+            .retain(|(name, _)| !named(name, "x-xet-hash"));
+    }
     if plan.no_size {
         response
             .headers

@@ -215,6 +215,22 @@ fn listings_and_resolves_carry_the_xet_hash_and_token_route() {
     let location = head.header("location").unwrap().to_owned();
     let bridged = call(&agent(), "GET", &location, &[]);
     assert_eq!(bridged.body, weights);
+    let id = emu.add_fault(
+        Fault::new(FaultKind::NoXetHash)
+            .on(Listener::Api)
+            .path("model.safetensors")
+            .times(1),
+    );
+    let stripped = call(
+        &agent(),
+        "HEAD",
+        &format!("{}/{REPO}/resolve/main/model.safetensors", emu.url()),
+        &[],
+    );
+    assert!(stripped.header("x-xet-hash").is_none());
+    assert_eq!(stripped.header("x-xet-refresh-route"), Some(route.as_str()));
+    assert!(stripped.header("link").is_some() && stripped.header("x-linked-size").is_some());
+    assert_eq!(emu.fault_hits(id), 1);
     let plain = call(
         &agent(),
         "HEAD",
