@@ -9,10 +9,12 @@ mod common;
 
 use common::*;
 use hub_emulator::{
-    pseudo_random_sha256, write_pseudo_random_file, write_repo_config, Fault, FaultKind,
-    Listener, RepoConfig,
+    pseudo_random_sha256, write_pseudo_random_file, write_repo_config, Fault, FaultKind, Listener,
+    RepoConfig,
 };
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 const REPO: &str = "org/xet-model";
 const FILE: &str = "model.safetensors";
@@ -59,9 +61,15 @@ fn a_xet_file_is_rebuilt_from_xorbs_byte_exact_without_the_bridge() {
     assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 16));
     assert!(cache.take_notes().is_empty());
     let cas = cas_targets(&hub);
-    assert!(cas.iter().any(|t| t.contains("/reconstructions/")), "{cas:?}");
+    assert!(
+        cas.iter().any(|t| t.contains("/reconstructions/")),
+        "{cas:?}"
+    );
     let xorbs = cas.iter().filter(|t| t.contains("xorb")).count();
-    assert!(xorbs >= 4, "a 256 MiB file is several 64 MiB xorbs: {cas:?}");
+    assert!(
+        xorbs >= 4,
+        "a 256 MiB file is several 64 MiB xorbs: {cas:?}"
+    );
     assert!(hub.cdn_requests().is_empty(), "{:?}", hub.cdn_requests());
     // Fetched once: the pieces add up to the file (compression aside; random bytes are
     // stored as they are, plus 8 bytes of header per chunk).
@@ -132,7 +140,10 @@ fn refused_tokens_and_expired_urls_are_replaced_mid_transfer() {
         .filter(|r| r.target.contains("/reconstructions/"))
         .count();
     assert!(tokens >= 2, "the refused token was replaced: {tokens}");
-    assert!(reconstructions >= 3, "fresh URLs were asked for: {reconstructions}");
+    assert!(
+        reconstructions >= 3,
+        "fresh URLs were asked for: {reconstructions}"
+    );
     assert!(hub.cdn_requests().is_empty());
 }
 
@@ -180,11 +191,100 @@ fn revision_two_with_one_changed_mib_fetches_about_that_mib() {
     hub.emu.clear_log();
     let second = download(&cache);
     assert_eq!(sha256_of(&second), expected);
-    assert_ne!(sha256_of(&first), expected, "revision 1 is still cached as it was");
+    assert_ne!(
+        sha256_of(&first),
+        expected,
+        "revision 1 is still cached as it was"
+    );
     let cas = cas_targets(&hub);
     let pieces = cas.iter().filter(|t| t.contains("xorb")).count();
-    assert_eq!(pieces, 1, "one xorb piece for the one changed region: {cas:?}");
+    assert_eq!(
+        pieces, 1,
+        "one xorb piece for the one changed region: {cas:?}"
+    );
     let cas_bytes = hub.emu.cas_bytes_sent();
-    assert!(cas_bytes <= 4 * MIB, "CAS bytes for revision 2: {cas_bytes}");
+    assert!(
+        cas_bytes <= 4 * MIB,
+        "CAS bytes for revision 2: {cas_bytes}"
+    );
     assert!(hub.cdn_requests().is_empty());
+}
+
+/// The child's side: download, printing the bytes held as they grow (the parent kills it
+/// halfway; the emulator logs a request's bytes only once it is answered).
+fn child_download(child: &ChildSetup) {
+    use std::io::Write;
+    let cache = child.open();
+    cache.scan_repo(REPO, None).unwrap();
+    let mut report = |loaded: u64, _total: u64| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "held {loaded}");
+        let _ = out.flush();
+        true
+    };
+    cache
+        .download_file(REPO, FILE, None, Some(&mut report))
+        .unwrap();
+    println!("child finished");
+}
+
+#[test]
+fn a_native_download_killed_halfway_resumes_fetching_under_a_tenth_more() {
+    if let Some(child) = ChildSetup::from_env() {
+        return child_download(&child);
+    }
+    let size = 256 * MIB;
+    let hub = hub(|root| xet_repo(root, size, 21));
+    // Slow the CAS so the kill lands mid-transfer: 4 connections x 16 MB/s.
+    let slow = hub.emu.add_fault(
+        Fault::new(FaultKind::RateLimit {
+            bytes_per_sec: 16_000_000,
+        })
+        .on(Listener::Cas),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let test = "a_native_download_killed_halfway_resumes_fetching_under_a_tenth_more";
+    let mut child = child_command(test, &hub, dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut at_kill = 0;
+    for line in lines {
+        let line = line.unwrap();
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        assert_ne!(line, "child finished", "the child ended before the kill");
+        if let Some(held) = line
+            .strip_prefix("held ")
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            if held >= size / 2 {
+                at_kill = held;
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        at_kill >= size / 2,
+        "the child stopped reporting before half the file"
+    );
+    hub.emu.remove_fault(slow);
+    let cache = open(dir.path(), &hub);
+    assert!(!cache.has_file(REPO, FILE, None).unwrap());
+    let path = download(&cache);
+    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 21));
+    let total = hub.emu.cas_bytes_sent();
+    eprintln!(
+        "killed with {at_kill} of {size} bytes held; {total} CAS bytes in all ({:.3}x the file)",
+        total as f64 / size as f64
+    );
+    assert!(
+        total <= size + size / 10,
+        "CAS bytes {total} for a {size}-byte file killed at {at_kill}"
+    );
+    assert!(hub.cdn_requests().is_empty());
+    assert!(tmp_files(dir.path()).is_empty());
 }

@@ -71,7 +71,7 @@ pub struct Fetched {
 pub struct PartialState {
     pub size: u64,
     pub range_size: u64,
-    /// Bitset over range indices (Xet terms, with `xet`), 64 per word.
+    /// Bitset over range indices, 64 per word (empty for a Xet transfer).
     pub done: Vec<u64>,
     /// Set for a native Xet transfer, whose unit of resume is a term of the file's
     /// reconstruction rather than a byte range (`range_size` is 0).
@@ -84,8 +84,9 @@ pub struct PartialState {
 pub struct XetPartial {
     /// The Xet hash the terms are of: another file hash, another reconstruction.
     pub file_hash: String,
-    pub terms: u64,
-    /// Bytes in the terms marked durable.
+    /// Per term of the reconstruction: bytes from its start that are durable (whole chunks).
+    pub prefixes: Vec<u64>,
+    /// Their sum.
     pub durable: u64,
 }
 

@@ -98,7 +98,7 @@ impl Bitset {
         }
     }
 
-    pub fn words_for(len: usize) -> usize {
+    fn words_for(len: usize) -> usize {
         len.div_ceil(64)
     }
 
@@ -112,10 +112,6 @@ impl Bitset {
             }
         }
         Bitset { len, words }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     pub fn words(&self) -> &[u64] {

@@ -44,6 +44,10 @@ use xet_format::xorb::{self, FormatError, Header, HEADER_LEN};
 const TOKEN_MARGIN_SECS: i64 = 60;
 /// Refusals in a row (of a token or a presigned URL) before the transfer gives up.
 const MAX_REFUSALS: u32 = 4;
+/// A piece's bytes are synced and recorded durable this often, so a kill mid-piece (a piece
+/// can be a whole 64 MiB xorb) costs at most this much per connection again: with 8
+/// connections, 16 MiB, under a tenth of a 256 MiB file.
+const SYNC_EVERY: u64 = 2 << 20;
 
 /// A term's chunks as written: index in the xorb, hash, length.
 type TermChunks = Vec<(u32, XetHash, u32)>;
@@ -111,10 +115,24 @@ impl Auth<'_> {
 /// One piece of work for a connection.
 #[derive(Debug, Clone)]
 enum Unit {
-    /// Fetch piece `fetch` and write the listed terms from it.
+    /// Fetch piece `fetch` of the layout and write the listed (whole) terms from it.
     Remote { fetch: usize, terms: Vec<usize> },
     /// Copy the term from a blob we hold.
     Local { term: usize },
+    /// The rest of a term an earlier call left part-done: its own (ranged) reconstruction.
+    Rest { term: usize },
+}
+
+/// Chunks `start..end` of a piece, to be written at `offset` of the file: a term, or the rest
+/// of one. `base` is how far into term `term` it starts.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    term: usize,
+    base: u64,
+    start: u32,
+    end: u32,
+    offset: u64,
+    len: u64,
 }
 
 /// What one call shares between its connections.
@@ -131,10 +149,12 @@ struct Run<'a> {
     /// The presigned pieces as last handed out (replaced when one expires).
     fetches: Mutex<Vec<Fetch>>,
     out: &'a File,
-    /// Per term: its chunks (index in the xorb, hash, length), once written.
+    /// Per term: its chunks, once all are written.
     chunks: Mutex<Vec<Option<TermChunks>>>,
-    /// Terms whose bytes are synced and recorded.
-    durable: Mutex<Bitset>,
+    /// Per term: the chunks of the prefix an earlier call made durable (from disk).
+    heads: Mutex<Vec<TermChunks>>,
+    /// Per term: bytes from its start synced and recorded (a whole number of chunks).
+    durable: Mutex<Vec<u64>>,
     /// Terms whose bytes are proven right (by their xorb's hash, or chunk by chunk).
     proven: Mutex<Bitset>,
     held: AtomicU64,
@@ -168,7 +188,12 @@ pub(crate) fn transfer(
         file,
         token: Mutex::new(None),
     };
-    let layout = reconstruct(&auth, opts, cancel, true)?;
+    let layout = reconstruct(&auth, opts, cancel, None).map_err(|failure| match failure {
+        Failure::Failed(e) if e.kind() != ErrorKind::Cancelled => {
+            Failure::Fallback(e.message().to_string())
+        }
+        other => other,
+    })?;
     let (out, durable) = open_or_resume(dir, name, file, &layout, resume)?;
     let terms = layout.terms.len();
     let run = Run {
@@ -184,34 +209,48 @@ pub(crate) fn transfer(
         layout,
         out: &out,
         chunks: Mutex::new(vec![None; terms]),
-        durable: Mutex::new(durable),
+        heads: Mutex::new(vec![Vec::new(); terms]),
+        durable: Mutex::new(durable.clone()),
         proven: Mutex::new(Bitset::new(terms)),
         held: AtomicU64::new(0),
         failure: Mutex::new(None),
         abort: AtomicBool::new(false),
     };
-    let resumed: u64 = {
-        let durable = lock(&run.durable);
-        durable.ones().map(|t| run.layout.terms[t].len).sum()
-    };
-    run.add_held(resumed);
-    let todo: Vec<usize> = (0..terms).filter(|&t| !lock(&run.durable).get(t)).collect();
-    run.run_units(run.units(&todo, true))?;
-    // Terms taken over from an earlier call: their chunks, again, from disk.
-    for t in 0..terms {
-        if lock(&run.chunks)[t].is_none() {
-            let chunks = run.rechunk(t)?;
-            lock(&run.chunks)[t] = Some(chunks);
+    // What an earlier call made durable: its chunks again, from disk (a prefix of a term
+    // starts on the term's first chunk and ends on a chunk boundary).
+    let mut todo = Vec::new();
+    for (t, &done) in durable.iter().enumerate() {
+        let head = if done > 0 {
+            run.rechunk(t, done)?
+        } else {
+            Vec::new()
+        };
+        let written: u64 = head.iter().map(|&(_, _, len)| u64::from(len)).sum();
+        if written != done {
+            // Not chunk-aligned after all: fetch the whole term.
+            lock(&run.durable)[t] = 0;
+            todo.push(t);
+            continue;
+        }
+        run.add_held(done);
+        if done == run.layout.terms[t].len {
+            lock(&run.chunks)[t] = Some(head);
+        } else {
+            lock(&run.heads)[t] = head;
+            todo.push(t);
         }
     }
+    run.run_units(run.units(&todo, true))?;
     if !run.file_hash_matches() {
-        // Fetch again exactly the terms nothing has proven yet, once.
+        // Fetch again exactly the terms nothing has proven yet, whole, once.
         let unproven: Vec<usize> = {
             let proven = lock(&run.proven);
             (0..terms).filter(|&t| !proven.get(t)).collect()
         };
         for &t in &unproven {
             lock(&run.chunks)[t] = None;
+            lock(&run.heads)[t].clear();
+            lock(&run.durable)[t] = 0;
         }
         run.run_units(run.units(&unproven, false))?;
         if !run.file_hash_matches() {
@@ -233,22 +272,15 @@ pub(crate) fn transfer(
     Ok(XetDone { chunks })
 }
 
-/// The whole file's reconstruction, checked. Problems before any byte is fetched (`first`)
-/// mean the CAS cannot serve us: fall back. Later (a refresh of expired URLs) they fail the
-/// transfer, which a later call resumes.
+/// The reconstruction of the whole file, or of bytes `range` (start, end exclusive; a chunk
+/// boundary to the end of a term), checked, with its terms placed at their file offsets.
 fn reconstruct(
     auth: &Auth,
     opts: &TransferOptions,
     cancel: &AtomicBool,
-    first: bool,
+    range: Option<(u64, u64)>,
 ) -> std::result::Result<Layout, Failure> {
-    let give_up = |why: String| {
-        if first {
-            Failure::Fallback(why)
-        } else {
-            Failure::Failed(Error::new(ErrorKind::Http, why))
-        }
-    };
+    let give_up = |why: String| Failure::Failed(Error::new(ErrorKind::Http, why));
     let mut attempts = Attempts::new(opts.backoff_base, opts.max_attempts);
     let mut refusals = 0;
     loop {
@@ -264,12 +296,18 @@ fn reconstruct(
         let server = crate::hub::server_name(&url);
         match auth
             .hub
-            .cas_json::<Reconstruction>(&url, &token, None, "Xet reconstruction")
+            .cas_json::<Reconstruction>(&url, &token, range, "Xet reconstruction")
         {
             Ok(CasAnswer::Document(answer)) => {
-                return answer
-                    .check(auth.file.size)
-                    .map_err(|why| give_up(format!("the Xet storage at {server} sent {why}")));
+                let (start, len) = match range {
+                    Some((start, end)) => (start, end - start),
+                    None => (0, auth.file.size),
+                };
+                let mut layout = answer
+                    .check(len)
+                    .map_err(|why| give_up(format!("the Xet storage at {server} sent {why}")))?;
+                layout.terms.iter_mut().for_each(|t| t.offset += start);
+                return Ok(layout);
             }
             Ok(CasAnswer::TokenRefused) => {
                 refusals += 1;
@@ -297,34 +335,37 @@ fn reconstruct(
 }
 
 /// Open the file to resume when the resume record describes this file's terms and the file
-/// has its length; otherwise record an empty state and start a preallocated file.
+/// has its length; otherwise record an empty state and start a preallocated file. Returns
+/// the file and each term's durable prefix.
 fn open_or_resume(
     dir: &Dir,
     name: &str,
     file: &XetFile,
     layout: &Layout,
     resume: &dyn ResumeLog,
-) -> Result<(File, Bitset)> {
+) -> Result<(File, Vec<u64>)> {
     let path = dir.join(name);
-    let terms = layout.terms.len();
     let hash = file.hash.to_string();
-    let recorded = resume.load()?.filter(|state| {
-        state.size == file.size
-            && state
-                .xet
-                .as_ref()
-                .is_some_and(|x| x.file_hash == hash && x.terms == terms as u64)
-            && state.done.len() == Bitset::words_for(terms)
+    let recorded = resume.load()?.and_then(|state| {
+        let xet = state.xet.filter(|x| x.file_hash == hash)?;
+        let fits = state.size == file.size
+            && xet.prefixes.len() == layout.terms.len()
+            && xet
+                .prefixes
+                .iter()
+                .zip(&layout.terms)
+                .all(|(&p, t)| p <= t.len);
+        fits.then_some(xet.prefixes)
     });
-    if let Some(state) = recorded {
+    if let Some(prefixes) = recorded {
         if let Ok(out) = dir.open_rw(name, false) {
             if file_meta(&out).is_ok_and(|m| m.len == file.size && m.links == 1) {
-                return Ok((out, Bitset::from_words(terms, state.done)));
+                return Ok((out, prefixes));
             }
         }
     }
-    let none = Bitset::new(terms);
-    resume.save(&xet_state(file, &hash, &none, 0))?;
+    let none = vec![0; layout.terms.len()];
+    resume.save(&xet_state(file, &none))?;
     let out = dir
         .create_fresh(name)
         .map_err(|e| Error::io("creating", &path, e))?;
@@ -334,28 +375,31 @@ fn open_or_resume(
     Ok((out, none))
 }
 
-fn xet_state(file: &XetFile, hash: &str, done: &Bitset, durable: u64) -> PartialState {
+fn xet_state(file: &XetFile, prefixes: &[u64]) -> PartialState {
     PartialState {
         size: file.size,
         range_size: 0,
-        done: done.words().to_vec(),
+        done: Vec::new(),
         xet: Some(XetPartial {
-            file_hash: hash.to_string(),
-            terms: done.len() as u64,
-            durable,
+            file_hash: file.hash.to_string(),
+            prefixes: prefixes.to_vec(),
+            durable: prefixes.iter().sum(),
         }),
     }
 }
 
 impl Run<'_> {
-    /// The work for `terms`: a local copy where the index has the term's chunks (and
-    /// `local` allows it), else one fetch per piece, shared by the terms it holds.
+    /// The work for `terms`: the rest of a part-done term; a local copy where the index has
+    /// the term's chunks (and `local` allows it); else one fetch per piece, shared by the
+    /// terms it holds.
     fn units(&self, terms: &[usize], local: bool) -> Vec<Unit> {
         let mut units = Vec::new();
         let mut by_fetch: HashMap<usize, Vec<usize>> = HashMap::new();
         for &t in terms {
             let term = &self.layout.terms[t];
-            if local && self.local.has(&term.xorb, term.start, term.end) {
+            if lock(&self.durable)[t] > 0 {
+                units.push(Unit::Rest { term: t });
+            } else if local && self.local.has(&term.xorb, term.start, term.end) {
                 units.push(Unit::Local { term: t });
             } else {
                 by_fetch.entry(term.fetch).or_default().push(t);
@@ -365,10 +409,10 @@ impl Run<'_> {
             .into_iter()
             .map(|(fetch, terms)| Unit::Remote { fetch, terms })
             .collect();
-        // In file order: the prefix grows from the start, and a resume loses the least.
+        // In file order: a kill then leaves whole terms from the start.
         remote.sort_by_key(|u| match u {
             Unit::Remote { terms, .. } => terms[0],
-            Unit::Local { term } => *term,
+            Unit::Local { term } | Unit::Rest { term } => *term,
         });
         units.extend(remote);
         units
@@ -423,16 +467,86 @@ impl Run<'_> {
 
     fn run_unit(&self, unit: &Unit) -> std::result::Result<(), Failure> {
         match unit {
-            Unit::Local { term } => match self.copy_local(*term)? {
-                true => Ok(()),
-                // The blob went, or its bytes were not what the index says: fetch instead.
-                false => {
-                    let fetch = self.layout.terms[*term].fetch;
-                    self.fetch_piece(fetch, &[*term])
+            Unit::Local { term } => {
+                if self.copy_local(*term)? {
+                    return Ok(());
                 }
-            },
-            Unit::Remote { fetch, terms } => self.fetch_piece(*fetch, terms),
+                // The blob went, or its bytes were not what the index says: fetch instead.
+                let fetch = self.layout.terms[*term].fetch;
+                self.fetch_terms(fetch, &[*term])
+            }
+            Unit::Remote { fetch, terms } => self.fetch_terms(*fetch, terms),
+            Unit::Rest { term } => self.fetch_rest(*term),
         }
+    }
+
+    /// Whole terms from piece `f` of the layout.
+    fn fetch_terms(&self, f: usize, terms: &[usize]) -> std::result::Result<(), Failure> {
+        let targets: Vec<Target> = terms
+            .iter()
+            .map(|&t| {
+                let term = &self.layout.terms[t];
+                Target {
+                    term: t,
+                    base: 0,
+                    start: term.start,
+                    end: term.end,
+                    offset: term.offset,
+                    len: term.len,
+                }
+            })
+            .collect();
+        let (lists, proven) = self.fetch_piece(
+            &|| lock(&self.fetches)[f].clone(),
+            &|refused| self.refresh_urls(refused),
+            &targets,
+        )?;
+        Ok(self.finish_terms(terms.iter().copied().zip(lists).collect(), proven)?)
+    }
+
+    /// The rest of term `t` after its durable prefix: the ranged reconstruction of those
+    /// bytes names exactly the chunks still needed. Should the CAS not answer it usably,
+    /// the whole term is fetched instead.
+    fn fetch_rest(&self, t: usize) -> std::result::Result<(), Failure> {
+        let term = self.layout.terms[t].clone();
+        let done = lock(&self.durable)[t];
+        let range = (term.offset + done, term.offset + term.len);
+        let sub = match reconstruct(&self.auth, self.opts, self.cancel, Some(range)) {
+            Ok(sub) => sub,
+            Err(Failure::Failed(e)) if e.kind() != ErrorKind::Cancelled => {
+                lock(&self.heads)[t].clear();
+                lock(&self.durable)[t] = 0;
+                return self.fetch_terms(term.fetch, &[t]);
+            }
+            Err(other) => return Err(other),
+        };
+        let sub_fetches = Mutex::new(sub.fetches.clone());
+        let mut chunks = std::mem::take(&mut lock(&self.heads)[t]);
+        let mut base = done;
+        for part in &sub.terms {
+            let target = Target {
+                term: t,
+                base,
+                start: part.start,
+                end: part.end,
+                offset: part.offset,
+                len: part.len,
+            };
+            let refresh = |_refused: &Fetch| -> std::result::Result<(), Failure> {
+                let fresh = reconstruct(&self.auth, self.opts, self.cancel, Some(range))?;
+                replace_urls(&mut lock(&sub_fetches), &fresh);
+                Ok(())
+            };
+            let (mut lists, _) = self.fetch_piece(
+                &|| lock(&sub_fetches)[part.fetch].clone(),
+                &refresh,
+                &[target],
+            )?;
+            chunks.append(&mut lists[0]);
+            base += part.len;
+        }
+        // Part of a xorb: proven by the file hash only.
+        Ok(self.finish_terms(vec![(t, chunks)], false)?)
     }
 
     /// Copy term `t` from a blob the index says holds its chunks, checking each chunk's
@@ -463,23 +577,30 @@ impl Run<'_> {
         if at != term.offset + term.len {
             return Ok(false);
         }
-        self.finish_terms(&[(t, chunks)], true)?;
+        self.add_held(term.len);
+        self.finish_terms(vec![(t, chunks)], true)?;
         Ok(true)
     }
 
-    /// Fetch piece `f` and write `terms` from it: retried on transient failures, a refused
-    /// (expired) URL replaced, a piece whose decoding fails fetched again.
-    fn fetch_piece(&self, f: usize, terms: &[usize]) -> std::result::Result<(), Failure> {
+    /// Fetch a piece (`current` gives its latest URL; `refresh` replaces a refused one) and
+    /// write `targets` from it: retried on transient failures, a piece whose decoding fails
+    /// fetched again. Returns each target's chunks and whether the piece was a whole xorb
+    /// that hashed to its name.
+    fn fetch_piece(
+        &self,
+        current: &dyn Fn() -> Fetch,
+        refresh: &dyn Fn(&Fetch) -> std::result::Result<(), Failure>,
+        targets: &[Target],
+    ) -> std::result::Result<(Vec<TermChunks>, bool), Failure> {
         let mut attempts = Attempts::new(self.opts.backoff_base, self.opts.max_attempts);
         let mut refusals = 0;
         loop {
             if self.stopped() {
                 return Err(Error::cancelled().into());
             }
-            let fetch = lock(&self.fetches)[f].clone();
-            let outcome = self.fetch_once(&fetch, terms);
-            let err = match outcome {
-                Ok(()) => return Ok(()),
+            let fetch = current();
+            let err = match self.fetch_once(&fetch, targets) {
+                Ok(done) => return Ok(done),
                 Err(Failure::Fallback(why)) => return Err(Failure::Fallback(why)),
                 Err(Failure::Failed(err)) => err,
             };
@@ -491,7 +612,7 @@ impl Run<'_> {
                 if refusals >= MAX_REFUSALS {
                     return Err(err.into());
                 }
-                self.refresh_urls(&fetch)?;
+                refresh(&fetch)?;
                 continue;
             }
             match attempts.after_failure(err, false) {
@@ -508,21 +629,19 @@ impl Run<'_> {
         if !still_current {
             return Ok(());
         }
-        let fresh = reconstruct(&self.auth, self.opts, self.cancel, false)?;
-        let mut fetches = lock(&self.fetches);
-        for slot in fetches.iter_mut() {
-            if let Some(new) = fresh.fetches.iter().find(|n| n.same_piece(slot)) {
-                slot.url = new.url.clone();
-                slot.bytes_start = new.bytes_start;
-                slot.bytes_end = new.bytes_end;
-            }
-        }
+        let fresh = reconstruct(&self.auth, self.opts, self.cancel, None)?;
+        replace_urls(&mut lock(&self.fetches), &fresh);
         Ok(())
     }
 
     /// One GET of a piece: decode its chunk records in order, write each chunk where the
-    /// terms want it, then check lengths and (for a whole xorb) the xorb hash.
-    fn fetch_once(&self, fetch: &Fetch, terms: &[usize]) -> std::result::Result<(), Failure> {
+    /// targets want it (syncing and recording progress every few MiB, so a kill loses
+    /// little), then check lengths and (for a whole xorb) the xorb hash.
+    fn fetch_once(
+        &self,
+        fetch: &Fetch,
+        targets: &[Target],
+    ) -> std::result::Result<(Vec<TermChunks>, bool), Failure> {
         let source = self.hub.file_source(&fetch.url);
         let (start, end) = fetch.byte_range();
         use crate::download::RangeSource;
@@ -537,10 +656,11 @@ impl Run<'_> {
             inner: fetched.body,
             left: end - start,
         };
-        let mut cursors: Vec<u64> = vec![0; terms.len()];
-        let mut per_term: Vec<TermChunks> = vec![Vec::new(); terms.len()];
+        let mut cursors: Vec<u64> = vec![0; targets.len()];
+        let mut lists: Vec<TermChunks> = vec![Vec::new(); targets.len()];
         let mut leaves = Vec::with_capacity((fetch.end - fetch.start) as usize);
         let (mut record, mut chunk) = (Vec::new(), Vec::new());
+        let mut unsynced = 0u64;
         for index in fetch.start..fetch.end {
             if self.stopped() {
                 return Err(Error::cancelled().into());
@@ -551,33 +671,32 @@ impl Run<'_> {
             let hash = chunk_hash(&chunk);
             let len = chunk.len() as u32;
             leaves.push((hash, u64::from(len)));
-            for (k, &t) in terms.iter().enumerate() {
-                let term = &self.layout.terms[t];
-                if !(term.start..term.end).contains(&index) {
+            for (k, target) in targets.iter().enumerate() {
+                if !(target.start..target.end).contains(&index) {
                     continue;
                 }
-                if cursors[k] + u64::from(len) > term.len {
+                if cursors[k] + u64::from(len) > target.len {
                     return Err(self.bad_piece(fetch, PieceError::TermLength));
                 }
-                write_all_at(self.out, &chunk, term.offset + cursors[k])
+                write_all_at(self.out, &chunk, target.offset + cursors[k])
                     .map_err(|e| self.io("writing", e))?;
                 cursors[k] += u64::from(len);
-                per_term[k].push((index, hash, len));
+                lists[k].push((index, hash, len));
                 self.add_held(u64::from(len));
+                unsynced += u64::from(len);
+            }
+            if unsynced >= SYNC_EVERY {
+                unsynced = 0;
+                self.record_progress(targets, &cursors)?;
             }
         }
         if body.left != 0 {
             return Err(self.bad_piece(fetch, PieceError::Trailing));
         }
-        for (k, &t) in terms.iter().enumerate() {
-            if cursors[k] != self.layout.terms[t].len {
-                return Err(self.bad_piece(fetch, PieceError::TermLength));
-            }
+        if cursors.iter().zip(targets).any(|(&c, t)| c != t.len) {
+            return Err(self.bad_piece(fetch, PieceError::TermLength));
         }
-        let whole_xorb = merkle_root(&leaves) == fetch.xorb;
-        let done: Vec<(usize, TermChunks)> = terms.iter().copied().zip(per_term).collect();
-        self.finish_terms(&done, whole_xorb)?;
-        Ok(())
+        Ok((lists, merkle_root(&leaves) == fetch.xorb))
     }
 
     /// A piece that could not be decoded into its terms: fetched again (a transient error),
@@ -611,36 +730,47 @@ impl Run<'_> {
         }
     }
 
-    /// Record finished terms: sync the file, then mark them durable in the resume record.
-    fn finish_terms(&self, done: &[(usize, TermChunks)], proven: bool) -> Result<()> {
+    /// Sync what the targets hold so far and record it: a term's durable prefix only grows,
+    /// and only by bytes that continue it.
+    fn record_progress(&self, targets: &[Target], cursors: &[u64]) -> Result<()> {
         self.out.sync_data().map_err(|e| self.io("syncing", e))?;
+        let mut durable = lock(&self.durable);
+        for (target, &cursor) in targets.iter().zip(cursors) {
+            let prefix = &mut durable[target.term];
+            // The target's bytes extend the prefix only if they start where it ends, or
+            // before (what this target wrote earlier).
+            if (target.base..=target.base + cursor).contains(prefix) {
+                *prefix = target.base + cursor;
+            }
+        }
+        self.resume.save(&xet_state(self.file, &durable))
+    }
+
+    /// Record finished terms: sync the file, then mark them durable in the resume record.
+    fn finish_terms(&self, done: Vec<(usize, TermChunks)>, proven: bool) -> Result<()> {
+        self.out.sync_data().map_err(|e| self.io("syncing", e))?;
+        let mut durable = lock(&self.durable);
         {
             let mut chunks = lock(&self.chunks);
             let mut proven_terms = lock(&self.proven);
             for (t, list) in done {
-                chunks[*t] = Some(list.clone());
+                durable[t] = self.layout.terms[t].len;
+                chunks[t] = Some(list);
                 if proven {
-                    proven_terms.set(*t);
+                    proven_terms.set(t);
                 }
             }
         }
-        let mut durable = lock(&self.durable);
-        for (t, _) in done {
-            durable.set(*t);
-        }
-        let bytes: u64 = durable.ones().map(|t| self.layout.terms[t].len).sum();
-        let hash = self.file.hash.to_string();
-        self.resume
-            .save(&xet_state(self.file, &hash, &durable, bytes))
+        self.resume.save(&xet_state(self.file, &durable))
     }
 
-    /// The chunks of durable term `t`, from the file's bytes.
-    fn rechunk(&self, t: usize) -> Result<TermChunks> {
+    /// The chunks of the first `len` bytes of term `t`, from the file's bytes.
+    fn rechunk(&self, t: usize, len: u64) -> Result<TermChunks> {
         let term = &self.layout.terms[t];
         let reader = FileRegion {
             file: self.out,
             at: term.offset,
-            end: term.offset + term.len,
+            end: term.offset + len,
         };
         let mut chunker = Chunker::new(reader);
         let mut chunks = Vec::new();
@@ -696,6 +826,18 @@ impl Run<'_> {
                 self.file.repo
             ),
         )
+    }
+}
+
+/// Take the fresh URLs of `fresh` for the pieces in `fetches` (a piece the fresh one lacks
+/// keeps its URL, fails again and is given up on after a few refusals).
+fn replace_urls(fetches: &mut [Fetch], fresh: &Layout) {
+    for slot in fetches.iter_mut() {
+        if let Some(new) = fresh.fetches.iter().find(|n| n.same_piece(slot)) {
+            slot.url = new.url.clone();
+            slot.bytes_start = new.bytes_start;
+            slot.bytes_end = new.bytes_end;
+        }
     }
 }
 
