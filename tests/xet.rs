@@ -288,3 +288,43 @@ fn a_native_download_killed_halfway_resumes_fetching_under_a_tenth_more() {
     assert!(hub.cdn_requests().is_empty());
     assert!(tmp_files(dir.path()).is_empty());
 }
+
+#[test]
+fn a_cancelled_native_download_stops_at_once_and_the_next_call_resumes() {
+    let size = 64 * MIB;
+    let hub = hub(|root| xet_repo(root, size, 22));
+    let slow = hub.emu.add_fault(
+        Fault::new(FaultKind::RateLimit {
+            bytes_per_sec: 8_000_000,
+        })
+        .on(Listener::Cas),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    cache.scan_repo(REPO, None).unwrap();
+    let cancelled_at = std::cell::Cell::new(None);
+    let mut stop_at_half = |loaded: u64, total: u64| {
+        let go_on = total == 0 || loaded < total / 2;
+        if !go_on && cancelled_at.get().is_none() {
+            cancelled_at.set(Some(Instant::now()));
+        }
+        go_on
+    };
+    let err = cache
+        .download_file(REPO, FILE, None, Some(&mut stop_at_half))
+        .unwrap_err();
+    let returned_after = cancelled_at.get().unwrap().elapsed();
+    assert_eq!(err.kind(), tabcache::ErrorKind::Cancelled, "{err}");
+    assert!(
+        returned_after < Duration::from_secs(1),
+        "returned {returned_after:?} after the cancel"
+    );
+    assert!(!cache.has_file(REPO, FILE, None).unwrap());
+    hub.emu.remove_fault(slow);
+    let path = cache.download_file(REPO, FILE, None, None).unwrap();
+    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 22));
+    // The connections cut at the cancel had bytes in flight; the durable half was kept.
+    let total = hub.emu.cas_bytes_sent();
+    assert!(total <= size + size / 4, "CAS bytes {total} for {size}");
+    assert!(hub.cdn_requests().is_empty());
+}
