@@ -446,18 +446,20 @@ impl ModelCache {
         path: &str,
         revision: Option<&str>,
     ) -> Result<Option<Vec<u8>>> {
-        let Some((_, rec)) = self.cached_record(repo_id, path, revision)? else {
+        let Some((rec, mut file)) = self.open_cached(repo_id, path, revision)? else {
             return Ok(None);
         };
-        let blob = self.engine.store.blob_path(&rec.sha256);
         let mut bytes = Vec::with_capacity(usize::try_from(rec.size).unwrap_or(0));
         use std::io::Read;
-        self.engine
-            .store
-            .open_blob(&rec.sha256)
-            .and_then(|mut file| file.read_to_end(&mut bytes))
+        file.read_to_end(&mut bytes)
             .map(|_| Some(bytes))
-            .map_err(|e| Error::io("could not read", &blob, e))
+            .map_err(|e| {
+                Error::io(
+                    "could not read",
+                    &self.engine.store.blob_path(&rec.sha256),
+                    e,
+                )
+            })
     }
 
     /// A read-only handle on the cached file, for streaming; None when it is not cached.
@@ -467,15 +469,37 @@ impl ModelCache {
         path: &str,
         revision: Option<&str>,
     ) -> Result<Option<std::fs::File>> {
-        let Some((_, rec)) = self.cached_record(repo_id, path, revision)? else {
-            return Ok(None);
-        };
-        let blob = self.engine.store.blob_path(&rec.sha256);
-        self.engine
-            .store
-            .open_blob(&rec.sha256)
-            .map(Some)
-            .map_err(|e| Error::io("could not open", &blob, e))
+        Ok(self
+            .open_cached(repo_id, path, revision)?
+            .map(|(_, file)| file))
+    }
+
+    /// The cached file's record and its blob, opened (and share-locked, so no eviction or gc
+    /// removes it while it is read). Between the catalog look-up and the open, another process
+    /// may delete the file (`delete_model`, `gc`, eviction) or replace it: a blob found gone is
+    /// looked up again, and a file whose blob stays gone is not cached (as the look-up itself
+    /// treats a missing blob), not an I/O error.
+    fn open_cached(
+        &self,
+        repo_id: &str,
+        path: &str,
+        revision: Option<&str>,
+    ) -> Result<Option<(FileRecord, std::fs::File)>> {
+        const LOOKS: usize = 3;
+        for _ in 0..LOOKS {
+            let Some((_, rec)) = self.cached_record(repo_id, path, revision)? else {
+                return Ok(None);
+            };
+            match self.engine.store.open_blob(&rec.sha256) {
+                Ok(file) => return Ok(Some((rec, file))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    let blob = self.engine.store.blob_path(&rec.sha256);
+                    return Err(Error::io("could not open", &blob, e));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The snapshot-view path of the cached file (its repo's name, beside its siblings, for

@@ -138,3 +138,50 @@ fn eight_threads_of_mixed_operations_leave_a_consistent_cache() {
     cache.download_quant(A, "q4", None, None).unwrap();
     assert!(cache.has_file(A, "onnx/model_q4.onnx_data", None).unwrap());
 }
+
+/// A reader that finds a file in the catalog while another thread deletes it: the blob is gone
+/// by the time it opens it. That is "not cached" (or, if it came back meanwhile, the new
+/// bytes), never an I/O error.
+#[test]
+fn a_read_racing_a_delete_is_not_cached_not_an_error() {
+    const SMALL: &str = "tokenizer.json";
+    let hub = hub(fill);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    let want = pseudo_random_sha256(20_000, 4);
+    let (reads, misses, cycles) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(3);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while Instant::now() < deadline {
+                cache.download_file(A, SMALL, None, None).unwrap();
+                cache.delete_model(A).unwrap();
+                cycles.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        for _ in 0..2 {
+            s.spawn(|| {
+                while Instant::now() < deadline {
+                    match cache.get_file(A, SMALL, None) {
+                        Ok(Some(bytes)) => assert_eq!(sha256_hex(&bytes), want),
+                        Ok(None) => {
+                            misses.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => panic!("get_file racing a delete: {:?}: {e}", e.kind()),
+                    }
+                    match cache.open_file(A, SMALL, None) {
+                        Ok(_) => {}
+                        Err(e) => panic!("open_file racing a delete: {:?}: {e}", e.kind()),
+                    }
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    let (reads, misses, cycles) = (reads.into_inner(), misses.into_inner(), cycles.into_inner());
+    println!("race: {reads} reads ({misses} not cached) over {cycles} download/delete cycles");
+    assert!(
+        cycles > 20 && misses > 0 && misses < reads,
+        "the race did not run"
+    );
+}

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::{blob_files, sha256_hex};
 
 /// The catalog's schema version (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// One row of the catalog's `files` table.
 #[derive(Clone, Debug)]
