@@ -79,14 +79,16 @@ fn a_xet_file_is_rebuilt_from_xorbs_byte_exact_without_the_bridge() {
 
 #[test]
 fn a_corrupt_chunk_is_caught_with_its_piece_and_fetched_again() {
-    let size = 24 * MIB;
+    // Three xorbs of about 8, 8 and 4 MiB: every piece is longer than the corrupt offset,
+    // whichever a connection asks for first.
+    let size = 20 * MIB;
     let hub = hub_with(
         |root| xet_repo(root, size, 17),
         |b| b.xorb_max_bytes(8 * MIB),
     );
-    // One byte in the middle of the second piece fetched.
+    // One byte 1 MiB into the first piece fetched.
     hub.emu.add_fault(
-        Fault::new(FaultKind::Corrupt { offset: 3 * MIB })
+        Fault::new(FaultKind::Corrupt { offset: MIB })
             .on(Listener::Cas)
             .path("xorb")
             .times(1),
@@ -101,6 +103,7 @@ fn a_corrupt_chunk_is_caught_with_its_piece_and_fetched_again() {
     unique.sort();
     unique.dedup();
     // Exactly one piece twice: the corrupt one, nothing else again.
+    assert_eq!(unique.len(), 3, "{pieces:?}");
     assert_eq!(pieces.len(), unique.len() + 1, "{pieces:?}");
     assert!(hub.cdn_requests().is_empty());
 }

@@ -30,7 +30,6 @@ use crate::dir::{Dir, Kind};
 use crate::error::{Error, ErrorKind, Result};
 pub(crate) use attempts::{sleep_unless_stopped, Attempts};
 pub(crate) use body::Control;
-pub(crate) use plan::Bitset;
 pub(crate) use prefix::{PrefixWatch, WrittenPrefix};
 
 /// No real file is this large (1 PiB): a bigger size from a server is broken or hostile, and

@@ -12,10 +12,15 @@
 //! once, and a second mismatch is a clear error with nothing committed. Local copies are
 //! checked chunk by chunk against the hashes recorded when their blob was verified.
 //!
-//! Resume. A term is recorded durable (in the same resume record as ranged downloads, see
-//! [`PartialState::xet`]) once its bytes are synced; a killed transfer fetches only the other
-//! terms, and re-chunks the durable ones from disk for the file hash (a term starts and ends
-//! on chunk boundaries, so chunking its bytes alone gives its chunks again).
+//! Resume. Each term's prefix written in place is recorded durable (in the same resume record
+//! as ranged downloads, see [`PartialState::xet`]) by the next sync of the file, which comes
+//! every 1/64 of the file written by all connections together (one connection syncs while the
+//! others write on; write-back of each piece is started as it goes, so a sync finds little
+//! left to do). A killed transfer fetches only the rest of each term — its own ranged
+//! reconstruction names exactly those chunks — and re-chunks the durable prefixes from disk for
+//! the file hash (a term starts on a chunk boundary, and its prefixes end on one, so chunking
+//! those bytes alone gives their chunks again). A cancel or a failure syncs and records what
+//! was written before it returns.
 //!
 //! Tokens and URLs. The read token is refreshed a minute before it expires and whenever the
 //! CAS refuses it; a presigned xorb URL that is refused (expired) is replaced from a fresh
@@ -30,10 +35,9 @@ use std::sync::{Mutex, MutexGuard};
 use super::reconstruction::{Fetch, Layout, Reconstruction};
 use super::{Held, LocalChunks, XetHash};
 use crate::dir::{file_meta, Dir};
-use crate::download::pwrite::{preallocate, read_exact_at, write_all_at};
+use crate::download::pwrite::{preallocate, read_exact_at, start_writeback, write_all_at};
 use crate::download::{
-    sleep_unless_stopped, Attempts, Bitset, Control, PartialState, ResumeLog, TransferOptions,
-    XetPartial,
+    sleep_unless_stopped, Attempts, Control, PartialState, ResumeLog, TransferOptions, XetPartial,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{CasAnswer, HubClient, XetToken};
@@ -44,13 +48,49 @@ use xet_format::xorb::{self, FormatError, Header, HEADER_LEN};
 const TOKEN_MARGIN_SECS: i64 = 60;
 /// Refusals in a row (of a token or a presigned URL) before the transfer gives up.
 const MAX_REFUSALS: u32 = 4;
-/// A piece's bytes are synced and recorded durable this often, so a kill mid-piece (a piece
-/// can be a whole 64 MiB xorb) costs at most this much per connection again: with 8
-/// connections, 16 MiB, under a tenth of a 256 MiB file.
-const SYNC_EVERY: u64 = 2 << 20;
+/// The file is synced, and what every connection has written recorded durable, each time
+/// this share of it has been written since the last sync (within [`SYNC_BOUNDS`]): a kill
+/// costs about that much again (under 2 % of the file, where a piece can be a whole 64 MiB
+/// xorb), and a 2 GiB file takes 64 syncs, not one per few MiB per connection (each sync of
+/// a file being written waits for a journal commit: 2 MiB per connection cost a third more
+/// time).
+const SYNC_SHARE: u64 = 64;
+const SYNC_BOUNDS: (u64, u64) = (4 << 20, 64 << 20);
+
+/// Bytes written by one piece between two hints to the kernel to start writing them back, so
+/// the next sync finds them on their way to the disk.
+const WRITEBACK_EVERY: u64 = 512 << 10;
 
 /// A term's chunks as written: index in the xorb, hash, length.
 type TermChunks = Vec<(u32, XetHash, u32)>;
+
+/// What one call knows of one term of the layout.
+#[derive(Debug, Clone, Default)]
+struct TermState {
+    /// Its chunks, once all are written.
+    chunks: Option<TermChunks>,
+    /// The chunks of the prefix an earlier call made durable (from disk).
+    head: TermChunks,
+    /// Bytes from its start written in place (a whole number of chunks), not yet all synced.
+    written: u64,
+    /// Bytes from its start synced and recorded (at most `written`).
+    durable: u64,
+    /// Bumped by each reset, so that a sync which looked at the term before it does not
+    /// record the old bytes durable.
+    generation: u32,
+    /// Its bytes are proven right (by their xorb's hash, or chunk by chunk).
+    proven: bool,
+}
+
+impl TermState {
+    /// Forget everything of the term: it is fetched again, whole.
+    fn reset(&mut self) {
+        *self = TermState {
+            generation: self.generation.wrapping_add(1),
+            ..TermState::default()
+        };
+    }
+}
 
 /// The file to fetch.
 pub(crate) struct XetFile<'a> {
@@ -149,14 +189,13 @@ struct Run<'a> {
     /// The presigned pieces as last handed out (replaced when one expires).
     fetches: Mutex<Vec<Fetch>>,
     out: &'a File,
-    /// Per term: its chunks, once all are written.
-    chunks: Mutex<Vec<Option<TermChunks>>>,
-    /// Per term: the chunks of the prefix an earlier call made durable (from disk).
-    heads: Mutex<Vec<TermChunks>>,
-    /// Per term: bytes from its start synced and recorded (a whole number of chunks).
-    durable: Mutex<Vec<u64>>,
-    /// Terms whose bytes are proven right (by their xorb's hash, or chunk by chunk).
-    proven: Mutex<Bitset>,
+    terms: Mutex<Vec<TermState>>,
+    /// Bytes written since the last sync began, and how many call for the next one.
+    unsynced: AtomicU64,
+    sync_every: u64,
+    /// Held by the connection syncing (the others go on writing); holds whether a sync
+    /// failed (then nothing more may be recorded durable).
+    sync_turn: Mutex<bool>,
     held: AtomicU64,
     /// The first failure ends every connection.
     failure: Mutex<Option<Failure>>,
@@ -208,10 +247,19 @@ pub(crate) fn transfer(
         fetches: Mutex::new(layout.fetches.clone()),
         layout,
         out: &out,
-        chunks: Mutex::new(vec![None; terms]),
-        heads: Mutex::new(vec![Vec::new(); terms]),
-        durable: Mutex::new(durable.clone()),
-        proven: Mutex::new(Bitset::new(terms)),
+        terms: Mutex::new(
+            durable
+                .iter()
+                .map(|&durable| TermState {
+                    written: durable,
+                    durable,
+                    ..TermState::default()
+                })
+                .collect(),
+        ),
+        unsynced: AtomicU64::new(0),
+        sync_every: (file.size / SYNC_SHARE).clamp(SYNC_BOUNDS.0, SYNC_BOUNDS.1),
+        sync_turn: Mutex::new(false),
         held: AtomicU64::new(0),
         failure: Mutex::new(None),
         abort: AtomicBool::new(false),
@@ -226,17 +274,18 @@ pub(crate) fn transfer(
             Vec::new()
         };
         let written: u64 = head.iter().map(|&(_, _, len)| u64::from(len)).sum();
+        let state = &mut lock(&run.terms)[t];
         if written != done {
             // Not chunk-aligned after all: fetch the whole term.
-            lock(&run.durable)[t] = 0;
+            state.reset();
             todo.push(t);
             continue;
         }
         run.add_held(done);
         if done == run.layout.terms[t].len {
-            lock(&run.chunks)[t] = Some(head);
+            state.chunks = Some(head);
         } else {
-            lock(&run.heads)[t] = head;
+            state.head = head;
             todo.push(t);
         }
     }
@@ -244,14 +293,13 @@ pub(crate) fn transfer(
     if !run.file_hash_matches() {
         // Fetch again exactly the terms nothing has proven yet, whole, once.
         let unproven: Vec<usize> = {
-            let proven = lock(&run.proven);
-            (0..terms).filter(|&t| !proven.get(t)).collect()
+            let mut states = lock(&run.terms);
+            let unproven = (0..terms)
+                .filter(|&t| !states[t].proven)
+                .collect::<Vec<_>>();
+            unproven.iter().for_each(|&t| states[t].reset());
+            unproven
         };
-        for &t in &unproven {
-            lock(&run.chunks)[t] = None;
-            lock(&run.heads)[t].clear();
-            lock(&run.durable)[t] = 0;
-        }
         run.run_units(run.units(&unproven, false))?;
         if !run.file_hash_matches() {
             return Err(Failure::Failed(Error::new(
@@ -395,9 +443,10 @@ impl Run<'_> {
     fn units(&self, terms: &[usize], local: bool) -> Vec<Unit> {
         let mut units = Vec::new();
         let mut by_fetch: HashMap<usize, Vec<usize>> = HashMap::new();
+        let states = lock(&self.terms);
         for &t in terms {
             let term = &self.layout.terms[t];
-            if lock(&self.durable)[t] > 0 {
+            if states[t].durable > 0 {
                 units.push(Unit::Rest { term: t });
             } else if local && self.local.has(&term.xorb, term.start, term.end) {
                 units.push(Unit::Local { term: t });
@@ -438,11 +487,17 @@ impl Run<'_> {
                 });
             }
         });
-        match lock(&self.failure).take() {
+        let ended = match lock(&self.failure).take() {
             Some(failure) => Err(failure),
             None if self.cancel.load(Ordering::Relaxed) => Err(Error::cancelled().into()),
             None => Ok(()),
+        };
+        if ended.is_err() {
+            // Keep what was written for the next call. The failure is what the caller needs
+            // to hear; a sync failing as well changes nothing it can do.
+            let _ = self.sync_and_record(true);
         }
+        ended
     }
 
     fn fail(&self, failure: Failure) {
@@ -501,7 +556,8 @@ impl Run<'_> {
             &|refused| self.refresh_urls(refused),
             &targets,
         )?;
-        Ok(self.finish_terms(terms.iter().copied().zip(lists).collect(), proven)?)
+        self.finish_terms(terms.iter().copied().zip(lists).collect(), proven);
+        Ok(())
     }
 
     /// The rest of term `t` after its durable prefix: the ranged reconstruction of those
@@ -509,19 +565,18 @@ impl Run<'_> {
     /// the whole term is fetched instead.
     fn fetch_rest(&self, t: usize) -> std::result::Result<(), Failure> {
         let term = self.layout.terms[t].clone();
-        let done = lock(&self.durable)[t];
+        let done = lock(&self.terms)[t].durable;
         let range = (term.offset + done, term.offset + term.len);
         let sub = match reconstruct(&self.auth, self.opts, self.cancel, Some(range)) {
             Ok(sub) => sub,
             Err(Failure::Failed(e)) if e.kind() != ErrorKind::Cancelled => {
-                lock(&self.heads)[t].clear();
-                lock(&self.durable)[t] = 0;
+                lock(&self.terms)[t].reset();
                 return self.fetch_terms(term.fetch, &[t]);
             }
             Err(other) => return Err(other),
         };
         let sub_fetches = Mutex::new(sub.fetches.clone());
-        let mut chunks = std::mem::take(&mut lock(&self.heads)[t]);
+        let mut chunks = std::mem::take(&mut lock(&self.terms)[t].head);
         let mut base = done;
         for part in &sub.terms {
             let target = Target {
@@ -546,7 +601,8 @@ impl Run<'_> {
             base += part.len;
         }
         // Part of a xorb: proven by the file hash only.
-        Ok(self.finish_terms(vec![(t, chunks)], false)?)
+        self.finish_terms(vec![(t, chunks)], false);
+        Ok(())
     }
 
     /// Copy term `t` from a blob the index says holds its chunks, checking each chunk's
@@ -555,6 +611,14 @@ impl Run<'_> {
         let term = &self.layout.terms[t];
         let Some(run) = self.local.find(&term.xorb, term.start, term.end) else {
             return Ok(false);
+        };
+        let target = Target {
+            term: t,
+            base: 0,
+            start: term.start,
+            end: term.end,
+            offset: term.offset,
+            len: term.len,
         };
         let mut buf = Vec::new();
         let mut at = term.offset;
@@ -572,13 +636,14 @@ impl Run<'_> {
             }
             write_all_at(self.out, &buf, at).map_err(|e| self.io("writing", e))?;
             at += u64::from(len);
+            self.wrote(&target, at - term.offset, len)?;
             chunks.push((term.start + i as u32, hash, len));
         }
         if at != term.offset + term.len {
             return Ok(false);
         }
         self.add_held(term.len);
-        self.finish_terms(vec![(t, chunks)], true)?;
+        self.finish_terms(vec![(t, chunks)], true);
         Ok(true)
     }
 
@@ -660,7 +725,8 @@ impl Run<'_> {
         let mut lists: Vec<TermChunks> = vec![Vec::new(); targets.len()];
         let mut leaves = Vec::with_capacity((fetch.end - fetch.start) as usize);
         let (mut record, mut chunk) = (Vec::new(), Vec::new());
-        let mut unsynced = 0u64;
+        // Per target: how far its bytes have been handed to write-back.
+        let mut kicked: Vec<u64> = vec![0; targets.len()];
         for index in fetch.start..fetch.end {
             if self.stopped() {
                 return Err(Error::cancelled().into());
@@ -683,11 +749,12 @@ impl Run<'_> {
                 cursors[k] += u64::from(len);
                 lists[k].push((index, hash, len));
                 self.add_held(u64::from(len));
-                unsynced += u64::from(len);
-            }
-            if unsynced >= SYNC_EVERY {
-                unsynced = 0;
-                self.record_progress(targets, &cursors)?;
+                if cursors[k] - kicked[k] >= WRITEBACK_EVERY {
+                    let len = cursors[k] - kicked[k];
+                    start_writeback(self.out, target.offset + kicked[k], len);
+                    kicked[k] = cursors[k];
+                }
+                self.wrote(target, cursors[k], len)?;
             }
         }
         if body.left != 0 {
@@ -730,38 +797,65 @@ impl Run<'_> {
         }
     }
 
-    /// Sync what the targets hold so far and record it: a term's durable prefix only grows,
-    /// and only by bytes that continue it.
-    fn record_progress(&self, targets: &[Target], cursors: &[u64]) -> Result<()> {
-        self.out.sync_data().map_err(|e| self.io("syncing", e))?;
-        let mut durable = lock(&self.durable);
-        for (target, &cursor) in targets.iter().zip(cursors) {
-            let prefix = &mut durable[target.term];
-            // The target's bytes extend the prefix only if they start where it ends, or
-            // before (what this target wrote earlier).
-            if (target.base..=target.base + cursor).contains(prefix) {
-                *prefix = target.base + cursor;
+    /// `target` holds its first `cursor` bytes in place, the last `len` just written: extend
+    /// its term's written prefix (only by bytes that continue it), and sync when enough has
+    /// been written since the last sync.
+    fn wrote(&self, target: &Target, cursor: u64, len: u32) -> Result<()> {
+        {
+            let state = &mut lock(&self.terms)[target.term];
+            if state.written >= target.base {
+                state.written = state.written.max(target.base + cursor);
             }
         }
-        self.resume.save(&xet_state(self.file, &durable))
+        let unsynced = self.unsynced.fetch_add(u64::from(len), Ordering::Relaxed);
+        if unsynced + u64::from(len) >= self.sync_every {
+            self.sync_and_record(false)?;
+        }
+        Ok(())
     }
 
-    /// Record finished terms: sync the file, then mark them durable in the resume record.
-    fn finish_terms(&self, done: Vec<(usize, TermChunks)>, proven: bool) -> Result<()> {
-        self.out.sync_data().map_err(|e| self.io("syncing", e))?;
-        let mut durable = lock(&self.durable);
-        {
-            let mut chunks = lock(&self.chunks);
-            let mut proven_terms = lock(&self.proven);
-            for (t, list) in done {
-                durable[t] = self.layout.terms[t].len;
-                chunks[t] = Some(list);
-                if proven {
-                    proven_terms.set(t);
-                }
+    /// Finished terms: all their bytes written, their chunks known (and `proven` by their
+    /// xorb's hash or chunk by chunk). The next sync records them durable.
+    fn finish_terms(&self, done: Vec<(usize, TermChunks)>, proven: bool) {
+        let mut states = lock(&self.terms);
+        for (t, list) in done {
+            let state = &mut states[t];
+            state.written = self.layout.terms[t].len;
+            state.chunks = Some(list);
+            state.proven |= proven;
+        }
+    }
+
+    /// Sync the file, then record every term's prefix written before the sync began as
+    /// durable in the resume record. One connection syncs at a time while the others go on
+    /// writing; unless `wait`, a connection that finds a sync under way leaves it at that.
+    fn sync_and_record(&self, wait: bool) -> Result<()> {
+        let mut failed = match self.sync_turn.try_lock() {
+            Ok(turn) => turn,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if wait => lock(&self.sync_turn),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(()),
+        };
+        if *failed {
+            return Err(self.io("syncing", io::Error::other("an earlier sync failed")));
+        }
+        self.unsynced.store(0, Ordering::Relaxed);
+        let before: Vec<(u32, u64)> = lock(&self.terms)
+            .iter()
+            .map(|s| (s.generation, s.written))
+            .collect();
+        if let Err(e) = self.out.sync_data() {
+            *failed = true;
+            return Err(self.io("syncing", e));
+        }
+        let mut states = lock(&self.terms);
+        for (state, (generation, written)) in states.iter_mut().zip(before) {
+            if state.generation == generation {
+                state.durable = state.durable.max(written);
             }
         }
-        self.resume.save(&xet_state(self.file, &durable))
+        let prefixes: Vec<u64> = states.iter().map(|s| s.durable).collect();
+        self.resume.save(&xet_state(self.file, &prefixes))
     }
 
     /// The chunks of the first `len` bytes of term `t`, from the file's bytes.
@@ -784,21 +878,23 @@ impl Run<'_> {
 
     /// Whether the chunks written, in file order, hash to the file's Xet hash.
     fn file_hash_matches(&self) -> bool {
-        let chunks = lock(&self.chunks);
+        let states = lock(&self.terms);
         let mut leaves = Vec::new();
-        for term in chunks.iter() {
-            let Some(term) = term else { return false };
+        for state in states.iter() {
+            let Some(term) = &state.chunks else {
+                return false;
+            };
             leaves.extend(term.iter().map(|&(_, h, len)| (h, u64::from(len))));
         }
         file_hash_of_root(merkle_root(&leaves), leaves.is_empty()) == self.file.hash
     }
 
     fn held_chunks(&self) -> Vec<Held> {
-        let chunks = lock(&self.chunks);
+        let states = lock(&self.terms);
         let mut held = Vec::new();
-        for (term, list) in self.layout.terms.iter().zip(chunks.iter()) {
+        for (term, state) in self.layout.terms.iter().zip(states.iter()) {
             let mut offset = term.offset;
-            for &(index, hash, len) in list.iter().flatten() {
+            for &(index, hash, len) in state.chunks.iter().flatten() {
                 held.push(Held {
                     xorb: term.xorb,
                     index,
