@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +49,10 @@ MANY_REPO, MANY_QUANT, MANY_FILES = "bench/many", "Q4_0", 10_000
 # Case 7: four different files for four processes (the same-file half uses the warm file).
 FOUR_REPO, FOUR_FILES = "bench/four", [f"part-{i}.bin" for i in range(1, 5)]
 PROCESSES = 4
+# Case 9: a Xet-backed file, and a second version of it with one MiB in the middle rewritten
+# (another repo: the bench emulator is frozen, and chunks are shared across repos as across
+# revisions, by the Hub's CAS and by our chunk index alike).
+XET_REPO, XET2_REPO, XET_FILE = "bench/xet", "bench/xet-rev2", "model.safetensors"
 MIB = 1 << 20
 SETUP_BUDGET_S = 180  # per run, for caching the 10,000 files of case 5
 THROTTLE = "40m"  # nginx limit_rate per connection: 40 MiB/s
@@ -93,7 +98,7 @@ def write_random(path: Path, size: int):
 def generate(big_size: int, warm_size: int, four_size: int):
     """Write the repos once; files already there at their size are kept."""
     stamp = DATA / "generated.json"
-    want = {"big": big_size, "warm": warm_size, "four": four_size, "version": 3}
+    want = {"big": big_size, "warm": warm_size, "four": four_size, "xet": big_size, "version": 4}
     if stamp.exists() and json.loads(stamp.read_text()) == want:
         return
     log(f"generating data in {DATA} (one time) ...")
@@ -102,6 +107,7 @@ def generate(big_size: int, warm_size: int, four_size: int):
         path = REPOS / repo / name
         if not path.exists() or path.stat().st_size != size:
             write_random(path, size)
+    generate_xet(big_size)
     small = DATA / "generated-small.json"
     if small.exists() and json.loads(small.read_text()) == {"version": 3}:
         stamp.write_text(json.dumps(want))
@@ -127,6 +133,21 @@ def generate(big_size: int, warm_size: int, four_size: int):
     shutil.rmtree(CDN, ignore_errors=True)
     small.write_text(json.dumps({"version": 3}))
     stamp.write_text(json.dumps(want))
+
+
+def generate_xet(size: int):
+    """Case 9's repos: a random Xet-backed file, and its second version with the MiB in the
+    middle rewritten in place (so every other chunk is shared)."""
+    first, second = REPOS / XET_REPO / XET_FILE, REPOS / XET2_REPO / XET_FILE
+    for repo in (XET_REPO, XET2_REPO):
+        (REPOS / repo).mkdir(parents=True, exist_ok=True)
+        (REPOS / repo / ".emulator.json").write_text('{"xet": true}\n')
+    if not first.exists() or first.stat().st_size != size:
+        write_random(first, size)
+    shutil.copyfile(first, second)
+    with open(second, "r+b") as f:
+        f.seek(size // 2)
+        f.write(os.urandom(MIB))
 
 
 def sha256_file(path: Path) -> str:
@@ -217,6 +238,11 @@ http {{
 
     def log_mark(self):
         return self.access_log.stat().st_size if self.access_log.exists() else 0
+
+    def cas_bytes(self, speed):
+        """Bytes the emulator's Xet storage (CAS) has sent so far."""
+        with urllib.request.urlopen(f"{self.url(speed)}/_emulator/stats") as answer:
+            return json.load(answer)["bytes_sent_cas"]
 
     def bytes_sent_since(self, mark, *shas):
         with open(self.access_log, "rb") as f:
@@ -857,6 +883,124 @@ def case_serving(servers, index, warm_size, runs, seconds):
 
 # ---------------------------------------------------------------- report
 
+NATIVE_ROW = "tabcache native Xet (fetch example)"
+BRIDGE_ROW = "tabcache over the bridge (HF_HUB_DISABLE_XET=1)"
+HF_XET_ROW = "huggingface_hub + hf_xet"
+CURL_SYNC_ROW = "curl -L -o && sync FILE"
+REV2_ROWS = {"disk": ("tabcache native, revision 2 (revision 1 cached)",
+                      "tabcache native, revision 1"),
+             "tmpfs": ("tabcache native on tmpfs, revision 2", "tabcache native on tmpfs, revision 1"),
+             "hf": ("huggingface_hub + hf_xet, revision 2 (revision 1 cached)", None)}
+VERIFY_SYNC.update({
+    NATIVE_ROW: ("Xet hash, per xorb and chunk", "yes (fdatasync + dir)"),
+    BRIDGE_ROW: ("sha256", "yes (fdatasync + dir)"),
+    HF_XET_ROW: ("no", "no"),
+    CURL_SYNC_ROW: ("no", "yes"),
+    REV2_ROWS["disk"][0]: ("Xet hash", "yes"),
+    REV2_ROWS["disk"][1]: ("Xet hash", "yes"),
+    REV2_ROWS["tmpfs"][0]: ("Xet hash", "tmpfs: no disk"),
+    REV2_ROWS["tmpfs"][1]: ("Xet hash", "tmpfs: no disk"),
+    REV2_ROWS["hf"][0]: ("no", "no"),
+})
+TMPFS = Path("/dev/shm")
+
+
+def case_xet(servers, index, size, runs):
+    """Case 9: a Xet-backed file natively, over the bridge, with hf_xet and with curl; then
+    its second version with one MiB changed, after the first is cached. Each row: seconds,
+    peak RSS, bytes from the CAS and from the CDN (nginx, the bridge's target)."""
+    log(f"case 9: a {size / MIB:.0f} MiB Xet-backed file")
+    endpoint = servers.url("fast")
+    env = hf_env(endpoint)
+    bridge_env = dict(env, HF_HUB_DISABLE_XET="1")
+    sha1 = index[f"{XET_REPO}/{XET_FILE}"]["sha"]
+    sha2 = index[f"{XET2_REPO}/{XET_FILE}"]["sha"]
+    fetch = lambda d, repo: [str(FETCH), "file", str(d), repo, XET_FILE]  # noqa: E731
+
+    def measured(row, command, env, *shas):
+        """{row: (seconds, rss, CAS bytes, CDN bytes)} of one timed command."""
+        cas, cdn = servers.cas_bytes("fast"), servers.log_mark()
+        wall, rss, _ = timed(command, env)
+        time.sleep(0.3)  # nginx logs a request once its connection closes
+        return {row: (wall, rss, servers.cas_bytes("fast") - cas,
+                      servers.bytes_sent_since(cdn, *shas))}
+
+    def native():
+        d = scratch("xet-native")
+        out = measured(NATIVE_ROW, fetch(d, XET_REPO), env, sha1)
+        settle(d)
+        return out
+
+    def bridge():
+        d = scratch("xet-bridge")
+        out = measured(BRIDGE_ROW, fetch(d, XET_REPO), bridge_env, sha1)
+        settle(d)
+        return out
+
+    def hf():
+        d = scratch("xet-hf")
+        hf_home = dict(env, HF_HOME=str(d / "home"))  # its Xet caches start empty each run
+        out = measured(HF_XET_ROW, contender("hf_download_file", XET_REPO, XET_FILE, d / "hub"),
+                       hf_home, sha1)
+        settle(d)
+        return out
+
+    def curl():
+        d = scratch("xet-curl")
+        target = d / XET_FILE
+        url = f"{endpoint}/{XET_REPO}/resolve/main/{XET_FILE}"
+        out = measured(CURL_SYNC_ROW, ["sh", "-c", f'curl -sSfL -o "{target}" "{url}" && sync "{target}"'],
+                       env, sha1)
+        assert target.stat().st_size == size
+        settle(d)
+        return out
+
+    def revision_two(where):
+        """Revision 1 downloaded (timed as its own row), then revision 2 into the same cache."""
+        second_row, first_row = REV2_ROWS[where]
+        d = (TMPFS / "tabcache-bench-xet") if where == "tmpfs" else scratch("xet-rev2")
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        out = measured(first_row, fetch(d, XET_REPO), env, sha1)
+        subprocess.run(["sync"], check=True)
+        out.update(measured(second_row, fetch(d, XET2_REPO), env, sha2))
+        settle(d)
+        return out
+
+    def hf_revision_two():
+        d = scratch("xet-hf-rev2")
+        hf_home = dict(env, HF_HOME=str(d / "home"))
+        timed(contender("hf_download_file", XET_REPO, XET_FILE, d / "hub"), hf_home)
+        subprocess.run(["sync"], check=True)
+        out = measured(REV2_ROWS["hf"][0], contender("hf_download_file", XET2_REPO, XET_FILE, d / "hub"),
+                       hf_home, sha2)
+        settle(d)
+        return out
+
+    # Untimed: the emulator builds its xorbs on the first request for each file.
+    for repo in (XET_REPO, XET2_REPO):
+        d = scratch("xet-warm")
+        timed(fetch(d, repo), env)
+        settle(d)
+    contenders = [native, bridge, hf, curl, lambda: revision_two("disk"),
+                  lambda: revision_two("tmpfs"), hf_revision_two]
+    samples = alternate(contenders, runs)
+    rows = {row: {"median_s": statistics.median(v[0] for v in vals),
+                  "runs_s": [round(v[0], 3) for v in vals],
+                  "peak_rss_mib": max(v[1] for v in vals),
+                  "cas_bytes": statistics.median(v[2] for v in vals),
+                  "cdn_bytes": statistics.median(v[3] for v in vals)} for row, vals in samples.items()}
+    ours = rows[NATIVE_ROW]["median_s"]
+    ratio = lambda a, b: rows[a]["median_s"] / rows[b]["median_s"]  # noqa: E731
+    return {"size": size, "rows": rows, "ratios": {
+        "native / hf_xet": ours / rows[HF_XET_ROW]["median_s"],
+        "native / curl && sync": ours / rows[CURL_SYNC_ROW]["median_s"],
+        "native / bridge": ours / rows[BRIDGE_ROW]["median_s"],
+        "revision 2 / revision 1 (disk)": ratio(*REV2_ROWS["disk"]),
+        "revision 2 / revision 1 (tmpfs)": ratio(*REV2_ROWS["tmpfs"]),
+        "hf_xet revision 2 / hf_xet revision 1": ratio(REV2_ROWS["hf"][0], HF_XET_ROW)}}
+
+
 def machine(write_probe):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), platform.processor())
@@ -980,6 +1124,20 @@ def table(results):
                          f"{', '.join(map(str, q['ranges_rps']['rounds']))}.")
         lines.append(f"Load average {' '.join(map(str, s8['load_average']['start']))} at the start of "
                      f"case 8, {' '.join(map(str, s8['load_average']['end']))} at its end.")
+    x = results.get("9 xet")
+    if x:
+        native = x["rows"][NATIVE_ROW]["median_s"]
+        lines += ["", f"| case 9 (Xet-backed {x['size'] / MIB:.0f} MiB file) | verifies | syncs | median s | "
+                  "MB/s | peak RSS MiB | CAS bytes | CDN bytes | native / this |",
+                  "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for row, r in x["rows"].items():
+            verifies, syncs = VERIFY_SYNC[row]
+            ratio = "—" if row == NATIVE_ROW else f"{native / r['median_s']:.2f}"
+            lines.append(f"| {row} | {verifies} | {syncs} | {r['median_s']:.2f} | "
+                         f"{x['size'] / r['median_s'] / 1e6:.0f} | {r['peak_rss_mib']:.0f} | "
+                         f"{r['cas_bytes']:,.0f} | {r['cdn_bytes']:,.0f} | {ratio} |")
+        lines += ["", "| case 9 ratio (medians) | value |", "| --- | ---: |"]
+        lines += [f"| {name} | {value:.3f} |" for name, value in x["ratios"].items()]
     r = results.get("6 resume")
     if r:
         one_range = 16 * MIB
@@ -1002,7 +1160,7 @@ def main():
                          "60 s towards the 10k-file cache")
     ap.add_argument("--big-mib", type=int, help="size of the case 1/2/6 file (default 2048)")
     ap.add_argument("--runs", type=int)
-    ap.add_argument("--cases", default="1,2,3,5,6,7,8", help="comma-separated case numbers (4 rides on 1)")
+    ap.add_argument("--cases", default="1,2,3,5,6,7,8,9", help="comma-separated case numbers (4 rides on 1)")
     ap.add_argument("--before", type=Path, help="an older build of examples/fetch to compare")
     ap.add_argument("--before-serve", type=Path,
                     help="an older build of the tabcache CLI, a third server in case 8")
@@ -1044,6 +1202,8 @@ def main():
             results["7 processes"] = case_processes(servers, index, warm, four, runs)
         if "8" in cases:
             results["8 serving"] = case_serving(servers, index, warm, runs, 5 if args.quick else 10)
+        if "9" in cases:
+            results["9 xet"] = case_xet(servers, index, big, runs)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=2))
     text = table(results)

@@ -141,6 +141,15 @@ impl Error {
         Error::new(ErrorKind::Io, format!("{what} {}: {err}", path.display()))
     }
 
+    /// The same error with every occurrence of `secret` (a token a server may have echoed
+    /// into its answer) in the message replaced by `<redacted>`.
+    pub fn redact(mut self, secret: &str) -> Self {
+        if !secret.is_empty() && self.message.contains(secret) {
+            self.message = self.message.replace(secret, "<redacted>");
+        }
+        self
+    }
+
     /// Prefix the message with context, keeping the kind.
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);

@@ -21,16 +21,46 @@ const FILE: &str = "model.safetensors";
 const MIB: u64 = 1 << 20;
 
 fn xet_repo(root: &Path, size: u64, seed: u64) {
-    write_pseudo_random_file(root, REPO, FILE, size, seed).unwrap();
+    xet_repo_named(root, REPO, size, seed);
+}
+
+fn xet_repo_named(root: &Path, repo: &str, size: u64, seed: u64) {
+    write_pseudo_random_file(root, repo, FILE, size, seed).unwrap();
     write_repo_config(
         root,
-        REPO,
+        repo,
         &RepoConfig {
             xet: true,
             ..Default::default()
         },
     )
     .unwrap();
+}
+
+/// A hub serving the Xet-backed `REPO/FILE`: `size` pseudo-random bytes from `seed`, in
+/// xorbs of at most `xorb_max` bytes (None: the emulator's default, the Hub's 64 MiB).
+fn xet_hub(size: u64, seed: u64, xorb_max: Option<u64>) -> Hub {
+    match xorb_max {
+        Some(max) => hub_with(|root| xet_repo(root, size, seed), |b| b.xorb_max_bytes(max)),
+        None => hub(|root| xet_repo(root, size, seed)),
+    }
+}
+
+/// The file downloaded into a fresh cache and checked byte for byte.
+fn download_checked(hub: &Hub, size: u64, seed: u64) -> (tempfile::TempDir, tabcache::ModelCache) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), hub);
+    let path = download(&cache);
+    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, seed));
+    (dir, cache)
+}
+
+/// Requests whose target contains `needle`.
+fn requests_for(hub: &Hub, needle: &str) -> Vec<hub_emulator::RequestRecord> {
+    hub.settled_requests()
+        .into_iter()
+        .filter(|r| r.target.contains(needle))
+        .collect()
 }
 
 fn cas_targets(hub: &Hub) -> Vec<String> {
@@ -54,11 +84,8 @@ fn download(cache: &tabcache::ModelCache) -> std::path::PathBuf {
 #[test]
 fn a_xet_file_is_rebuilt_from_xorbs_byte_exact_without_the_bridge() {
     let size = 256 * MIB;
-    let hub = hub(|root| xet_repo(root, size, 16));
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), &hub);
-    let path = download(&cache);
-    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 16));
+    let hub = xet_hub(size, 16, None);
+    let (_dir, cache) = download_checked(&hub, size, 16);
     assert!(cache.take_notes().is_empty());
     let cas = cas_targets(&hub);
     assert!(
@@ -82,10 +109,7 @@ fn a_corrupt_chunk_is_caught_with_its_piece_and_fetched_again() {
     // Three xorbs of about 8, 8 and 4 MiB: every piece is longer than the corrupt offset,
     // whichever a connection asks for first.
     let size = 20 * MIB;
-    let hub = hub_with(
-        |root| xet_repo(root, size, 17),
-        |b| b.xorb_max_bytes(8 * MIB),
-    );
+    let hub = xet_hub(size, 17, Some(8 * MIB));
     // One byte 1 MiB into the first piece fetched.
     hub.emu.add_fault(
         Fault::new(FaultKind::Corrupt { offset: MIB })
@@ -93,10 +117,7 @@ fn a_corrupt_chunk_is_caught_with_its_piece_and_fetched_again() {
             .path("xorb")
             .times(1),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), &hub);
-    let path = download(&cache);
-    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 17));
+    let (_dir, _cache) = download_checked(&hub, size, 17);
     let cas = cas_targets(&hub);
     let pieces: Vec<&String> = cas.iter().filter(|t| t.contains("xorb")).collect();
     let mut unique = pieces.clone();
@@ -111,10 +132,7 @@ fn a_corrupt_chunk_is_caught_with_its_piece_and_fetched_again() {
 #[test]
 fn refused_tokens_and_expired_urls_are_replaced_mid_transfer() {
     let size = 24 * MIB;
-    let hub = hub_with(
-        |root| xet_repo(root, size, 18),
-        |b| b.xorb_max_bytes(4 * MIB),
-    );
+    let hub = xet_hub(size, 18, Some(4 * MIB));
     // The first reconstruction is refused (an expired token), and two xorb pieces (expired
     // URLs) later on.
     hub.emu.add_fault(
@@ -129,19 +147,9 @@ fn refused_tokens_and_expired_urls_are_replaced_mid_transfer() {
             .path("xorb")
             .times(2),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), &hub);
-    let path = download(&cache);
-    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 18));
-    let requests = hub.settled_requests();
-    let tokens = requests
-        .iter()
-        .filter(|r| r.target.contains("xet-read-token"))
-        .count();
-    let reconstructions = requests
-        .iter()
-        .filter(|r| r.target.contains("/reconstructions/"))
-        .count();
+    let (_dir, _cache) = download_checked(&hub, size, 18);
+    let tokens = requests_for(&hub, "xet-read-token").len();
+    let reconstructions = requests_for(&hub, "/reconstructions/").len();
     assert!(tokens >= 2, "the refused token was replaced: {tokens}");
     assert!(
         reconstructions >= 3,
@@ -150,19 +158,53 @@ fn refused_tokens_and_expired_urls_are_replaced_mid_transfer() {
     assert!(hub.cdn_requests().is_empty());
 }
 
+/// A token about to expire is replaced before it is used, so the CAS never has to refuse
+/// one: it lives 61 s, a minute is the margin, so any reconstruction asked for a second
+/// after the first (here, for the URLs that expire mid-transfer) takes a new token first.
+#[test]
+fn a_token_close_to_expiry_is_replaced_before_the_cas_refuses_it() {
+    let size = 32 * MIB;
+    let hub = xet_hub(size, 19, Some(4 * MIB));
+    hub.emu.set_xet_token_ttl(61);
+    hub.emu.set_xet_url_ttl(1);
+    // Slow enough (4 connections x 2 MB/s) that pieces start after their URLs expired.
+    hub.emu.add_fault(
+        Fault::new(FaultKind::RateLimit {
+            bytes_per_sec: 2_000_000,
+        })
+        .on(Listener::Cas)
+        .path("xorb"),
+    );
+    let (_dir, _cache) = download_checked(&hub, size, 19);
+    let tokens = requests_for(&hub, "xet-read-token").len();
+    let reconstructions: Vec<u16> = requests_for(&hub, "/reconstructions/")
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        reconstructions.len() >= 2,
+        "expired URLs were replaced: {reconstructions:?}"
+    );
+    assert!(
+        reconstructions.iter().all(|&status| status == 200),
+        "a reconstruction was refused, so a stale token was used: {reconstructions:?}"
+    );
+    assert!(
+        tokens >= 2,
+        "the token was replaced before it expired: {tokens} token requests"
+    );
+}
+
 #[test]
 fn an_unknown_compression_scheme_falls_back_to_the_bridge_with_a_note() {
     let size = 12 * MIB;
-    let hub = hub(|root| xet_repo(root, size, 19));
+    let hub = xet_hub(size, 19, None);
     hub.emu.add_fault(
         Fault::new(FaultKind::XetUnknownScheme)
             .on(Listener::Cas)
             .path("xorb"),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let cache = open(dir.path(), &hub);
-    let path = download(&cache);
-    assert_eq!(sha256_of(&path), pseudo_random_sha256(size, 19));
+    let (_dir, cache) = download_checked(&hub, size, 19);
     let notes = cache.take_notes();
     assert!(
         notes.len() == 1 && notes[0].contains("bridge") && notes[0].contains("scheme"),
@@ -171,24 +213,58 @@ fn an_unknown_compression_scheme_falls_back_to_the_bridge_with_a_note() {
     assert!(!hub.cdn_requests().is_empty(), "the bridge served it");
 }
 
+/// Rewrite `len` bytes at `at` of `path` with other pseudo-random bytes.
+fn rewrite(path: &Path, at: u64, len: u64) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    let mut rng = XorShift(99);
+    let change: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+    f.write_all(&change).unwrap();
+}
+
+/// Two repos sharing all but a MiB: the second is mostly copied from the first, and deleting
+/// it must not take the first one's chunks out of the index with it (a chunk held by two
+/// blobs is indexed for each).
+#[test]
+fn deleting_a_blob_that_shares_chunks_keeps_the_others_indexed() {
+    const OTHER: &str = "org/xet-finetune";
+    let size = 64 * MIB;
+    let hub = hub(|root| {
+        xet_repo(root, size, 23);
+        xet_repo_named(root, OTHER, size, 23);
+        rewrite(&path_of(root, OTHER, FILE), size / 2, MIB);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cache = open(dir.path(), &hub);
+    download(&cache);
+    let fetch_other = || {
+        hub.emu.clear_log();
+        cache.scan_repo(OTHER, None).unwrap();
+        cache.download_file(OTHER, FILE, None, None).unwrap();
+        hub.emu.cas_bytes_sent()
+    };
+    let first = fetch_other();
+    assert!(first <= 4 * MIB, "CAS bytes for the shared file: {first}");
+    cache.delete_model(OTHER).unwrap();
+    let again = fetch_other();
+    assert!(
+        again <= 4 * MIB,
+        "CAS bytes after the other copy was deleted: {again} (the index lost the first blob's chunks)"
+    );
+}
+
 #[test]
 fn revision_two_with_one_changed_mib_fetches_about_that_mib() {
     let size = 256 * MIB;
-    let hub = hub(|root| xet_repo(root, size, 20));
+    let hub = xet_hub(size, 20, None);
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path(), &hub);
     let first = download(&cache);
     let first_commit = hub.emu.commit_of(REPO).unwrap();
     // Revision 2: one MiB in the middle rewritten.
     let file = path_of(hub.root(), REPO, FILE);
-    {
-        use std::io::{Seek, SeekFrom, Write};
-        let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-        f.seek(SeekFrom::Start(size / 2)).unwrap();
-        let mut rng = XorShift(99);
-        let change: Vec<u8> = (0..MIB).map(|_| rng.next() as u8).collect();
-        f.write_all(&change).unwrap();
-    }
+    rewrite(&file, size / 2, MIB);
     let expected = sha256_of(&file);
     assert_ne!(hub.emu.commit_of(REPO).unwrap(), first_commit);
     hub.emu.clear_log();
@@ -237,7 +313,7 @@ fn a_native_download_killed_halfway_resumes_fetching_under_a_tenth_more() {
         return child_download(&child);
     }
     let size = 256 * MIB;
-    let hub = hub(|root| xet_repo(root, size, 21));
+    let hub = xet_hub(size, 21, None);
     // Slow the CAS so the kill lands mid-transfer: 4 connections x 16 MB/s.
     let slow = hub.emu.add_fault(
         Fault::new(FaultKind::RateLimit {
@@ -295,7 +371,7 @@ fn a_native_download_killed_halfway_resumes_fetching_under_a_tenth_more() {
 #[test]
 fn a_cancelled_native_download_stops_at_once_and_the_next_call_resumes() {
     let size = 64 * MIB;
-    let hub = hub(|root| xet_repo(root, size, 22));
+    let hub = xet_hub(size, 22, None);
     let slow = hub.emu.add_fault(
         Fault::new(FaultKind::RateLimit {
             bytes_per_sec: 8_000_000,

@@ -62,10 +62,16 @@ fn wait_before_retry(base: Duration, failures: u32, retry_after: Option<Duration
 
 /// Sleep `wait`, waking early (with the stop error) when the transfer is cancelled or aborted.
 pub(crate) fn sleep_unless_stopped(wait: Duration, control: &Control) -> Result<()> {
+    sleep_unless(wait, || control.should_stop())
+}
+
+/// Sleep `wait`, polling `stop`, and return `Cancelled` as soon as it is true: for waits
+/// outside a transfer's threads, which have a cancel flag but no [`Control`].
+pub(crate) fn sleep_unless(wait: Duration, stop: impl Fn() -> bool) -> Result<()> {
     let until = std::time::Instant::now() + wait;
     loop {
-        if control.should_stop() {
-            return Err(control.stopped());
+        if stop() {
+            return Err(Error::cancelled());
         }
         let now = std::time::Instant::now();
         if now >= until {

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dir::{Dir, Kind};
 use crate::error::{Error, ErrorKind, Result};
-pub(crate) use attempts::{sleep_unless_stopped, Attempts};
+pub(crate) use attempts::{sleep_unless, sleep_unless_stopped, Attempts};
 pub(crate) use body::Control;
 pub(crate) use prefix::{PrefixWatch, WrittenPrefix};
 

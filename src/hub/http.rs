@@ -173,18 +173,8 @@ impl Http {
     /// Remove the token from a message the server could have echoed it into.
     pub fn scrub(&self, err: Error) -> Error {
         match &self.config.token {
-            Some(token) if err.message().contains(token.as_str()) => {
-                let cleaned = Error::new(
-                    err.kind(),
-                    err.message().replace(token.as_str(), "<redacted>"),
-                );
-                if err.is_transient() {
-                    cleaned.transient(err.retry_after())
-                } else {
-                    cleaned
-                }
-            }
-            _ => err,
+            Some(token) => err.redact(token),
+            None => err,
         }
     }
 

@@ -126,22 +126,10 @@ impl HubClient {
             return Ok(CasAnswer::TokenRefused);
         }
         let hop = self.http.check(hop, Subject::default())?;
-        let document = hop.read_json(MAX_CAS_JSON, what).map_err(|e| {
-            // The access token is in no answer, but an echoing server must not leak it.
-            scrub(e, &token.access_token)
-        })?;
+        // The access token is in no answer, but an echoing server must not leak it.
+        let document = hop
+            .read_json(MAX_CAS_JSON, what)
+            .map_err(|e| e.redact(&token.access_token))?;
         Ok(CasAnswer::Document(document))
-    }
-}
-
-fn scrub(err: Error, secret: &str) -> Error {
-    if !err.message().contains(secret) {
-        return err;
-    }
-    let cleaned = Error::new(err.kind(), err.message().replace(secret, "<redacted>"));
-    if err.is_transient() {
-        cleaned.transient(err.retry_after())
-    } else {
-        cleaned
     }
 }

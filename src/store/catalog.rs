@@ -9,7 +9,7 @@
 //! - `partials`: transfer key -> [`PartialState`] (which ranges of a `.part` are durable)
 //! - `meta`: small facts about the catalog itself (the last rebuild, the disk budget)
 //! - `pins`: repos and variants the budget never evicts (see `usage`)
-//! - `xet_chunks`: (xorb, chunk index) -> blob, offset, length, chunk hash (see `chunks`)
+//! - `xet_chunks`: (xorb, chunk index, blob) -> offset, length, chunk hash (see `chunks`)
 //!
 //! Why SQLite: many processes share one cache (a Python host, C engines, the CLI, a server),
 //! and SQLite is the embedded store built and tested for exactly that: WAL lets readers run
@@ -99,7 +99,7 @@ const MIGRATIONS: &[&str] = &[
          offset INTEGER NOT NULL,
          len INTEGER NOT NULL,
          hash TEXT NOT NULL,
-         PRIMARY KEY (xorb, idx)
+         PRIMARY KEY (xorb, idx, sha256)
      ) WITHOUT ROWID;
      CREATE INDEX xet_chunks_by_blob ON xet_chunks (sha256);",
 ];

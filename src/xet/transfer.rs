@@ -37,7 +37,8 @@ use super::{Held, LocalChunks, XetHash};
 use crate::dir::{file_meta, Dir};
 use crate::download::pwrite::{preallocate, read_exact_at, start_writeback, write_all_at};
 use crate::download::{
-    sleep_unless_stopped, Attempts, Control, PartialState, ResumeLog, TransferOptions, XetPartial,
+    sleep_unless, sleep_unless_stopped, Attempts, Control, PartialState, ResumeLog,
+    TransferOptions, XetPartial,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::hub::{CasAnswer, HubClient, XetToken};
@@ -367,15 +368,7 @@ fn reconstruct(
                 auth.refused(&token);
             }
             Err(e) => match attempts.after_failure(e, false) {
-                Ok(wait) => {
-                    let never = AtomicBool::new(false);
-                    let control = Control {
-                        cancel,
-                        abort: &never,
-                        stall_timeout: opts.stall_timeout,
-                    };
-                    sleep_unless_stopped(wait, &control)?;
-                }
+                Ok(wait) => sleep_unless(wait, || cancel.load(Ordering::Relaxed))?,
                 Err(e) => return Err(give_up(e.message().to_string())),
             },
         }
@@ -535,22 +528,22 @@ impl Run<'_> {
         }
     }
 
+    /// All of term `t`, as a target.
+    fn whole_term(&self, t: usize) -> Target {
+        let term = &self.layout.terms[t];
+        Target {
+            term: t,
+            base: 0,
+            start: term.start,
+            end: term.end,
+            offset: term.offset,
+            len: term.len,
+        }
+    }
+
     /// Whole terms from piece `f` of the layout.
     fn fetch_terms(&self, f: usize, terms: &[usize]) -> std::result::Result<(), Failure> {
-        let targets: Vec<Target> = terms
-            .iter()
-            .map(|&t| {
-                let term = &self.layout.terms[t];
-                Target {
-                    term: t,
-                    base: 0,
-                    start: term.start,
-                    end: term.end,
-                    offset: term.offset,
-                    len: term.len,
-                }
-            })
-            .collect();
+        let targets: Vec<Target> = terms.iter().map(|&t| self.whole_term(t)).collect();
         let (lists, proven) = self.fetch_piece(
             &|| lock(&self.fetches)[f].clone(),
             &|refused| self.refresh_urls(refused),
@@ -612,14 +605,7 @@ impl Run<'_> {
         let Some(run) = self.local.find(&term.xorb, term.start, term.end) else {
             return Ok(false);
         };
-        let target = Target {
-            term: t,
-            base: 0,
-            start: term.start,
-            end: term.end,
-            offset: term.offset,
-            len: term.len,
-        };
+        let target = self.whole_term(t);
         let mut buf = Vec::new();
         let mut at = term.offset;
         let mut chunks = Vec::with_capacity(run.chunks.len());

@@ -102,13 +102,8 @@ fn parse_resolve(path: &str) -> Option<(String, String, String)> {
 }
 
 pub(crate) fn handle_api(shared: &Shared, request: &Request, plan: &Plan) -> Response {
-    if request.method != "GET" && request.method != "HEAD" {
-        return Response::hub_error(
-            405,
-            None,
-            &format!("method {} is not supported here", request.method),
-        )
-        .header("Allow", "GET, HEAD");
+    if let Some(refused) = Response::unless_read(request) {
+        return refused;
     }
     let path = request.path();
     if path.starts_with(API_PREFIX) {
@@ -508,13 +503,8 @@ fn xet_read_token(shared: &Shared, request: &Request, repo_id: &str, revision: &
 }
 
 pub(crate) fn handle_cdn(shared: &Shared, request: &Request, plan: &Plan) -> Response {
-    if request.method != "GET" && request.method != "HEAD" {
-        return Response::hub_error(
-            405,
-            None,
-            &format!("method {} is not supported here", request.method),
-        )
-        .header("Allow", "GET, HEAD");
+    if let Some(refused) = Response::unless_read(request) {
+        return refused;
     }
     let sha256 = request.path().strip_prefix("/cdn/").unwrap_or("");
     match shared.store.blob(sha256) {

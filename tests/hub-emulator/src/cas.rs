@@ -12,13 +12,8 @@ use crate::xet::{unix_now, ReconError};
 use xet_format::hash::XetHash;
 
 pub(crate) fn handle_cas(shared: &Shared, request: &Request, plan: &Plan) -> Response {
-    if request.method != "GET" && request.method != "HEAD" {
-        return Response::hub_error(
-            405,
-            None,
-            &format!("method {} is not supported here", request.method),
-        )
-        .header("Allow", "GET, HEAD");
+    if let Some(refused) = Response::unless_read(request) {
+        return refused;
     }
     let path = request.path();
     for (prefix, version) in [("/v1/reconstructions/", 1), ("/v2/reconstructions/", 2)] {

@@ -128,6 +128,16 @@ impl Response {
         response
     }
 
+    /// `405` for a method other than GET and HEAD, the only ones the download routes (the
+    /// API's and the CAS's) answer; None for those two.
+    pub(crate) fn unless_read(request: &Request) -> Option<Response> {
+        if request.method == "GET" || request.method == "HEAD" {
+            return None;
+        }
+        let message = format!("method {} is not supported here", request.method);
+        Some(Response::hub_error(405, None, &message).header("Allow", "GET, HEAD"))
+    }
+
     /// A Hub error: `X-Error-Code` (when given), `X-Error-Message` and `{"error": message}`.
     pub fn hub_error(status: u16, code: Option<&str>, message: &str) -> Response {
         let mut response = Response::json(status, &serde_json::json!({ "error": message }));

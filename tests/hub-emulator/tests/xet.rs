@@ -29,6 +29,32 @@ fn xet_repo(root: &std::path::Path, repo: &str, config: RepoConfig) {
     .unwrap();
 }
 
+/// `REPO/w.bin`, Xet-backed: `len` mixed bytes from `seed`, served by a fresh emulator;
+/// with the file's Xet hash and a read token.
+struct Served {
+    _scratch: Scratch,
+    emu: Emulator,
+    hash: String,
+    token: String,
+}
+
+fn serve_one(name: &str, len: usize, seed: u64) -> Served {
+    let scratch = Scratch::new(name);
+    let root = scratch.path();
+    let weights = mixed(len, seed);
+    write_file(root, REPO, "w.bin", &weights).unwrap();
+    xet_repo(root, REPO, RepoConfig::default());
+    let emu = Emulator::start(root).unwrap();
+    let hash = xet_hash_of(&weights);
+    let token = token(&emu, REPO);
+    Served {
+        _scratch: scratch,
+        emu,
+        hash,
+        token,
+    }
+}
+
 fn xet_hash_of(bytes: &[u8]) -> String {
     file_hash(bytes).unwrap().0.to_string()
 }
@@ -463,14 +489,12 @@ fn cas_refuses_missing_bad_and_expired_tokens_and_unknown_files() {
 
 #[test]
 fn xorb_urls_serve_exactly_their_signed_range_until_they_expire() {
-    let scratch = Scratch::new("xet-urls");
-    let root = scratch.path();
-    let weights = mixed(400_000, 6);
-    write_file(root, REPO, "w.bin", &weights).unwrap();
-    xet_repo(root, REPO, RepoConfig::default());
-    let emu = Emulator::start(root).unwrap();
-    let hash = xet_hash_of(&weights);
-    let token = token(&emu, REPO);
+    let Served {
+        _scratch,
+        emu,
+        hash,
+        token,
+    } = serve_one("xet-urls", 400_000, 6);
     let recon = reconstruction(&emu, &hash, &token, None).json();
     let (xorb, infos) = recon["fetch_info"]
         .as_object()
@@ -628,14 +652,12 @@ fn first_fetch(emu: &Emulator, hash: &str, token: &str) -> (String, String) {
 
 #[test]
 fn cas_faults_fire_on_the_cas_listener() {
-    let scratch = Scratch::new("xet-faults");
-    let root = scratch.path();
-    let weights = mixed(300_000, 9);
-    write_file(root, REPO, "w.bin", &weights).unwrap();
-    xet_repo(root, REPO, RepoConfig::default());
-    let emu = Emulator::start(root).unwrap();
-    let hash = xet_hash_of(&weights);
-    let token = token(&emu, REPO);
+    let Served {
+        _scratch,
+        emu,
+        hash,
+        token,
+    } = serve_one("xet-faults", 300_000, 9);
     let (url, range) = first_fetch(&emu, &hash, &token);
     let clean = call(&agent(), "GET", &url, &[("Range", &range)]).body;
 
@@ -734,14 +756,12 @@ fn cas_faults_fire_on_the_cas_listener() {
 
 #[test]
 fn control_stats_count_cas_bytes_and_faults_take_the_cas_listener() {
-    let scratch = Scratch::new("xet-control");
-    let root = scratch.path();
-    let weights = mixed(200_000, 10);
-    write_file(root, REPO, "w.bin", &weights).unwrap();
-    xet_repo(root, REPO, RepoConfig::default());
-    let emu = Emulator::start(root).unwrap();
-    let hash = xet_hash_of(&weights);
-    let token = token(&emu, REPO);
+    let Served {
+        _scratch,
+        emu,
+        hash,
+        token,
+    } = serve_one("xet-control", 200_000, 10);
     let (url, range) = first_fetch(&emu, &hash, &token);
     let fetched = call(&agent(), "GET", &url, &[("Range", &range)]).body.len() as u64;
     let stats = call(
