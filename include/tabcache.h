@@ -648,6 +648,19 @@ tc_status tc_cache_get_stats_json(struct tc_cache *cache,
                                   char **out_json);
 
 /**
+ * The notes kept since the last call, oldest first, as a JSON array of strings, and forget
+ * them: things worth telling a user that are not failures (a Xet-backed file fetched
+ * through the Hub's bridge, and why). The cache keeps the latest 64.
+ *
+ * - out_json: on TC_STATUS_OK receives the JSON; the caller frees it with tc_string_free.
+ *
+ * Returns TC_STATUS_OK; TC_STATUS_INVALID_ARGUMENT (NULL out_json, bad handle). Callable
+ * from any thread: each note goes to the one call that takes it.
+ */
+tc_status tc_cache_take_notes_json(struct tc_cache *cache,
+                                   char **out_json);
+
+/**
  * Adopt the files an existing huggingface_hub cache already holds, so that downloading them
  * transfers nothing: each models--org--name/snapshots/<commit>/<path> whose bytes match the
  * hash its blob is named by is hard-linked (or copied) into this cache and recorded for that

@@ -973,6 +973,21 @@ class ModelCache:
         _check(function(self._cache(), _text(repo_id, "repo_id"), _text(quant_key, "quant_key"), changed))
         return bool(changed[0])
 
+    def take_notes(self) -> List[str]:
+        """The notes kept since the last call, oldest first, which are then forgotten: things
+        worth telling a user that are not failures, such as a Xet-backed file fetched through
+        the Hub's bridge because its Xet storage could not serve it (and why).
+
+        Returns:
+            `List[str]`: One sentence each; empty when there is nothing to say.
+
+        Raises:
+            [`InvalidArgumentError`]: The cache is closed.
+        """
+        out = ffi.new("char **")
+        _check(lib.tc_cache_take_notes_json(self._cache(), out))
+        return json.loads(_take_string(out[0]))
+
     def pins(self) -> List[Dict[str, Any]]:
         """The pins, by repository.
 
