@@ -58,17 +58,7 @@ fn lay_out(root: &Path) {
 
 /// The `xetHash` the emulator lists for each (repo, path).
 fn listed_hashes(emu: &Emulator, repo: &str) -> Vec<(String, String)> {
-    let reply = hub_emulator::client::call(
-        &hub_emulator::client::agent(),
-        "GET",
-        &format!("{}/api/models/{repo}/tree/main?recursive=true", emu.url()),
-        &[],
-    );
-    assert_eq!(reply.status, 200);
-    reply
-        .json()
-        .as_array()
-        .unwrap()
+    hub_emulator::client::tree(&emu.url(), repo)
         .iter()
         .filter_map(|entry| {
             Some((

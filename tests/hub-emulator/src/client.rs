@@ -91,3 +91,14 @@ pub fn call(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str
     .unwrap_or_else(|err| panic!("{method} {url} failed: {err}"));
     Reply::read(response, method == "HEAD")
 }
+
+/// The recursive tree listing of `repo` at `main` from the hub at `base`: its entries.
+pub fn tree(base: &str, repo: &str) -> Vec<serde_json::Value> {
+    let url = format!("{base}/api/models/{repo}/tree/main?recursive=true");
+    let reply = call(&agent(), "GET", &url, &[]);
+    assert_eq!(reply.status, 200, "GET {url}");
+    match reply.json() {
+        serde_json::Value::Array(entries) => entries,
+        other => panic!("GET {url}: not a list: {other}"),
+    }
+}

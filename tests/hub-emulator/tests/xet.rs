@@ -61,20 +61,9 @@ fn xet_hash_of(bytes: &[u8]) -> String {
 
 /// The tree entry of `path`.
 fn entry(emu: &Emulator, repo: &str, path: &str) -> Value {
-    let reply = call(
-        &agent(),
-        "GET",
-        &format!("{}/api/models/{repo}/tree/main?recursive=true", emu.url()),
-        &[],
-    );
-    assert_eq!(reply.status, 200);
-    reply
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
+    hub_emulator::client::tree(&emu.url(), repo)
+        .into_iter()
         .find(|e| e["path"] == path)
-        .cloned()
         .unwrap_or_else(|| panic!("{path} not listed"))
 }
 
